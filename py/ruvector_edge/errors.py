@@ -1,0 +1,77 @@
+"""Every exception the package raises on purpose, in one place.
+
+Callers on a receive path catch `RejectedInput` to drop a frame without caring
+why; tests and metrics look at the concrete class to know *why* it was dropped.
+"""
+
+
+class EdgeError(Exception):
+    """Base class of all ruvector-edge errors."""
+
+
+class RejectedInput(EdgeError):
+    """Input from the outside was refused; no state was changed."""
+
+
+class CanonicalizationError(RejectedInput):
+    """A value has no RFC 8785 canonical form (NaN, lone surrogate, unsupported type...)."""
+
+
+class MalformedMessage(RejectedInput):
+    """Bytes are not a well-formed object of the expected kind (shape, types, encoding)."""
+
+
+class OversizedMessage(RejectedInput):
+    """A frame or field is larger than the configured limit."""
+
+
+class WrongSwarm(RejectedInput):
+    """The object was made for a different swarm."""
+
+
+class WrongType(RejectedInput):
+    """The object's `type` is not the one expected here (domain separation)."""
+
+
+class StaleTimestamp(RejectedInput):
+    """The timestamp is older than the accepted past window."""
+
+
+class FutureTimestamp(RejectedInput):
+    """The timestamp is further ahead than the allowed clock skew."""
+
+
+class UnknownSender(RejectedInput):
+    """The sender is not in the member registry."""
+
+
+class BadSignature(RejectedInput):
+    """The Ed25519 signature does not verify under the registry's key."""
+
+
+class ReplayDetected(RejectedInput):
+    """The nonce or counter was already seen, or the counter fell behind the window."""
+
+
+class DecryptionFailed(RejectedInput):
+    """AES-GCM authentication failed (wrong key, tampered ciphertext, tag or header)."""
+
+
+class PayloadHashMismatch(RejectedInput):
+    """The decrypted payload does not match the hash the sender signed."""
+
+
+class RegistrationRejected(RejectedInput):
+    """A member registration failed validation (bad key, no capabilities, odd joined_at...)."""
+
+
+class KeyConflict(RegistrationRejected):
+    """An agent id is already registered under a different Ed25519 key."""
+
+
+class IdentityFileError(EdgeError):
+    """An identity file is missing, unreadable, malformed or has unsafe permissions."""
+
+
+class ProviderUnavailable(EdgeError):
+    """The runtime lacks what a provider needs (e.g. PyNaCl not installed natively)."""

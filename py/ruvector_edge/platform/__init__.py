@@ -1,0 +1,30 @@
+"""Choose the providers for the runtime we are in, once, at start-up.
+
+This is the only place that tells CPython from Pyodide; the core receives a
+`Runtime` and never asks.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .base import Clock, CryptoProvider, FakeClock, RandomSource, Runtime
+
+__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_runtime"]
+
+_default: Runtime | None = None
+
+
+def default_runtime() -> Runtime:
+    """The runtime for this interpreter: WebCrypto bridges under Pyodide, PyNaCl/cryptography natively."""
+    global _default
+    if _default is None:
+        if sys.platform == "emscripten":
+            from .browser import browser_runtime
+
+            _default = browser_runtime()
+        else:
+            from .native import native_runtime
+
+            _default = native_runtime()
+    return _default
