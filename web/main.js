@@ -1,0 +1,96 @@
+// Page side: starts the Python worker, shows load progress, and surfaces any
+// failure as visible text (never a silent blank page). `window.edge` lets
+// Playwright tests and benchmarks drive Python in the worker.
+
+const $ = (id) => document.getElementById(id);
+const STAGES = ["boot", "pyodide", "manifest", "wheel", "import"];
+
+function setStatus(state, text) {
+  const el = $("status");
+  el.dataset.state = state;
+  el.textContent = text;
+}
+
+function addStep(stage, detail) {
+  const list = $("progress");
+  for (const li of list.children) li.className = "done";
+  const li = document.createElement("li");
+  li.textContent = detail || stage;
+  list.append(li);
+  $("bar").value = Math.max($("bar").value, STAGES.indexOf(stage) + 1);
+}
+
+function showError(message) {
+  setStatus("error", "Failed to start");
+  const el = $("error");
+  el.hidden = false;
+  el.textContent = message;
+}
+
+const params = new URLSearchParams(location.search);
+const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+const pending = new Map();
+let nextId = 1;
+let resolveBooted;
+const booted = new Promise((r) => (resolveBooted = r));
+
+/** Send one request to the worker; resolves with its result or rejects with its error text. */
+async function call(cmd, args = {}) {
+  await booted;
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+    worker.postMessage({ id, cmd, args });
+  });
+}
+
+const timing = { bootMs: null, readyMs: null };
+
+worker.onmessage = ({ data }) => {
+  if (data.id !== undefined) {
+    const p = pending.get(data.id);
+    if (!p) return;
+    pending.delete(data.id);
+    data.ok ? p.resolve(data.result) : p.reject(new Error(data.error));
+    return;
+  }
+  switch (data.type) {
+    case "boot":
+      timing.bootMs = performance.now();
+      addStep("boot", "worker started");
+      resolveBooted();
+      break;
+    case "progress":
+      addStep(data.stage, data.detail);
+      setStatus("loading", `Loading: ${data.detail || data.stage}…`);
+      break;
+    case "ready":
+      timing.readyMs = performance.now();
+      for (const li of $("progress").children) li.className = "done";
+      $("bar").value = STAGES.length;
+      setStatus("ready", `ready — ruvector-edge ${data.version} on ${data.runtime} (crypto: ${data.crypto}, Python ${data.python})`);
+      break;
+    case "failed":
+      showError(data.message);
+      break;
+  }
+};
+
+worker.onerror = (event) => {
+  event.preventDefault();
+  showError(`worker error: ${event.message || "the worker script failed to load"}`);
+  for (const p of pending.values()) p.reject(new Error("worker error"));
+  pending.clear();
+};
+
+const ready = call("init", params.get("wheel") ? { wheel: params.get("wheel") } : {});
+ready.catch((err) => showError(err.message));
+
+window.edge = {
+  /** Resolves with {version, runtime, crypto, python} once Python and the wheel are loaded. */
+  ready,
+  timing,
+  call,
+  /** Run Python code in the worker; resolves with its (converted) last expression. */
+  py: (code) => call("py", { code }),
+};
