@@ -69,6 +69,10 @@ class KeyConflict(RegistrationRejected):
     """An agent id is already registered under a different Ed25519 key."""
 
 
+class SessionKeyError(EdgeError):
+    """A session key could not be derived (unknown peer, low-order X25519 key)."""
+
+
 class IdentityFileError(EdgeError):
     """An identity file is missing, unreadable, malformed or has unsafe permissions."""
 

@@ -1,0 +1,123 @@
+"""Signed, encrypted envelopes: the unit every swarm message travels in.
+
+Header (all signed, in clear so relays can route on swarm and topic):
+`{counter, message_id, nonce, payload_hash, sender_id, swarm, timestamp, topic, type}`.
+The Ed25519 signature covers the canonical header; the payload is AES-256-GCM
+with AAD = SHA-256(canonical header), so a ciphertext cannot be moved under
+another header, and `payload_hash` (keyed, see keys.py) binds the signer to
+the plaintext, which GCM alone cannot do when every member holds the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..canonical import canonicalize
+from ..errors import MalformedMessage, WrongType
+from . import wire
+
+BROADCAST = "envelope"  # encrypted under the swarm key, for every member
+DIRECT = "direct"  # encrypted under a pairwise X25519 session key
+ENVELOPE_TYPES = frozenset({BROADCAST, DIRECT})
+
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+IV_BYTES = 12
+TAG_BYTES = 16
+
+
+@dataclass(frozen=True)
+class EnvelopeHeader:
+    type: str
+    swarm: str
+    sender_id: str
+    topic: str
+    counter: int
+    message_id: str
+    nonce: str
+    timestamp: int
+    payload_hash: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "counter": self.counter,
+            "message_id": self.message_id,
+            "nonce": self.nonce,
+            "payload_hash": self.payload_hash.hex(),
+            "sender_id": self.sender_id,
+            "swarm": self.swarm,
+            "timestamp": self.timestamp,
+            "topic": self.topic,
+            "type": self.type,
+        }
+
+    def canonical(self) -> bytes:
+        return canonicalize(self.to_dict())
+
+    @staticmethod
+    def aad_of(canonical_header: bytes) -> bytes:
+        return hashlib.sha256(canonical_header).digest()
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> "EnvelopeHeader":
+        if not isinstance(obj, dict):
+            raise MalformedMessage("header must be an object")
+        wire.expect_keys(obj, _HEADER_KEYS, "envelope header")
+        kind = obj["type"]
+        if kind not in ENVELOPE_TYPES:
+            raise WrongType(f"{kind!r} is not an envelope type")
+        return cls(
+            type=kind,
+            swarm=wire.get_id(obj, "swarm"),
+            sender_id=wire.get_id(obj, "sender_id"),
+            topic=wire.get_id(obj, "topic"),
+            counter=wire.get_int(obj, "counter"),
+            message_id=wire.get_hex(obj, "message_id", 16).hex(),
+            nonce=wire.get_hex(obj, "nonce", 16).hex(),
+            timestamp=wire.get_int(obj, "timestamp"),
+            payload_hash=wire.get_hex(obj, "payload_hash", 32),
+        )
+
+
+_HEADER_KEYS = frozenset(EnvelopeHeader.__dataclass_fields__)
+_ENVELOPE_KEYS = frozenset({"header", "sig", "iv", "ct"})
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A sealed message as it travels: header, signature, IV and ciphertext (tag appended)."""
+
+    KIND: ClassVar[str] = "envelope"
+
+    header: EnvelopeHeader
+    sig: bytes
+    iv: bytes
+    ciphertext: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"header": self.header.to_dict(), "sig": self.sig.hex(), "iv": wire.b64(self.iv), "ct": wire.b64(self.ciphertext)}
+
+    def to_json(self) -> bytes:
+        return canonicalize(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], max_payload: int = DEFAULT_MAX_PAYLOAD) -> "Envelope":
+        wire.expect_keys(obj, _ENVELOPE_KEYS, "envelope")
+        header = EnvelopeHeader.from_dict(obj["header"])
+        iv = wire.get_b64(obj, "iv", IV_BYTES)
+        if len(iv) != IV_BYTES:
+            raise MalformedMessage(f"iv must be {IV_BYTES} bytes")
+        ciphertext = wire.get_b64(obj, "ct", max_payload + TAG_BYTES)
+        if len(ciphertext) < TAG_BYTES:
+            raise MalformedMessage("ciphertext shorter than the GCM tag")
+        return cls(header=header, sig=wire.get_hex(obj, "sig", 64), iv=iv, ciphertext=ciphertext)
+
+    @classmethod
+    def from_json(cls, data: bytes | str, max_payload: int = DEFAULT_MAX_PAYLOAD) -> "Envelope":
+        return cls.from_dict(wire.parse_json_object(data, max_frame_bytes(max_payload)), max_payload)
+
+
+def max_frame_bytes(max_payload: int) -> int:
+    """Largest JSON frame that can carry `max_payload` bytes: base64 growth plus a generous header allowance."""
+    return (max_payload + TAG_BYTES) * 4 // 3 + 4096

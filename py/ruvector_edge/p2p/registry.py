@@ -1,0 +1,181 @@
+"""The member registry: the only place a sender's public key comes from.
+
+A message is never trusted for the key that verifies it; the registry binds an
+agent id to the Ed25519 key of its first valid registration and refuses to
+rebind it. Liveness comes only from heartbeats whose signature verifies under
+that bound key.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ..errors import (
+    BadSignature,
+    FutureTimestamp,
+    KeyConflict,
+    RegistrationRejected,
+    ReplayDetected,
+    StaleTimestamp,
+    UnknownSender,
+    WrongSwarm,
+)
+from ..platform.base import Clock, CryptoProvider
+from .records import Heartbeat, Registration
+
+EARLIEST_JOINED_AT = 1_577_836_800_000  # 2020-01-01T00:00:00Z: anything earlier is a bogus clock
+
+
+class MemberStatus(str, enum.Enum):
+    ACTIVE = "active"
+    SUSPECT = "suspect"
+    GONE = "gone"
+
+
+@dataclass
+class Member:
+    registration: Registration
+    last_seen: int
+    last_heartbeat: int | None = None
+    heartbeat_seq: int = -1
+    load: float = 0.0
+    queue_depth: int = 0
+
+    @property
+    def agent_id(self) -> str:
+        return self.registration.agent_id
+
+    @property
+    def ed25519_pubkey(self) -> bytes:
+        return self.registration.ed25519_pubkey
+
+    @property
+    def x25519_pubkey(self) -> bytes:
+        return self.registration.x25519_pubkey
+
+
+class MemberRegistry:
+    def __init__(
+        self,
+        swarm_id: str,
+        crypto: CryptoProvider,
+        clock: Clock | None = None,
+        *,
+        suspect_after_ms: int = 15_000,
+        gone_after_ms: int = 45_000,
+        past_window_ms: int = 5 * 60 * 1000,
+        future_skew_ms: int = 60 * 1000,
+        max_members: int = 10_000,
+    ) -> None:
+        if not 0 < suspect_after_ms < gone_after_ms:
+            raise ValueError("need 0 < suspect_after_ms < gone_after_ms")
+        self.swarm_id = swarm_id
+        self.crypto = crypto
+        self.clock = clock or Clock()
+        self.suspect_after_ms = suspect_after_ms
+        self.gone_after_ms = gone_after_ms
+        self.past_window_ms = past_window_ms
+        self.future_skew_ms = future_skew_ms
+        self.max_members = max_members
+        self._members: dict[str, Member] = {}
+
+    # Registration ----------------------------------------------------------
+    async def register(self, registration: Registration) -> Member:
+        """Admit or refresh a member; raise a `RegistrationRejected` (or subclass) and change nothing otherwise."""
+        now = self.clock.now_ms()
+        reg = registration
+        if reg.swarm != self.swarm_id:
+            raise WrongSwarm(f"registration is for swarm {reg.swarm!r}, not {self.swarm_id!r}")
+        if len(reg.x25519_pubkey) != 32 or not any(reg.x25519_pubkey):
+            raise RegistrationRejected("x25519 public key is missing or all-zero")
+        if len(reg.ed25519_pubkey) != 32:
+            raise RegistrationRejected("ed25519 public key must be 32 bytes")
+        if not reg.capabilities:
+            raise RegistrationRejected("capabilities must not be empty")
+        if not EARLIEST_JOINED_AT <= reg.joined_at <= now + self.future_skew_ms:
+            raise RegistrationRejected(f"joined_at {reg.joined_at} is not a plausible time")
+        existing = self._members.get(reg.agent_id)
+        if existing is not None and existing.ed25519_pubkey != reg.ed25519_pubkey:
+            raise KeyConflict(f"{reg.agent_id!r} is already registered under another key")
+        if existing is None and len(self._members) >= self.max_members:
+            raise RegistrationRejected(f"registry is full ({self.max_members} members)")
+        await reg.verify(self.crypto, self.swarm_id)
+        existing = self._members.get(reg.agent_id)  # re-read: another registration may have landed while we awaited
+        if existing is not None and existing.ed25519_pubkey != reg.ed25519_pubkey:
+            raise KeyConflict(f"{reg.agent_id!r} is already registered under another key")
+        if existing is None:
+            member = self._members[reg.agent_id] = Member(registration=reg, last_seen=now)
+            return member
+        if reg.joined_at > existing.registration.joined_at:
+            existing.registration = reg  # a newer self-signed registration may change capabilities
+        existing.last_seen = max(existing.last_seen, now)
+        return existing
+
+    # Heartbeats --------------------------------------------------------------
+    async def heartbeat(self, heartbeat: Heartbeat) -> Member:
+        """Record a signed heartbeat: known sender, fresh, newer than the last, signed by the registered key."""
+        now = self.clock.now_ms()
+        hb = heartbeat
+        if hb.swarm != self.swarm_id:
+            raise WrongSwarm(f"heartbeat is for swarm {hb.swarm!r}")
+        member = self.require(hb.agent_id)
+        if hb.timestamp < now - self.past_window_ms:
+            raise StaleTimestamp(f"heartbeat from {hb.agent_id!r} is {now - hb.timestamp} ms old")
+        if hb.timestamp > now + self.future_skew_ms:
+            raise FutureTimestamp(f"heartbeat from {hb.agent_id!r} is {hb.timestamp - now} ms ahead")
+        if hb.seq <= member.heartbeat_seq:
+            raise ReplayDetected(f"heartbeat seq {hb.seq} from {hb.agent_id!r} is not newer than {member.heartbeat_seq}")
+        if not await self.crypto.verify(member.ed25519_pubkey, hb.signing_bytes(), hb.sig):
+            raise BadSignature(f"heartbeat from {hb.agent_id!r} does not verify under its registered key")
+        if hb.seq <= member.heartbeat_seq:  # a concurrent heartbeat won while we verified
+            raise ReplayDetected(f"heartbeat seq {hb.seq} from {hb.agent_id!r} is not newer than {member.heartbeat_seq}")
+        member.heartbeat_seq = hb.seq
+        member.last_heartbeat = hb.timestamp
+        member.last_seen = max(member.last_seen, now)
+        member.load = hb.load
+        member.queue_depth = hb.queue_depth
+        return member
+
+    def touch(self, agent_id: str) -> None:
+        """Any verified message is evidence of life."""
+        member = self._members.get(agent_id)
+        if member is not None:
+            member.last_seen = max(member.last_seen, self.clock.now_ms())
+
+    # Queries -------------------------------------------------------------------
+    def require(self, agent_id: str) -> Member:
+        member = self._members.get(agent_id)
+        if member is None:
+            raise UnknownSender(f"{agent_id!r} is not a registered member")
+        return member
+
+    def get(self, agent_id: str) -> Member | None:
+        return self._members.get(agent_id)
+
+    def public_key(self, agent_id: str) -> bytes:
+        return self.require(agent_id).ed25519_pubkey
+
+    def status(self, agent_id: str) -> MemberStatus:
+        silence = self.clock.now_ms() - self.require(agent_id).last_seen
+        if silence < self.suspect_after_ms:
+            return MemberStatus.ACTIVE
+        if silence < self.gone_after_ms:
+            return MemberStatus.SUSPECT
+        return MemberStatus.GONE
+
+    def members(self) -> list[Member]:
+        return list(self._members.values())
+
+    def active_members(self) -> list[Member]:
+        return [m for m in self._members.values() if self.status(m.agent_id) is MemberStatus.ACTIVE]
+
+    def remove(self, agent_id: str) -> None:
+        """Forget a member that left; its id can then be registered again under any key."""
+        self._members.pop(agent_id, None)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __contains__(self, agent_id: object) -> bool:
+        return agent_id in self._members
