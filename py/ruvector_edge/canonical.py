@@ -14,13 +14,14 @@ from typing import Any
 
 from .errors import CanonicalizationError
 
-__all__ = ["canonicalize", "canonical_str", "format_number"]
+__all__ = ["canonicalize", "canonical_flat", "canonical_str", "format_number"]
 
 # json's C string encoder escapes exactly what RFC 8785 §3.2.2.2 requires:
 # '"', '\\', \b \f \n \r \t, and other C0 controls as lowercase \u00xx.
 _encode_string = json.encoder.encode_basestring
 
 _MAX_SAFE_INT = 2**53
+_dumps_sorted = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
 
 
 def _utf16_key(key: str) -> bytes:
@@ -91,7 +92,7 @@ def _write(value: Any, out: list[str]) -> None:
     elif isinstance(value, dict):
         out.append("{")
         first = True
-        for key in sorted(value, key=_utf16_key) if _needs_sort(value) else ():
+        for key in _sorted_keys(value):
             if not first:
                 out.append(",")
             first = False
@@ -110,11 +111,14 @@ def _write(value: Any, out: list[str]) -> None:
         raise CanonicalizationError(f"type {type(value).__name__} has no JSON representation")
 
 
-def _needs_sort(mapping: dict) -> bool:
+def _sorted_keys(mapping: dict) -> list[str]:
+    """Keys in UTF-16 code-unit order (RFC 8785 §3.2.3); plain order is the same for ASCII keys."""
+    ascii_only = True
     for key in mapping:
-        if not isinstance(key, str):
+        if type(key) is not str:
             raise CanonicalizationError(f"object key {key!r} is not a string")
-    return bool(mapping)
+        ascii_only = ascii_only and key.isascii()
+    return sorted(mapping) if ascii_only else sorted(mapping, key=_utf16_key)
 
 
 def canonical_str(value: Any) -> str:
@@ -127,9 +131,35 @@ def canonical_str(value: Any) -> str:
     return "".join(out)
 
 
+def _is_flat_simple(mapping: dict) -> bool:
+    """True when json.dumps(sort_keys=True) is already JCS: ASCII keys, values str or safe int.
+
+    For such objects code-point order equals UTF-16 order and the C encoder's
+    string escaping is RFC 8785's, so the fast path changes no byte; envelope
+    headers and most signed records take it.
+    """
+    for key, item in mapping.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        kind = type(item)
+        if kind is int:
+            if not -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
+                return False
+        elif kind is not str:
+            return False
+    return True
+
+
+def canonical_flat(mapping: dict[str, str | int]) -> bytes:
+    """Canonical bytes of a flat object whose caller guarantees ASCII keys and str / safe-int values."""
+    return _dumps_sorted(mapping).encode("utf-8")
+
+
 def canonicalize(value: Any) -> bytes:
     """The canonical JSON bytes (UTF-8) of a JSON-compatible value; what gets signed and hashed."""
     try:
+        if type(value) is dict and _is_flat_simple(value):
+            return _dumps_sorted(value).encode("utf-8")
         return canonical_str(value).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise CanonicalizationError("string contains a lone surrogate") from exc

@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..canonical import canonicalize
+from ..canonical import canonical_flat, canonicalize
 from ..errors import MalformedMessage, WrongType
 from . import wire
 
@@ -53,7 +53,9 @@ class EnvelopeHeader:
         }
 
     def canonical(self) -> bytes:
-        return canonicalize(self.to_dict())
+        """RFC 8785 bytes of the header. Every field is an ASCII id, hex or a safe integer (validated on
+        construction by `from_dict` or `_checked`), the case where json's sorted output is already JCS."""
+        return canonical_flat(self.to_dict())
 
     @staticmethod
     def aad_of(canonical_header: bytes) -> bytes:
@@ -98,8 +100,14 @@ class Envelope:
     def to_dict(self) -> dict[str, Any]:
         return {"header": self.header.to_dict(), "sig": self.sig.hex(), "iv": wire.b64(self.iv), "ct": wire.b64(self.ciphertext)}
 
-    def to_json(self) -> bytes:
-        return canonicalize(self.to_dict())
+    def to_json(self, canonical_header: bytes | None = None) -> bytes:
+        """Canonical frame bytes. Assembled by hand: keys are fixed and sorted, values are hex/base64
+        (nothing to escape), and the header's canonical form is usually already at hand."""
+        header = canonical_header if canonical_header is not None else self.header.canonical()
+        return b"".join(
+            (b'{"ct":"', wire.b64(self.ciphertext).encode(), b'","header":', header,
+             b',"iv":"', wire.b64(self.iv).encode(), b'","sig":"', self.sig.hex().encode(), b'"}')
+        )
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any], max_payload: int = DEFAULT_MAX_PAYLOAD) -> "Envelope":

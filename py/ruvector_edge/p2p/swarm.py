@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ..platform import Runtime, default_runtime
 from . import envelope as env
+from . import wire
 from .envelope import Envelope, EnvelopeHeader
 from .identity import IdentityManager
 from .keys import SwarmKey, payload_hash
@@ -110,6 +111,7 @@ class P2PSwarm:
         config: SecurityConfig | None = None,
     ) -> "P2PSwarm":
         """Join (or, with no key, found) a swarm as `agent_id`. A fresh identity is generated unless given."""
+        wire.check_id(agent_id, "agent_id")
         runtime = runtime or default_runtime()
         key = SwarmKey(swarm_key if swarm_key is not None else runtime.random.token_bytes(32))
         identity = identity or await IdentityManager.generate(runtime.crypto)
@@ -167,6 +169,7 @@ class P2PSwarm:
         return (await self._seal(env.DIRECT, topic or f"@{peer_id}", [payload], key))[0]
 
     async def _seal(self, kind: str, topic: str, payloads: Sequence[bytes], key: bytes) -> list[Published]:
+        wire.check_id(topic, "topic")
         with self.load.busy():
             random = self.runtime.random
             now = self.runtime.clock.now_ms()
@@ -196,8 +199,8 @@ class P2PSwarm:
             signatures = await self.identity.sign_many(headers)
             ciphertexts = await self.runtime.crypto.aes_gcm_seal_many(key, items)
             return [
-                Published(header.message_id, Envelope(header, sig, item[0], ct).to_json())
-                for header, sig, item, ct in zip(parsed, signatures, items, ciphertexts)
+                Published(header.message_id, Envelope(header, sig, item[0], ct).to_json(canonical))
+                for header, canonical, sig, item, ct in zip(parsed, headers, signatures, items, ciphertexts)
             ]
 
     # Receiving -----------------------------------------------------------------

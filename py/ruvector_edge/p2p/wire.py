@@ -15,9 +15,7 @@ from typing import Any
 
 from ..errors import MalformedMessage, OversizedMessage
 
-_HEX = re.compile(r"[0-9a-f]*")
 _ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
-_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 MAX_SAFE_INT = 2**53 - 1
 
@@ -65,12 +63,15 @@ def get_str(obj: dict[str, Any], key: str, max_len: int = 256) -> str:
     return value
 
 
-def get_id(obj: dict[str, Any], key: str) -> str:
-    """An identifier: 1-128 characters of a conservative alphabet (safe in logs, paths and topics)."""
-    value = get_str(obj, key, 128)
-    if not _ID.fullmatch(value):
-        raise MalformedMessage(f"{key} is not a valid identifier")
+def check_id(value: object, what: str) -> str:
+    """An identifier: 1-128 characters of [A-Za-z0-9._:@-] (safe in logs, file names and topics)."""
+    if type(value) is not str or not _ID.fullmatch(value):
+        raise MalformedMessage(f"{what} is not a valid identifier: {value!r:.80}")
     return value
+
+
+def get_id(obj: dict[str, Any], key: str) -> str:
+    return check_id(obj.get(key), key)
 
 
 def get_int(obj: dict[str, Any], key: str, minimum: int = 0, maximum: int = MAX_SAFE_INT) -> int:
@@ -94,21 +95,26 @@ def get_number(obj: dict[str, Any], key: str, minimum: float, maximum: float) ->
 def get_hex(obj: dict[str, Any], key: str, nbytes: int) -> bytes:
     """Lowercase hex of exactly `nbytes` bytes (bytes.fromhex alone would accept spaces and capitals)."""
     value = obj.get(key)
-    if not isinstance(value, str) or len(value) != 2 * nbytes or not _HEX.fullmatch(value):
-        raise MalformedMessage(f"{key} must be {nbytes} bytes of lowercase hex")
-    return bytes.fromhex(value)
+    if type(value) is str and len(value) == 2 * nbytes:
+        try:
+            decoded = bytes.fromhex(value)
+        except ValueError:
+            decoded = None
+        if decoded is not None and decoded.hex() == value:  # round trip: lowercase, no whitespace
+            return decoded
+    raise MalformedMessage(f"{key} must be {nbytes} bytes of lowercase hex")
 
 
 def get_b64(obj: dict[str, Any], key: str, max_bytes: int) -> bytes:
     """Standard padded base64 of at most `max_bytes` decoded bytes."""
     value = obj.get(key)
-    if not isinstance(value, str) or len(value) % 4 or not _B64.fullmatch(value):
+    if type(value) is not str or len(value) % 4:
         raise MalformedMessage(f"{key} must be padded base64")
     if len(value) // 4 * 3 > max_bytes + 2:
         raise OversizedMessage(f"{key} exceeds {max_bytes} bytes")
-    try:
+    try:  # validate=True refuses anything outside the alphabet, including whitespace
         return base64.b64decode(value, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):
         raise MalformedMessage(f"{key} must be padded base64") from None
 
 
