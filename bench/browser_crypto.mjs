@@ -1,0 +1,87 @@
+// Browser benchmark: Pyodide cold start, raw WebCrypto Ed25519 in plain JS in
+// the worker, the same through WebCryptoProvider from Python, and envelope
+// seal/open — all in one headless Chromium run, printed as JSON lines.
+// Needs a built app (bash scripts/build-web.sh). Loopback only; every loop is bounded.
+//   node bench/browser_crypto.mjs [--n 500] [--rounds 3] [--cold 3]
+import { chromium } from "@playwright/test";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config.js";
+
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const N = arg("n", 500);
+const ROUNDS = arg("rounds", 3);
+const COLD = arg("cold", 3);
+const PAYLOAD = arg("payload", 1024);
+const PORT = arg("port", 4183);
+const BASE = `http://127.0.0.1:${PORT}`;
+const emit = (obj) => console.log(JSON.stringify(obj));
+
+async function startServer() {
+  const server = spawn("npx", ["--no-install", "vite", "preview", "--host", "127.0.0.1", "--port", String(PORT), "--strictPort"], {
+    stdio: "ignore",
+    detached: true,
+  });
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(BASE + "/")).ok) return server;
+    } catch {}
+    await sleep(100);
+  }
+  process.kill(-server.pid);
+  throw new Error("preview server did not start");
+}
+
+async function openReady(browser) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(BASE + "/");
+  await page.waitForFunction(() => window.edge && window.edge.timing.readyMs !== null, null, { timeout: 60_000 });
+  const ms = await page.evaluate(() => window.edge.timing.readyMs);
+  return { context, page, ms };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+const server = await startServer();
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+try {
+  const cold = [];
+  for (let i = 0; i < COLD; i++) {
+    const { context, ms } = await openReady(browser);
+    cold.push(ms);
+    await context.close();
+  }
+  emit({ bench: "pyodide_cold_start", impl: "page-load-to-ready", ms_median: Math.round(median(cold)), ms_all: cold.map(Math.round) });
+
+  const { page } = await openReady(browser);
+  const raw = await page.evaluate(([n]) => window.edge.call("rawEd25519", { n, size: 300 }), [Math.max(N, 2000)]);
+  emit({ bench: "ed25519_sign", impl: "webcrypto-js-worker", ops_per_s: Math.round(raw.sign_per_s) });
+  emit({ bench: "ed25519_verify", impl: "webcrypto-js-worker", ops_per_s: Math.round(raw.verify_per_s) });
+
+  const src = readFileSync(new URL("./browser_bench.py", import.meta.url), "utf8");
+  const code = `
+import json
+_b = {"__name__": "browser_bench"}
+exec(${JSON.stringify(src)}, _b)
+json.dumps(await _b["run"](${N}, ${ROUNDS}, ${PAYLOAD}))
+`;
+  const r = JSON.parse(await page.evaluate((c) => window.edge.py(c), code));
+  emit({ bench: "ed25519_sign", impl: "pyodide-webcrypto-sign_many", batch: N, ops_per_s: Math.round(r.sign_many_per_s),
+    ratio_vs_raw: +(r.sign_many_per_s / raw.sign_per_s).toFixed(3) });
+  emit({ bench: "ed25519_verify", impl: "pyodide-webcrypto-verify_many", batch: N, ops_per_s: Math.round(r.verify_many_per_s),
+    ratio_vs_raw: +(r.verify_many_per_s / raw.verify_per_s).toFixed(3) });
+  if (r.seal_per_s !== undefined) {
+    emit({ bench: "envelope_seal", impl: "pyodide-ruvector_edge", batch: N, payload_bytes: PAYLOAD, ops_per_s: Math.round(r.seal_per_s),
+      ratio_vs_raw_sign: +(r.seal_per_s / raw.sign_per_s).toFixed(3), target_ratio: 0.3 });
+    emit({ bench: "envelope_open", impl: "pyodide-ruvector_edge", batch: N, payload_bytes: PAYLOAD, ops_per_s: Math.round(r.open_per_s),
+      ratio_vs_raw_verify: +(r.open_per_s / raw.verify_per_s).toFixed(3), target_ratio: 0.3 });
+  }
+} finally {
+  await browser.close();
+  try { process.kill(-server.pid); } catch {}
+}
