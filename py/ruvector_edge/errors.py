@@ -33,6 +33,10 @@ class WrongType(RejectedInput):
     """The object's `type` is not the one expected here (domain separation)."""
 
 
+class Misaddressed(RejectedInput):
+    """A direct message addressed to another agent."""
+
+
 class StaleTimestamp(RejectedInput):
     """The timestamp is older than the accepted past window."""
 

@@ -19,10 +19,10 @@ from typing import Sequence
 from ..errors import (
     BadSignature,
     DecryptionFailed,
+    Misaddressed,
     PayloadHashMismatch,
     RejectedInput,
     SessionKeyError,
-    UnknownSender,
     WrongSwarm,
 )
 from ..platform import Runtime, default_runtime
@@ -228,7 +228,7 @@ class P2PSwarm:
                 self.replay.check(header.sender_id, header.counter, header.nonce, header.timestamp, now)
                 member = self.registry.require(header.sender_id)
                 if header.type == env.DIRECT and header.topic != f"@{self.agent_id}":
-                    raise UnknownSender(f"direct message addressed to {header.topic!r}, not to us")
+                    raise Misaddressed(f"direct message addressed to {header.topic!r}, not to us")
                 pending.append((index, envelope, header.canonical(), member))
             except RejectedInput as exc:
                 results[index] = exc
