@@ -25,7 +25,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 def relay_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="edge-relay",
-        description="Relay node: serves the browser app, /healthz and /metrics on one port.",
+        description="Relay node: routes swarm frames (/ws) and serves the browser app, /healthz and /metrics on one port.",
         epilog="Log level: EDGE_LOG (or RUST_LOG) = debug|info|warning|error.",
     )
     parser.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8080), metavar="HOST:PORT",
@@ -42,15 +42,17 @@ def relay_main(argv: list[str] | None = None) -> int:
 
 
 async def _serve_relay(host: str, port: int, web_root: Path | None) -> int:
-    from .relay.http import start_http
+    from .relay.server import RelayServer
 
+    server = RelayServer(host, port, web_root)
     try:
-        runner = await start_http(host, port, web_root)
+        await server.start()
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc)
         return 2
     shown = f"[{host}]" if ":" in host else host
-    print(f"edge-relay {__version__} listening on http://{shown}:{port}/", flush=True)
+    port = server.port
+    print(f"edge-relay {__version__} listening on http://{shown}:{port}/ (agents: ws://{shown}:{port}/ws)", flush=True)
     if web_root is None:
         print("no web app to serve (build it with: bash scripts/build-web.sh)", flush=True)
     stop = asyncio.Event()
@@ -59,7 +61,7 @@ async def _serve_relay(host: str, port: int, web_root: Path | None) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
-    await runner.cleanup()
+    await server.stop()
     return 0
 
 

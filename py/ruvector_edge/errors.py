@@ -83,3 +83,15 @@ class IdentityFileError(EdgeError):
 
 class ProviderUnavailable(EdgeError):
     """The runtime lacks what a provider needs (e.g. PyNaCl not installed natively)."""
+
+
+class TransportError(EdgeError):
+    """A transport could not carry a frame."""
+
+
+class SendQueueFull(TransportError):
+    """The transport is disconnected and its bounded send queue is full: the frame was not accepted."""
+
+
+class TransportClosed(TransportError):
+    """The transport was stopped; nothing more can be sent."""

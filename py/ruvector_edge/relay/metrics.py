@@ -1,0 +1,77 @@
+"""Relay counters and the Prometheus text exposition of them."""
+
+from __future__ import annotations
+
+import bisect
+import time
+from typing import Callable
+
+from .. import __version__
+
+RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class RelayMetrics:
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.connections = 0
+        self.connections_total = 0
+        self.frames_in = 0
+        self.frames_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.drops: dict[str, int] = {}
+        self.http_requests: dict[tuple[str, int], int] = {}
+        self.rtt_counts = [0] * (len(RTT_BUCKETS) + 1)
+        self.rtt_sum = 0.0
+        self.queue_depths: Callable[[], tuple[int, int]] = lambda: (0, 0)
+
+    def drop(self, reason: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def count_http(self, kind: str, status: int) -> None:
+        key = (kind, status)
+        self.http_requests[key] = self.http_requests.get(key, 0) + 1
+
+    def observe_rtt(self, seconds: float) -> None:
+        self.rtt_counts[bisect.bisect_left(RTT_BUCKETS, seconds)] += 1
+        self.rtt_sum += seconds
+
+    def render(self) -> str:
+        total_depth, max_depth = self.queue_depths()
+        out: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float | int]]) -> None:
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} {kind}")
+            for labels, value in samples:
+                out.append(f"{name}{labels} {value}")
+
+        metric("edge_relay_info", "gauge", "Relay build information.", [(f'{{version="{__version__}"}}', 1)])
+        metric("edge_relay_uptime_seconds", "gauge", "Seconds since start.", [("", round(time.time() - self.started, 3))])
+        metric("edge_relay_connections", "gauge", "Open WebSocket connections.", [("", self.connections)])
+        metric("edge_relay_connections_total", "counter", "WebSocket connections accepted.", [("", self.connections_total)])
+        metric("edge_relay_frames_total", "counter", "Frames by direction.",
+               [('{direction="in"}', self.frames_in), ('{direction="out"}', self.frames_out)])
+        metric("edge_relay_bytes_total", "counter", "Frame bytes by direction.",
+               [('{direction="in"}', self.bytes_in), ('{direction="out"}', self.bytes_out)])
+        metric("edge_relay_drops_total", "counter", "Frames or connections dropped, by reason.",
+               [(f'{{reason="{reason}"}}', n) for reason, n in sorted(self.drops.items())])
+        metric("edge_relay_queue_depth", "gauge", "Outbound frames waiting, summed and worst connection.",
+               [('{stat="total"}', total_depth), ('{stat="max"}', max_depth)])
+        cumulative = 0
+        buckets = []
+        for bound, count in zip(RTT_BUCKETS, self.rtt_counts):
+            cumulative += count
+            buckets.append((f'_bucket{{le="{bound}"}}', cumulative))
+        cumulative += self.rtt_counts[-1]
+        buckets.append(('_bucket{le="+Inf"}', cumulative))
+        out.append("# HELP edge_relay_rtt_seconds Relay-to-agent ping round trips.")
+        out.append("# TYPE edge_relay_rtt_seconds histogram")
+        for suffix, value in buckets:
+            out.append(f"edge_relay_rtt_seconds{suffix} {value}")
+        out.append(f"edge_relay_rtt_seconds_sum {round(self.rtt_sum, 6)}")
+        out.append(f"edge_relay_rtt_seconds_count {cumulative}")
+        metric("edge_relay_http_requests_total", "counter", "HTTP requests by kind and status.",
+               [(f'{{kind="{k}",status="{s}"}}', n) for (k, s), n in sorted(self.http_requests.items())])
+        return "\n".join(out) + "\n"

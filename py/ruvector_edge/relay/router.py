@@ -1,0 +1,293 @@
+"""The relay's routing logic, without sockets (driven by relay/server.py and by tests).
+
+Per swarm it knows which agent is on which connection, who subscribed to
+which topic, and the registrations it has checked. It forwards envelopes by
+header (swarm, topic, sender) byte for byte and never sees a payload key.
+Every limit is enforced here: frame size, per-connection token bucket,
+subscriptions, members; a peer whose outbound queue is full is dropped rather
+than allowed to stall everyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from ..errors import KeyConflict, MalformedMessage, RejectedInput
+from ..p2p.registry import MemberRegistry
+from ..platform.base import Clock, CryptoProvider
+from ..transport import relay_wire as rw
+from .metrics import RelayMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Peer(Protocol):
+    """One client connection as the router sees it."""
+
+    conn_id: int
+
+    def send(self, text: str) -> bool:
+        """Queue a frame; False when the peer's outbound queue is full."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection (idempotent)."""
+
+
+@dataclass(frozen=True)
+class RelayLimits:
+    max_frame_bytes: int = 2 * 1024 * 1024
+    rate_per_s: float = 200.0
+    burst: float = 400.0
+    max_topics_per_peer: int = 256
+    max_members_per_swarm: int = 10_000
+    max_swarms: int = 10_000
+    queue_length: int = 1024
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass
+class _PeerState:
+    peer: Peer
+    bucket: TokenBucket
+    challenge: str
+    swarm: str | None = None
+    agent_id: str | None = None
+    topics: set[str] = field(default_factory=set)
+    pings: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class _SwarmState:
+    registry: MemberRegistry
+    agents: dict[str, int] = field(default_factory=dict)  # agent id -> conn id
+    subscribers: dict[str, set[int]] = field(default_factory=dict)  # topic -> conn ids
+
+
+class RelayRouter:
+    def __init__(
+        self,
+        crypto: CryptoProvider,
+        limits: RelayLimits | None = None,
+        *,
+        metrics: RelayMetrics | None = None,
+        clock: Clock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        random_hex: Callable[[], str] | None = None,
+    ) -> None:
+        self.crypto = crypto
+        self.limits = limits or RelayLimits()
+        self.metrics = metrics or RelayMetrics()
+        self.clock = clock or Clock()
+        self.monotonic = monotonic
+        self.random_hex = random_hex or (lambda: os.urandom(16).hex())
+        self._peers: dict[int, _PeerState] = {}
+        self._swarms: dict[str, _SwarmState] = {}
+        self._next_ping = 0
+
+    # Connections ---------------------------------------------------------------
+    def open(self, peer: Peer) -> None:
+        state = _PeerState(peer, TokenBucket(self.limits.rate_per_s, self.limits.burst, self.monotonic()), self.random_hex())
+        self._peers[peer.conn_id] = state
+        self.metrics.connections += 1
+        self.metrics.connections_total += 1
+        self._send(state, rw.encode("challenge", challenge=state.challenge))
+
+    def closed(self, peer: Peer) -> None:
+        state = self._peers.pop(peer.conn_id, None)
+        if state is None:
+            return
+        self.metrics.connections -= 1
+        self._unbind(state, announce=True)
+
+    def peer_count(self) -> int:
+        return len(self._peers)
+
+    def _unbind(self, state: _PeerState, announce: bool) -> None:
+        if state.swarm is None:
+            return
+        swarm = self._swarms.get(state.swarm)
+        if swarm is None:
+            return
+        for topic in state.topics:
+            subs = swarm.subscribers.get(topic)
+            if subs is not None:
+                subs.discard(state.peer.conn_id)
+                if not subs:
+                    del swarm.subscribers[topic]
+        state.topics.clear()
+        if state.agent_id is not None and swarm.agents.get(state.agent_id) == state.peer.conn_id:
+            del swarm.agents[state.agent_id]
+            if announce:
+                self._to_swarm(swarm, rw.encode("left", agent_id=state.agent_id), exclude=state.peer.conn_id)
+
+    # Frames --------------------------------------------------------------------
+    async def receive(self, peer: Peer, data: str | bytes) -> None:
+        state = self._peers.get(peer.conn_id)
+        if state is None:
+            return
+        self.metrics.frames_in += 1
+        self.metrics.bytes_in += len(data)
+        if not state.bucket.take(self.monotonic()):
+            self.metrics.drop("rate_limited")
+            return
+        try:
+            frame = rw.decode(data, self.limits.max_frame_bytes)
+        except RejectedInput as exc:
+            self.metrics.drop("malformed")
+            log.debug("conn %d sent a malformed frame: %s", peer.conn_id, exc)
+            peer.close(rw.CLOSE_INVALID_DATA, "malformed frame")
+            return
+        try:
+            if isinstance(frame, rw.RoutedEnvelope):
+                self._route(state, frame)
+            else:
+                await self._control(state, frame)
+        except KeyConflict as exc:
+            self.metrics.drop("key_conflict")
+            peer.close(rw.CLOSE_POLICY, str(exc)[:120])
+        except RejectedInput as exc:
+            self.metrics.drop("policy")
+            log.debug("conn %d violated the protocol: %s", peer.conn_id, exc)
+            peer.close(rw.CLOSE_POLICY, str(exc)[:120])
+
+    async def _control(self, state: _PeerState, control: rw.Control) -> None:
+        op = control.op
+        if op == "hello":
+            await self._hello(state, control)
+        elif op == "ping":
+            self._send(state, rw.encode("pong", id=rw.ping_id(control)))
+        elif op == "pong":
+            sent = state.pings.pop(rw.ping_id(control), None)
+            if sent is not None:
+                self.metrics.observe_rtt(self.monotonic() - sent)
+        elif state.agent_id is None:
+            raise MalformedMessage(f"{op!r} before hello")
+        elif op == "sub":
+            self._subscribe(state, rw.topics_of(control))
+        elif op == "unsub":
+            self._unsubscribe(state, rw.topics_of(control))
+        elif op == "leave":
+            self._unbind(state, announce=True)
+            state.peer.close(rw.CLOSE_NORMAL, "left")
+        else:
+            raise MalformedMessage(f"{op!r} is not a client operation")
+
+    async def _hello(self, state: _PeerState, control: rw.Control) -> None:
+        if state.agent_id is not None:
+            raise MalformedMessage("second hello on one connection")
+        registration = rw.registration_of(control)
+        proof = rw.proof_of(control)
+        swarm = self._swarms.get(registration.swarm)
+        if swarm is None:
+            if len(self._swarms) >= self.limits.max_swarms:
+                raise MalformedMessage("relay is at its swarm limit")
+            swarm = _SwarmState(
+                MemberRegistry(registration.swarm, self.crypto, self.clock, max_members=self.limits.max_members_per_swarm)
+            )
+        signed = rw.auth_bytes(registration.swarm, registration.agent_id, state.challenge)
+        if not await self.crypto.verify(registration.ed25519_pubkey, signed, proof):
+            raise MalformedMessage("hello proof does not verify: not the holder of this registration's key")
+        await swarm.registry.register(registration)  # checks its signature and the id -> key binding
+        self._swarms.setdefault(registration.swarm, swarm)
+        previous = swarm.agents.get(registration.agent_id)
+        if previous is not None and previous != state.peer.conn_id:
+            old = self._peers.get(previous)
+            if old is not None:
+                self._unbind(old, announce=False)
+                old.peer.close(rw.CLOSE_NORMAL, "replaced by a newer connection")
+        state.swarm, state.agent_id = registration.swarm, registration.agent_id
+        swarm.agents[registration.agent_id] = state.peer.conn_id
+        members = [
+            swarm.registry.require(agent).registration.to_dict()
+            for agent in swarm.agents
+            if agent != registration.agent_id
+        ]
+        self._send(state, rw.encode("welcome", agent_id=registration.agent_id, swarm=registration.swarm, members=members))
+        self._to_swarm(swarm, rw.encode("member", registration=registration.to_dict()), exclude=state.peer.conn_id)
+
+    def _subscribe(self, state: _PeerState, topics: list[str]) -> None:
+        swarm = self._swarms[state.swarm]  # type: ignore[index]
+        new = [t for t in topics if t not in state.topics]
+        if len(state.topics) + len(new) > self.limits.max_topics_per_peer:
+            raise MalformedMessage(f"more than {self.limits.max_topics_per_peer} subscriptions")
+        for topic in new:
+            state.topics.add(topic)
+            swarm.subscribers.setdefault(topic, set()).add(state.peer.conn_id)
+
+    def _unsubscribe(self, state: _PeerState, topics: list[str]) -> None:
+        swarm = self._swarms[state.swarm]  # type: ignore[index]
+        for topic in topics:
+            if topic in state.topics:
+                state.topics.discard(topic)
+                subs = swarm.subscribers.get(topic)
+                if subs is not None:
+                    subs.discard(state.peer.conn_id)
+                    if not subs:
+                        del swarm.subscribers[topic]
+
+    def _route(self, state: _PeerState, envelope: rw.RoutedEnvelope) -> None:
+        header = envelope.header
+        if state.agent_id is None:
+            raise MalformedMessage("envelope before hello")
+        if header.swarm != state.swarm:
+            raise MalformedMessage("envelope for a swarm this connection did not join")
+        if header.sender_id != state.agent_id:
+            raise MalformedMessage("envelope sender is not the agent of this connection")
+        swarm = self._swarms[header.swarm]
+        if rw.is_direct(header.topic):
+            target = swarm.agents.get(header.topic[1:])
+            peer = self._peers.get(target) if target is not None else None
+            if peer is None:
+                self.metrics.drop("undeliverable")
+                self._send(state, rw.encode("undeliverable", message_id=header.message_id, to=header.topic[1:]))
+                return
+            self._send(peer, envelope.raw)
+            return
+        for conn_id in tuple(swarm.subscribers.get(header.topic, ())):
+            if conn_id != state.peer.conn_id:
+                peer = self._peers.get(conn_id)
+                if peer is not None:
+                    self._send(peer, envelope.raw)
+
+    def _to_swarm(self, swarm: _SwarmState, text: str, exclude: int) -> None:
+        for conn_id in tuple(swarm.agents.values()):
+            if conn_id != exclude:
+                peer = self._peers.get(conn_id)
+                if peer is not None:
+                    self._send(peer, text)
+
+    def _send(self, state: _PeerState, text: str) -> None:
+        if state.peer.send(text):
+            self.metrics.frames_out += 1
+            self.metrics.bytes_out += len(text)
+        else:
+            self.metrics.drop("slow_consumer")
+            self._unbind(state, announce=True)
+            state.peer.close(rw.CLOSE_TRY_LATER, "outbound queue full")
+
+    # Liveness ------------------------------------------------------------------
+    def ping_all(self) -> None:
+        """Send an application-level ping to every peer; pongs feed the round-trip histogram."""
+        now = self.monotonic()
+        for state in tuple(self._peers.values()):
+            self._next_ping += 1
+            if len(state.pings) > 8:  # a peer that never answers must not grow this without bound
+                state.pings.clear()
+            state.pings[self._next_ping] = now
+            self._send(state, rw.encode("ping", id=self._next_ping))

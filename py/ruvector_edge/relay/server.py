@@ -1,0 +1,143 @@
+"""The relay node's I/O shell: aiohttp on one port for the web app, /healthz, /metrics and /ws.
+
+All routing decisions live in router.py; this file only moves bytes, keeps a
+bounded outbound queue and a writer task per connection (so one slow reader
+never blocks the others), and shuts down gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+
+from ..platform.native import NativeCryptoProvider
+from ..transport import relay_wire as rw
+from .http import add_http_routes
+from .metrics import RelayMetrics
+from .router import RelayLimits, RelayRouter
+
+log = logging.getLogger(__name__)
+
+PING_INTERVAL_S = 5.0
+
+
+class _Connection:
+    """A WebSocket with a bounded outbound queue drained by its own writer task."""
+
+    def __init__(self, conn_id: int, ws: web.WebSocketResponse, queue_length: int) -> None:
+        self.conn_id = conn_id
+        self.ws = ws
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(queue_length)
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    def send(self, text: str) -> bool:
+        if self.close_code is not None:
+            return True  # closing: nothing more goes out, and that is not a slow consumer
+        try:
+            self.queue.put_nowait(text)
+            return True
+        except asyncio.QueueFull:
+            return False
+
+    def close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+            while not self.queue.empty():  # drop what is queued; the close goes out first
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+    async def writer(self) -> None:
+        try:
+            while True:
+                text = await self.queue.get()
+                if text is None:
+                    break
+                await self.ws.send_str(text)
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            pass
+        finally:
+            if not self.ws.closed:
+                await self.ws.close(code=self.close_code or rw.CLOSE_GOING_AWAY,
+                                    message=self.close_reason.encode()[:120])
+
+
+class RelayServer:
+    def __init__(self, host: str, port: int, web_root: Path | None, limits: RelayLimits | None = None) -> None:
+        self.host, self.port, self.web_root = host, port, web_root
+        self.limits = limits or RelayLimits()
+        self.metrics = RelayMetrics()
+        self.router = RelayRouter(NativeCryptoProvider(), self.limits, metrics=self.metrics)
+        self._ids = itertools.count(1)
+        self._connections: dict[int, _Connection] = {}
+        self._runner: web.AppRunner | None = None
+        self._pinger: asyncio.Task | None = None
+        self.metrics.queue_depths = self._queue_depths
+
+    def _queue_depths(self) -> tuple[int, int]:
+        depths = [c.queue.qsize() for c in self._connections.values()]
+        return sum(depths), max(depths, default=0)
+
+    def _health(self) -> dict:
+        return {"connections": len(self._connections)}
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/ws", self._websocket)
+        add_http_routes(app, self.web_root, self.metrics, self._health)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        if self.port == 0:  # report the port the OS chose
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._pinger = asyncio.create_task(self._ping_loop())
+
+    async def stop(self) -> None:
+        """Close every agent with 1001 (going away) so clients reconnect elsewhere or later."""
+        if self._pinger is not None:
+            self._pinger.cancel()
+        for connection in list(self._connections.values()):
+            connection.close(rw.CLOSE_GOING_AWAY, "relay shutting down")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PING_INTERVAL_S)
+            self.router.ping_all()
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=self.limits.max_frame_bytes, compress=False, autoping=True)
+        await ws.prepare(request)
+        connection = _Connection(next(self._ids), ws, self.limits.queue_length)
+        self._connections[connection.conn_id] = connection
+        writer = asyncio.create_task(connection.writer())
+        self.router.open(connection)
+        try:
+            async for message in ws:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await self.router.receive(connection, message.data)
+                    if connection.close_code is not None:
+                        break
+                elif message.type == WSMsgType.ERROR:
+                    break
+        finally:
+            if ws.close_code == rw.CLOSE_TOO_BIG:
+                self.metrics.drop("too_big")
+            self.router.closed(connection)
+            self._connections.pop(connection.conn_id, None)
+            connection.close(rw.CLOSE_NORMAL, "")
+            try:
+                await asyncio.wait_for(writer, timeout=2.0)
+            except asyncio.TimeoutError:
+                writer.cancel()
+        return ws

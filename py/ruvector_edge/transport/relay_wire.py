@@ -1,0 +1,151 @@
+"""The relay protocol: JSON text frames between agents and an edge-relay.
+
+Two kinds of frames share one WebSocket:
+- control frames, objects with an `op` field (hello, sub, unsub, ping, pong,
+  welcome, member, left, error, undeliverable);
+- envelopes (objects with a `header`, see p2p/envelope.py), which the relay
+  routes by the header's swarm and topic and forwards byte for byte. A topic
+  `@agent` is a direct frame for that agent; any other topic goes to its
+  subscribers.
+
+The relay never holds a swarm key: it sees registrations (public keys) and
+headers, never payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..canonical import canonicalize
+from ..errors import MalformedMessage
+from ..p2p import wire
+from ..p2p.envelope import EnvelopeHeader
+from ..p2p.records import Registration
+
+CLIENT_OPS = frozenset({"hello", "sub", "unsub", "ping", "pong", "leave"})
+RELAY_OPS = frozenset({"challenge", "welcome", "member", "left", "ping", "pong", "error", "undeliverable"})
+MAX_TOPICS_PER_FRAME = 64
+DIRECT_PREFIX = "@"
+
+# WebSocket close codes used by the relay (RFC 6455 §7.4.1).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_INVALID_DATA = 1007  # not JSON / not a frame
+CLOSE_POLICY = 1008  # protocol misuse: no hello, spoofed sender, key conflict
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_LATER = 1013  # slow consumer or overload
+
+
+@dataclass(frozen=True)
+class Control:
+    op: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RoutedEnvelope:
+    """An envelope as the relay sees it: the header (validated) and the raw bytes to forward."""
+
+    header: EnvelopeHeader
+    raw: str
+
+
+def decode(data: str | bytes, max_bytes: int) -> Control | RoutedEnvelope:
+    """Classify and validate one frame; raise a RejectedInput subclass on anything malformed."""
+    obj = wire.parse_json_object(data, max_bytes)
+    if "op" in obj:
+        op = obj["op"]
+        if type(op) is not str or op not in CLIENT_OPS | RELAY_OPS:
+            raise MalformedMessage(f"unknown op {op!r:.40}")
+        return Control(op, obj)
+    if "header" in obj:
+        header = EnvelopeHeader.from_dict(obj["header"])
+        raw = data if isinstance(data, str) else data.decode("utf-8")
+        return RoutedEnvelope(header, raw)
+    raise MalformedMessage("frame is neither a control frame nor an envelope")
+
+
+def topics_of(control: Control) -> list[str]:
+    topics = control.body.get("topics")
+    if not isinstance(topics, list) or len(topics) > MAX_TOPICS_PER_FRAME:
+        raise MalformedMessage(f"topics must be a list of at most {MAX_TOPICS_PER_FRAME} ids")
+    for topic in topics:
+        wire.check_id(topic, "topic")
+        if topic.startswith(DIRECT_PREFIX):
+            raise MalformedMessage("direct topics are delivered without subscribing")
+    return topics
+
+
+def registration_of(control: Control) -> Registration:
+    body = control.body.get("registration")
+    if not isinstance(body, dict):
+        raise MalformedMessage("registration must be an object")
+    return Registration.from_dict(body)
+
+
+def ping_id(control: Control) -> int:
+    return wire.get_int(control.body, "id")
+
+
+def encode(op: str, **fields: Any) -> str:
+    """A control frame as text (canonical JSON, so both runtimes emit the same bytes)."""
+    return canonicalize({"op": op, **fields}).decode("utf-8")
+
+
+AUTH_TYPE = "relay-auth"
+
+
+def auth_bytes(swarm: str, agent_id: str, challenge: str) -> bytes:
+    """What an agent signs to prove it holds the key of the registration it presents.
+
+    Without it anyone could replay a public registration and take over that
+    agent's slot on the relay (and its direct frames)."""
+    return canonicalize({"type": AUTH_TYPE, "swarm": swarm, "agent_id": agent_id, "challenge": challenge})
+
+
+def hello(registration: Registration, proof: bytes) -> str:
+    return encode("hello", registration=registration.to_dict(), proof=proof.hex())
+
+
+def proof_of(control: Control) -> bytes:
+    return wire.get_hex(control.body, "proof", 64)
+
+
+def challenge_of(control: Control) -> str:
+    return wire.get_hex(control.body, "challenge", 16).hex()
+
+
+def subscribe(topics: list[str]) -> str:
+    return encode("sub", topics=topics)
+
+
+def unsubscribe(topics: list[str]) -> str:
+    return encode("unsub", topics=topics)
+
+
+def is_direct(topic: str) -> bool:
+    return topic.startswith(DIRECT_PREFIX)
+
+
+def direct_topic(agent_id: str) -> str:
+    return DIRECT_PREFIX + agent_id
+
+
+__all__ = [
+    "Control",
+    "RoutedEnvelope",
+    "decode",
+    "encode",
+    "hello",
+    "auth_bytes",
+    "proof_of",
+    "challenge_of",
+    "subscribe",
+    "unsubscribe",
+    "topics_of",
+    "registration_of",
+    "ping_id",
+    "is_direct",
+    "direct_topic",
+]
