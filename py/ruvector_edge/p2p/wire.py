@@ -48,6 +48,8 @@ def parse_json_object(data: bytes | str, max_bytes: int) -> dict[str, Any]:
 
 def expect_keys(obj: dict[str, Any], keys: frozenset[str], kind: str) -> None:
     """Exactly these keys, so no unsigned field can ride along and no signed one be dropped."""
+    if not isinstance(obj, dict):
+        raise MalformedMessage(f"{kind} must be a JSON object")
     if obj.keys() != keys:
         missing = sorted(keys - obj.keys())
         extra = sorted(obj.keys() - keys)

@@ -1,0 +1,301 @@
+"""SwarmAgent: a member that joins a swarm over a transport and speaks the swarm protocol.
+
+It owns a `P2PSwarm` (identity, registry, envelopes) and a link to a relay;
+every incoming frame goes through the P2PSwarm receive path before a handler
+sees it, and each protocol kind has exactly one handler here. Application
+kinds the agent does not consume itself (patterns, memories, tasks, signals)
+are delivered to subscribers registered with `on()`; unconsumed ones wait in a
+bounded inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Awaitable, Callable
+
+from .errors import MalformedMessage, RejectedInput
+from .p2p import P2PSwarm, Registration
+from .p2p.records import Heartbeat
+from .p2p.registry import MemberStatus
+from .protocol import MessageKind, SwarmMessage
+from .protocol import decode as decode_message
+from .protocol import encode as encode_message
+
+log = logging.getLogger(__name__)
+
+SWARM_TOPIC = "swarm"
+
+
+class AgentRole(str, enum.Enum):
+    COORDINATOR = "coordinator"
+    WORKER = "worker"
+    SCOUT = "scout"
+    SPECIALIST = "specialist"
+
+
+class Transport(str, enum.Enum):
+    WEBSOCKET = "websocket"
+    SHARED_MEMORY = "shared-memory"
+    WASM = "wasm"  # browser bridges: WebSocket, BroadcastChannel, WebRTC
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer number of milliseconds, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class SwarmConfig:
+    agent_id: str = field(default_factory=lambda: f"agent-{os.urandom(3).hex()}")
+    role: AgentRole = AgentRole.WORKER
+    transport: Transport = Transport.WEBSOCKET
+    capabilities: tuple[str, ...] = ()
+    swarm_key: bytes | None = None
+    coordinator_url: str | None = field(default_factory=lambda: os.environ.get("SWARM_COORDINATOR") or None)
+    sync_interval_ms: int = field(default_factory=lambda: _env_int("SWARM_SYNC_INTERVAL", 1000))
+    heartbeat_interval_ms: int = 5000
+    inbox_limit: int = 1024
+
+    def with_agent_id(self, agent_id: str) -> "SwarmConfig":
+        return replace(self, agent_id=agent_id)
+
+    def with_role(self, role: AgentRole) -> "SwarmConfig":
+        return replace(self, role=role)
+
+    def with_transport(self, transport: Transport) -> "SwarmConfig":
+        return replace(self, transport=transport)
+
+    def with_swarm_key(self, key: bytes) -> "SwarmConfig":
+        return replace(self, swarm_key=key)
+
+    def with_capabilities(self, *capabilities: str) -> "SwarmConfig":
+        return replace(self, capabilities=tuple(capabilities))
+
+    def effective_capabilities(self) -> tuple[str, ...]:
+        return self.capabilities or (self.role.value,)
+
+
+@dataclass
+class PeerInfo:
+    agent_id: str
+    role: str = "unknown"
+    capabilities: tuple[str, ...] = ()
+    transport: str = "relay"
+    joined: bool = False
+    left: bool = False
+
+
+Handler = Callable[[str, SwarmMessage], Awaitable[None]]
+
+
+class SwarmAgent:
+    def __init__(self, config: SwarmConfig, swarm: P2PSwarm) -> None:
+        self.config = config
+        self.swarm = swarm
+        self.peers: dict[str, PeerInfo] = {}
+        self.rejected: collections.Counter[str] = collections.Counter()
+        self.inbox: collections.deque[tuple[str, SwarmMessage]] = collections.deque(maxlen=config.inbox_limit)
+        self._subscribers: dict[MessageKind, list[Handler]] = collections.defaultdict(list)
+        self._pongs: dict[str, asyncio.Future] = {}
+        self._link: Any = None
+        self._tasks: list[asyncio.Task] = []
+        self._handlers: dict[MessageKind, Callable[[str, SwarmMessage], Awaitable[None]]] = {
+            MessageKind.JOIN: self._on_join,
+            MessageKind.LEAVE: self._on_leave,
+            MessageKind.PING: self._on_ping,
+            MessageKind.PONG: self._on_pong,
+            MessageKind.HEARTBEAT: self._on_heartbeat,
+        }
+
+    @classmethod
+    async def new(cls, config: SwarmConfig | None = None, **swarm_options: Any) -> "SwarmAgent":
+        config = config or SwarmConfig()
+        swarm = await P2PSwarm.create(
+            config.agent_id, config.swarm_key, config.effective_capabilities(), **swarm_options
+        )
+        return cls(config, swarm)
+
+    @property
+    def agent_id(self) -> str:
+        return self.config.agent_id
+
+    # Joining and leaving -------------------------------------------------------------
+    async def join_swarm(self, url: str | None = None, timeout: float = 10.0) -> None:
+        """Connect to a relay (ws://host:port/ws), announce ourselves and start heartbeats."""
+        from .transport.websocket import RelayClient
+
+        target = url or self.config.coordinator_url
+        if not target:
+            raise ValueError("no relay URL: pass one or set SWARM_COORDINATOR")
+        if not target.rstrip("/").endswith("/ws"):
+            target = target.rstrip("/") + "/ws"
+        self._link = RelayClient(
+            target, self.swarm, on_envelope=self.handle_frame, on_member=self.add_member, on_left=self._on_relay_left,
+            topics=[SWARM_TOPIC],
+        )
+        await self._link.start()
+        await self._link.wait_connected(timeout)
+        await self.broadcast(MessageKind.JOIN, role=self.config.role.value,
+                             capabilities=list(self.config.effective_capabilities()))
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+
+    async def leave(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        if self._link is not None:
+            try:
+                await self.broadcast(MessageKind.LEAVE, reason="shutdown")
+            except Exception as exc:  # leaving must not fail because the link already died
+                log.debug("LEAVE not sent: %s", exc)
+            await self._link.stop()
+            self._link = None
+
+    # Sending -----------------------------------------------------------------------
+    async def broadcast(self, kind: MessageKind, **body: Any) -> str:
+        published = await self.swarm.publish(SWARM_TOPIC, encode_message(kind, **body))
+        await self._send(published.frame)
+        return published.message_id
+
+    async def send_to(self, peer_id: str, kind: MessageKind, **body: Any) -> str:
+        published = await self.swarm.send_direct(peer_id, encode_message(kind, **body))
+        await self._send(published.frame)
+        return published.message_id
+
+    async def _send(self, frame: bytes) -> None:
+        if self._link is None:
+            raise RuntimeError("not connected: call join_swarm() first")
+        await self._link.send(frame)
+
+    async def ping(self, peer_id: str, timeout: float = 5.0) -> float:
+        """Signed end-to-end round trip to a peer through whatever path the link uses, in seconds."""
+        token = os.urandom(8).hex()
+        future = asyncio.get_running_loop().create_future()
+        self._pongs[token] = future
+        start = time.perf_counter()
+        try:
+            await self.send_to(peer_id, MessageKind.PING, token=token)
+            await asyncio.wait_for(future, timeout)
+        finally:
+            self._pongs.pop(token, None)
+        return time.perf_counter() - start
+
+    # Receiving ---------------------------------------------------------------------
+    def on(self, kind: MessageKind, handler: Handler) -> None:
+        """Deliver messages of `kind` (beyond the agent's own bookkeeping) to `handler(sender, message)`."""
+        self._subscribers[kind].append(handler)
+
+    async def add_member(self, registration: Registration | bytes | str) -> None:
+        try:
+            member = await self.swarm.register_member(registration)
+        except RejectedInput as exc:
+            self.rejected[type(exc).__name__] += 1
+            log.warning("%s: registration refused: %s", self.agent_id, exc)
+            return
+        if member.agent_id == self.agent_id:
+            return
+        info = self.peers.setdefault(member.agent_id, PeerInfo(member.agent_id))
+        info.capabilities = member.registration.capabilities
+        info.left = False
+        if self._link is not None:  # introduce ourselves to the newcomer
+            await self.send_to(member.agent_id, MessageKind.JOIN, role=self.config.role.value,
+                               capabilities=list(self.config.effective_capabilities()))
+
+    async def handle_frame(self, frame: bytes | str) -> None:
+        """Entry point for every frame a transport delivers."""
+        try:
+            received = await self.swarm.receive(frame)
+            message = decode_message(received.payload)
+        except RejectedInput as exc:
+            self.rejected[type(exc).__name__] += 1
+            log.debug("%s: dropped frame: %s", self.agent_id, exc)
+            return
+        sender = received.sender_id
+        try:
+            handler = self._handlers.get(message.kind)
+            if handler is not None:
+                await handler(sender, message)
+            subscribers = self._subscribers.get(message.kind)
+            if subscribers:
+                for subscriber in subscribers:
+                    await subscriber(sender, message)
+            elif handler is None:
+                self.inbox.append((sender, message))
+        except RejectedInput as exc:
+            self.rejected[type(exc).__name__] += 1
+            log.debug("%s: %s from %s refused: %s", self.agent_id, message.kind.value, sender, exc)
+
+    async def _on_join(self, sender: str, message: SwarmMessage) -> None:
+        role = message.body.get("role")
+        if not isinstance(role, str) or role not in {r.value for r in AgentRole}:
+            raise MalformedMessage(f"JOIN with unknown role {role!r:.40}")
+        info = self.peers.setdefault(sender, PeerInfo(sender))
+        info.role, info.joined, info.left = role, True, False
+
+    async def _on_leave(self, sender: str, message: SwarmMessage) -> None:
+        info = self.peers.setdefault(sender, PeerInfo(sender))
+        info.left = True
+
+    async def _on_relay_left(self, agent_id: str) -> None:
+        info = self.peers.get(agent_id)
+        if info is not None:
+            info.left = True
+
+    async def _on_ping(self, sender: str, message: SwarmMessage) -> None:
+        token = message.body.get("token")
+        if not isinstance(token, str) or len(token) > 64:
+            raise MalformedMessage("PING needs a short string token")
+        await self.send_to(sender, MessageKind.PONG, token=token)
+
+    async def _on_pong(self, sender: str, message: SwarmMessage) -> None:
+        future = self._pongs.get(message.body.get("token"))  # type: ignore[arg-type]
+        if future is not None and not future.done():
+            future.set_result(sender)
+
+    async def _on_heartbeat(self, sender: str, message: SwarmMessage) -> None:
+        heartbeat = Heartbeat.from_dict(message.body.get("heartbeat"))  # type: ignore[arg-type]
+        if heartbeat.agent_id != sender:
+            raise MalformedMessage("heartbeat for another agent")
+        await self.swarm.receive_heartbeat(heartbeat)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.config.heartbeat_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                heartbeat = await self.swarm.create_heartbeat(queue_depth=len(self.inbox))
+                await self.broadcast(MessageKind.HEARTBEAT, heartbeat=heartbeat.to_dict())
+            except Exception as exc:  # a failed heartbeat must not end the loop
+                log.warning("%s: heartbeat not sent: %s", self.agent_id, exc)
+
+    # Views ---------------------------------------------------------------------------
+    def peer_table(self) -> list[dict[str, Any]]:
+        rows = []
+        for member in self.swarm.registry.members():
+            if member.agent_id == self.agent_id:
+                continue
+            info = self.peers.get(member.agent_id, PeerInfo(member.agent_id))
+            status = MemberStatus.GONE if info.left else self.swarm.registry.status(member.agent_id)
+            rows.append({
+                "agent_id": member.agent_id,
+                "role": info.role,
+                "transport": info.transport,
+                "status": status.value,
+                "load": member.load,
+                "last_heartbeat": member.last_heartbeat,
+            })
+        return sorted(rows, key=lambda row: row["agent_id"])
