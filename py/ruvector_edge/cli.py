@@ -1,10 +1,11 @@
-"""Command-line entry points: edge-relay and edge-demo."""
+"""Command-line entry points: edge-relay, edge-coordinator, edge-agent and edge-demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -62,6 +63,133 @@ async def _serve_relay(host: str, port: int, web_root: Path | None) -> int:
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+    return 0
+
+
+def _swarm_key_from(url: str | None, explicit: str | None) -> tuple[str | None, bytes | None]:
+    """Split an invite `ws://host:port/ws#swarm_key=HEX` into URL and key; --swarm-key / SWARM_KEY win."""
+    key_hex = explicit or os.environ.get("SWARM_KEY")
+    if url and "#" in url:
+        url, fragment = url.split("#", 1)
+        for part in fragment.split("&"):
+            name, _, value = part.partition("=")
+            if name == "swarm_key" and not key_hex:
+                key_hex = value
+    if not key_hex:
+        return url, None
+    try:
+        key = bytes.fromhex(key_hex)
+    except ValueError:
+        raise SystemExit("swarm key must be 64 hex characters") from None
+    if len(key) != 32:
+        raise SystemExit("swarm key must be 32 bytes (64 hex characters)")
+    return url, key
+
+
+def _agent_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog="Environment: SWARM_COORDINATOR (relay URL), SWARM_KEY (hex), SWARM_SYNC_INTERVAL (ms), "
+        "EDGE_LOG or RUST_LOG (log level).",
+    )
+    parser.add_argument("--id", dest="agent_id", default=None, help="agent id (default: random)")
+    parser.add_argument("--swarm-key", default=None, metavar="HEX", help="32-byte swarm key as hex")
+    parser.add_argument("--duration", type=float, default=None, metavar="S", help="leave after S seconds")
+    parser.add_argument("--status-every", type=float, default=5.0, metavar="S", help="print the peer table every S seconds")
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
+    return parser
+
+
+def coordinator_main(argv: list[str] | None = None) -> int:
+    parser = _agent_parser("edge-coordinator", "Swarm coordinator; with --listen it also runs the relay agents connect to.")
+    parser.add_argument("--transport", choices=["websocket"], default="websocket")
+    parser.add_argument("--listen", type=parse_listen, default=None, metavar="HOST:PORT",
+                        help="run an embedded relay on this address (e.g. 127.0.0.1:8080)")
+    parser.add_argument("--relay", default=None, metavar="URL", help="join an existing relay instead (default: SWARM_COORDINATOR)")
+    parser.add_argument("--web", type=Path, default=None, metavar="DIR", help="with --listen: also serve this built web app")
+    args = parser.parse_args(argv)
+    configure_logging()
+    return asyncio.run(_run_coordinator(args))
+
+
+async def _run_coordinator(args: argparse.Namespace) -> int:
+    from .agent import AgentRole, SwarmAgent, SwarmConfig
+
+    server = None
+    relay_url, key = _swarm_key_from(args.relay, args.swarm_key)
+    if args.listen is not None:
+        from .relay.server import RelayServer
+
+        server = RelayServer(args.listen[0], args.listen[1], args.web)
+        await server.start()
+        relay_url = f"ws://{args.listen[0]}:{server.port}/ws"
+        print(f"relay listening on {relay_url}", flush=True)
+    config = SwarmConfig(role=AgentRole.COORDINATOR, capabilities=("coordinator", "executor"), swarm_key=key)
+    if args.agent_id:
+        config = config.with_agent_id(args.agent_id)
+    agent = await SwarmAgent.new(config)
+    if not (relay_url or config.coordinator_url):
+        raise SystemExit("edge-coordinator needs --listen HOST:PORT, --relay URL or SWARM_COORDINATOR")
+    try:
+        await agent.join_swarm(relay_url)
+        url = relay_url or config.coordinator_url
+        print(f"coordinator {agent.agent_id} joined swarm {agent.swarm.swarm_id}", flush=True)
+        print(f"invite: {url}#swarm_key={agent.swarm.swarm_key.key.hex()}", flush=True)
+        return await _run_until_done(agent, args)
+    finally:
+        await agent.leave()
+        if server is not None:
+            await server.stop()
+
+
+def agent_main(argv: list[str] | None = None) -> int:
+    parser = _agent_parser("edge-agent", "A swarm agent that joins a relay and takes part in the swarm.")
+    parser.add_argument("--role", choices=["worker", "scout", "specialist", "coordinator"], default="worker")
+    parser.add_argument("--coordinator", default=None, metavar="URL",
+                        help="relay URL or invite (ws://host:port/ws#swarm_key=HEX); default SWARM_COORDINATOR")
+    parser.add_argument("--capability", action="append", default=[], help="capability to advertise (repeatable)")
+    args = parser.parse_args(argv)
+    configure_logging()
+    return asyncio.run(_run_agent(args))
+
+
+async def _run_agent(args: argparse.Namespace) -> int:
+    from .agent import AgentRole, SwarmAgent, SwarmConfig
+
+    url, key = _swarm_key_from(args.coordinator or os.environ.get("SWARM_COORDINATOR"), args.swarm_key)
+    if not url:
+        raise SystemExit("edge-agent needs --coordinator URL or SWARM_COORDINATOR")
+    if key is None:
+        raise SystemExit("edge-agent needs the swarm key: an invite URL (#swarm_key=...), --swarm-key or SWARM_KEY")
+    config = SwarmConfig(role=AgentRole(args.role), capabilities=tuple(args.capability), swarm_key=key)
+    if args.agent_id:
+        config = config.with_agent_id(args.agent_id)
+    agent = await SwarmAgent.new(config)
+    try:
+        await agent.join_swarm(url)
+        print(f"{args.role} {agent.agent_id} joined swarm {agent.swarm.swarm_id} via {url}", flush=True)
+        return await _run_until_done(agent, args)
+    finally:
+        await agent.leave()
+
+
+async def _run_until_done(agent, args: argparse.Namespace) -> int:
+    """Print the peer table now and then until Ctrl-C / SIGTERM or --duration."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if args.duration is not None:
+        loop.call_later(args.duration, stop.set)
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), args.status_every)
+        except asyncio.TimeoutError:
+            pass
+        peers = agent.peer_table()
+        summary = ", ".join(f"{p['agent_id']}({p['role']},{p['status']})" for p in peers) or "none yet"
+        print(f"[{agent.agent_id}] peers: {summary}", flush=True)
     return 0
 
 
