@@ -17,6 +17,12 @@ export const CHROMIUM_ARGS = [
   "--disable-features=WebRtcHideLocalIpsWithMdns",
 ];
 const PORT = Number(process.env.E2E_PORT || 4173);
+// The native relay serves dist/ as it does in production; E2E_SERVER=vite uses Vite's preview server instead.
+const RELAY = new URL("./.venv/bin/edge-relay", import.meta.url).pathname;
+const SERVER =
+  process.env.E2E_SERVER === "vite"
+    ? `npx --no-install vite preview --host 127.0.0.1 --port ${PORT} --strictPort`
+    : `${RELAY} --listen 127.0.0.1:${PORT} --web dist`;
 
 export default defineConfig({
   testDir: "e2e",
@@ -27,6 +33,8 @@ export default defineConfig({
   workers: 1,
   retries: 0,
   forbidOnly: !!process.env.CI,
+  // Not test-results/ itself: Playwright empties its outputDir, and pytest's report lives there.
+  outputDir: "test-results/e2e-artifacts",
   reporter: [["list"], ["json", { outputFile: "test-results/e2e.json" }]],
   use: {
     baseURL: `http://127.0.0.1:${PORT}`,
@@ -36,7 +44,7 @@ export default defineConfig({
     trace: "off",
   },
   webServer: {
-    command: `npx --no-install vite preview --host 127.0.0.1 --port ${PORT} --strictPort`,
+    command: SERVER,
     url: `http://127.0.0.1:${PORT}/`,
     reuseExistingServer: false,
     timeout: 30_000,

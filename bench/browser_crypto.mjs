@@ -5,7 +5,7 @@
 //   node bench/browser_crypto.mjs [--n 500] [--rounds 3] [--cold 3]
 import { chromium } from "@playwright/test";
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config.js";
 
@@ -21,11 +21,14 @@ const PORT = arg("port", 4183);
 const BASE = `http://127.0.0.1:${PORT}`;
 const emit = (obj) => console.log(JSON.stringify(obj));
 
+// Serve dist/ with the native relay as in production; Vite's preview server if the venv lacks it.
+const RELAY = new URL("../.venv/bin/edge-relay", import.meta.url).pathname;
+
 async function startServer() {
-  const server = spawn("npx", ["--no-install", "vite", "preview", "--host", "127.0.0.1", "--port", String(PORT), "--strictPort"], {
-    stdio: "ignore",
-    detached: true,
-  });
+  const [cmd, args] = existsSync(RELAY)
+    ? [RELAY, ["--listen", `127.0.0.1:${PORT}`, "--web", "dist"]]
+    : ["npx", ["--no-install", "vite", "preview", "--host", "127.0.0.1", "--port", String(PORT), "--strictPort"]];
+  const server = spawn(cmd, args, { stdio: "ignore", detached: true });
   for (let i = 0; i < 100; i++) {
     try {
       if ((await fetch(BASE + "/")).ok) return server;
@@ -33,7 +36,7 @@ async function startServer() {
     await sleep(100);
   }
   process.kill(-server.pid);
-  throw new Error("preview server did not start");
+  throw new Error(`${cmd} did not start on ${BASE}`);
 }
 
 async function openReady(browser) {
