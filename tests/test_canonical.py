@@ -220,14 +220,12 @@ def test_values_without_a_canonical_form_are_refused(value):
         canonicalize(value)
 
 
-@pytest.mark.xfail(strict=True, reason="format_number lets float()'s OverflowError escape for ints above the double range")
 @pytest.mark.parametrize("value", [10**400, -(10**400), 2**1024], ids=["1e400", "-1e400", "2^1024"])
 def test_integers_beyond_the_double_range_are_refused(value):
     with pytest.raises(CanonicalizationError):
         canonicalize(value)
 
 
-@pytest.mark.xfail(strict=True, reason="format_number prints int subclasses with str(), so an overridden __str__ leaks out")
 def test_int_subclass_is_printed_as_its_value():
     class Weird(int):
         def __str__(self) -> str:

@@ -32,8 +32,11 @@ def format_number(value: float | int) -> str:
     """Format a number as ECMAScript's Number::toString does (RFC 8785 §3.2.2.3)."""
     if isinstance(value, int):
         if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
-            return str(value)
-        as_float = float(value)
+            return int.__repr__(value)  # not str(): an int subclass may override __str__
+        try:
+            as_float = float(value)
+        except OverflowError:
+            raise CanonicalizationError(f"integer with {value.bit_length()} bits is beyond the IEEE 754 range") from None
         if int(as_float) != value:
             raise CanonicalizationError(f"integer {value} is not exactly representable as an IEEE 754 double")
         value = as_float
@@ -115,7 +118,7 @@ def _sorted_keys(mapping: dict) -> list[str]:
     """Keys in UTF-16 code-unit order (RFC 8785 §3.2.3); plain order is the same for ASCII keys."""
     ascii_only = True
     for key in mapping:
-        if type(key) is not str:
+        if not isinstance(key, str):
             raise CanonicalizationError(f"object key {key!r} is not a string")
         ascii_only = ascii_only and key.isascii()
     return sorted(mapping) if ascii_only else sorted(mapping, key=_utf16_key)
