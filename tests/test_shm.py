@@ -506,3 +506,21 @@ async def test_async_peer_killed_gives_transport_closed():
             await ch.arecv(timeout=10)
         assert time.monotonic() - start < 2
         peer.join(5)
+
+
+def test_spin_stops_and_backs_off_when_the_core_is_contended(monkeypatch):
+    name = _name()
+    with ShmChannel.create(name, 4096) as ch, ShmChannel.attach(name):
+        yields = []
+
+        def slow_yield() -> None:               # as if another task ran on this core for 1 ms
+            yields.append(1)
+            time.sleep(0.001)
+
+        monkeypatch.setattr(os, "sched_yield", slow_yield)
+        with pytest.raises(TimeoutError):
+            ch.recv(timeout=0.05)
+        assert len(yields) == 1
+        with pytest.raises(TimeoutError):
+            ch.recv(timeout=0.05)
+        assert len(yields) == 1                 # still backing off: went straight to the doorbell
