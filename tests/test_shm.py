@@ -524,3 +524,19 @@ def test_spin_stops_and_backs_off_when_the_core_is_contended(monkeypatch):
         with pytest.raises(TimeoutError):
             ch.recv(timeout=0.05)
         assert len(yields) == 1                 # still backing off: went straight to the doorbell
+
+
+def test_sender_that_never_waits_still_learns_the_reader_died():
+    name = _name()
+    ready = ctx.Event()
+    with ShmChannel.create(name, 1 << 20) as ch:
+        peer = _start(_attach_then_sleep, name, ready, 0)
+        assert ready.wait(10)
+        _kill(peer)
+        start = time.monotonic()
+        with pytest.raises(TransportClosed):
+            for _ in range(1000):                # the ring never fills: only the liveness check can tell
+                ch.send(b"x" * 64)
+                time.sleep(0.002)
+        assert time.monotonic() - start < 1.5
+        peer.join(5)

@@ -184,6 +184,7 @@ class ShmChannel:
         self._no_spin_until_ns = 0
         self._closed = False
         self._peer_dead = False
+        self._next_liveness_check = time.monotonic() + liveness_interval
         self._async_waiters: set[asyncio.Future[bool]] = set()
         self._reader_loop: asyncio.AbstractEventLoop | None = None
         _open_channels.add(self)
@@ -337,6 +338,13 @@ class ShmChannel:
             raise TransportClosed(f"shm channel {self.name}: the peer process died")
         if out.reader_state == CLOSED:
             raise TransportClosed(f"shm channel {self.name}: the peer closed its end")
+        now = time.monotonic()
+        if now >= self._next_liveness_check:
+            # A sender that never waits would otherwise fill a dead reader's ring unawares.
+            self._next_liveness_check = now + self.liveness_interval
+            self._check_peer()
+            if self._peer_dead:
+                raise TransportClosed(f"shm channel {self.name}: the peer process died")
         if not out.try_write(frame):
             return False
         _fence()
