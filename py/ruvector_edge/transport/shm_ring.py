@@ -50,11 +50,13 @@ HEADER_SIZE = 256
 RECORD_HEADER = 8
 NEW, OPEN, CLOSED = 0, 1, 2
 
-# Indexes of 8-byte words in the header (offset // 8).
-_CAPACITY, _MAX_FRAME, _WRITER_PID, _READER_PID = 2, 3, 4, 5
-_WRITER_STATE, _READER_STATE = 6, 7
-_TAIL, _WRITER_WAITING = 8, 9
-_HEAD, _READER_WAITING = 16, 17
+# Header words by byte offset, as indexes into the header cast to 8-byte words. Tail and head sit
+# on separate 64-byte cache lines so the two processes do not invalidate each other's line.
+_CAPACITY, _MAX_FRAME = 16 // 8, 24 // 8
+_WRITER_PID, _READER_PID = 32 // 8, 40 // 8
+_WRITER_STATE, _READER_STATE = 48 // 8, 56 // 8
+_TAIL, _WRITER_WAITING = 64 // 8, 72 // 8
+_HEAD, _READER_WAITING = 128 // 8, 136 // 8
 
 _PREFIX = struct.Struct("<8sII")
 _RECORD = struct.Struct("<II")
