@@ -135,18 +135,27 @@ class SwarmAgent:
 
     # Joining and leaving -------------------------------------------------------------
     async def join_swarm(self, url: str | None = None, timeout: float = 10.0) -> None:
-        """Connect to a relay (ws://host:port/ws), announce ourselves and start heartbeats."""
-        from .transport.websocket import RelayClient
+        """Connect to a relay, announce ourselves and start heartbeats.
 
+        `ws://host:port[/ws]` reaches a relay over WebSocket; `shm://hub` reaches a relay's
+        shared-memory hub on this machine (edge-relay --shm-hub NAME)."""
         target = url or self.config.coordinator_url
         if not target:
             raise ValueError("no relay URL: pass one or set SWARM_COORDINATOR")
-        if not target.rstrip("/").endswith("/ws"):
-            target = target.rstrip("/") + "/ws"
-        self._link = RelayClient(
-            target, self.swarm, on_envelope=self.handle_frame, on_member=self.add_member, on_left=self._on_relay_left,
-            topics=[SWARM_TOPIC],
-        )
+        handlers = dict(on_envelope=self.handle_frame, on_member=self.add_member, on_left=self._on_relay_left,
+                        topics=[SWARM_TOPIC])
+        if target.startswith("shm://"):
+            from .transport.shm_link import ShmRelayLink
+
+            self._link = ShmRelayLink(target[len("shm://"):], self.swarm, **handlers)
+        elif target.startswith(("ws://", "wss://")):
+            from .transport.websocket import RelayClient
+
+            if not target.rstrip("/").endswith("/ws"):
+                target = target.rstrip("/") + "/ws"
+            self._link = RelayClient(target, self.swarm, **handlers)
+        else:
+            raise ValueError(f"unsupported relay URL {target!r}: use ws://host:port or shm://hub")
         await self._link.start()
         await self._link.wait_connected(timeout)
         await self.broadcast(MessageKind.JOIN, role=self.config.role.value,

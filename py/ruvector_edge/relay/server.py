@@ -67,8 +67,11 @@ class _Connection:
 
 
 class RelayServer:
-    def __init__(self, host: str, port: int, web_root: Path | None, limits: RelayLimits | None = None) -> None:
+    def __init__(self, host: str, port: int, web_root: Path | None, limits: RelayLimits | None = None,
+                 shm_hub: str | None = None) -> None:
         self.host, self.port, self.web_root = host, port, web_root
+        self.shm_hub_name = shm_hub
+        self._shm_hub = None
         self.limits = limits or RelayLimits()
         self.metrics = RelayMetrics()
         self.router = RelayRouter(NativeCryptoProvider(), self.limits, metrics=self.metrics)
@@ -99,11 +102,19 @@ class RelayServer:
         if self.port == 0:  # report the port the OS chose
             self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._pinger = asyncio.create_task(self._ping_loop())
+        if self.shm_hub_name:
+            from ..transport.shm_link import ShmHub
+
+            self._shm_hub = ShmHub(self.shm_hub_name, self.router, self.limits.queue_length)
+            await self._shm_hub.start()
 
     async def stop(self) -> None:
         """Close every agent with 1001 (going away) so clients reconnect elsewhere or later."""
         if self._pinger is not None:
             self._pinger.cancel()
+        if self._shm_hub is not None:
+            await self._shm_hub.stop()
+            self._shm_hub = None
         for connection in list(self._connections.values()):
             connection.close(rw.CLOSE_GOING_AWAY, "relay shutting down")
         if self._runner is not None:

@@ -1,0 +1,254 @@
+"""The relay protocol over shared memory: agents on one machine reach a relay without sockets.
+
+A relay (or a coordinator running one) opens a *hub*: an abstract-namespace
+Unix datagram socket named after the hub where agents announce the name of a
+shared-memory channel they created. The hub attaches to it and plugs it into
+the same `RelayRouter` as its WebSocket peers, so local and remote agents
+share one swarm. The agent side reuses `RelaySession`, exactly like the
+WebSocket client: same handshake, same bounded queue, same reconnect policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import random
+import socket
+from typing import Iterable
+
+from ..errors import RejectedInput, TransportClosed, TransportError
+from ..p2p.swarm import P2PSwarm
+from .relay_session import FrameHandler, LeftHandler, MemberHandler, RelaySession
+from .shm import ShmChannel
+
+log = logging.getLogger(__name__)
+
+_HUB_NS = "\0ruvector-edge/shm-hub/"
+_conn_ids = itertools.count(1_000_000_000)  # apart from WebSocket connection ids
+
+
+def hub_address(hub: str) -> str:
+    return _HUB_NS + hub
+
+
+class _ShmPeer:
+    """A router Peer backed by a channel, with a bounded queue drained by its own writer task."""
+
+    def __init__(self, channel: ShmChannel, queue_length: int) -> None:
+        self.conn_id = next(_conn_ids)
+        self.channel = channel
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(queue_length)
+        self.closed = False
+
+    def send(self, text: str) -> bool:
+        if self.closed:
+            return True
+        try:
+            self.queue.put_nowait(text)
+            return True
+        except asyncio.QueueFull:
+            return False
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(None) if not self.queue.full() else None
+
+    async def writer(self) -> None:
+        try:
+            while True:
+                text = await self.queue.get()
+                if text is None or self.closed and self.queue.empty():
+                    break
+                await self.channel.asend(text.encode("utf-8"))
+        except (TransportError, RejectedInput) as exc:
+            log.debug("shm peer %d writer stopped: %s", self.conn_id, exc)
+
+
+class ShmHub:
+    """Accepts agents' shared-memory channels into a relay router."""
+
+    def __init__(self, name: str, router, queue_length: int = 1024) -> None:
+        self.name = name
+        self.router = router
+        self.queue_length = queue_length
+        self._socket: socket.socket | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._peers: set[_ShmPeer] = set()
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.bind(hub_address(self.name))
+        except OSError as exc:
+            sock.close()
+            raise TransportError(f"shm hub {self.name!r} is already running ({exc})") from None
+        sock.setblocking(False)
+        self._socket = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._on_announce)
+
+    def _on_announce(self) -> None:
+        assert self._socket is not None
+        try:
+            data = self._socket.recv(256)
+        except BlockingIOError:
+            return
+        name = data.decode("ascii", "replace")
+        task = asyncio.create_task(self._serve(name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, channel_name: str) -> None:
+        try:
+            channel = await asyncio.to_thread(ShmChannel.attach, channel_name, wait=1.0)
+        except (TransportError, RejectedInput, ValueError) as exc:
+            self.router.metrics.drop("shm_attach_failed")
+            log.warning("shm hub %s: cannot attach %r: %s", self.name, channel_name, exc)
+            return
+        peer = _ShmPeer(channel, self.queue_length)
+        self._peers.add(peer)
+        writer = asyncio.create_task(peer.writer())
+        self.router.open(peer)
+        try:
+            while not peer.closed:
+                data = await channel.arecv()
+                await self.router.receive(peer, data)
+        except (TransportError, RejectedInput) as exc:
+            log.debug("shm hub %s: channel %s ended: %s", self.name, channel_name, exc)
+        finally:
+            self.router.closed(peer)
+            peer.close(1000, "")
+            try:
+                await asyncio.wait_for(writer, 1.0)
+            except asyncio.TimeoutError:
+                writer.cancel()
+            channel.close()
+            self._peers.discard(peer)
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            asyncio.get_running_loop().remove_reader(self._socket.fileno())
+            self._socket.close()
+            self._socket = None
+        for peer in list(self._peers):
+            peer.channel.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class ShmRelayLink:
+    """An agent's link to a relay hub over shared memory; same interface as `RelayClient`."""
+
+    def __init__(
+        self,
+        hub: str,
+        swarm: P2PSwarm,
+        *,
+        on_envelope: FrameHandler,
+        on_member: MemberHandler | None = None,
+        on_left: LeftHandler | None = None,
+        topics: Iterable[str] = (),
+        queue_limit: int = 1024,
+        backoff_initial_s: float = 0.05,
+        backoff_max_s: float = 2.0,
+    ) -> None:
+        self.hub = hub
+        self.session = RelaySession(swarm, on_envelope=on_envelope, on_member=on_member, on_left=on_left,
+                                    topics=topics, queue_limit=queue_limit)
+        self.agent_id = swarm.agent_id
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self._channel: ShmChannel | None = None
+        self._task: asyncio.Task | None = None
+        self._stopped = False
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"shm-link-{self.agent_id}")
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self.connected.wait(), timeout)
+
+    async def send(self, frame: bytes | str) -> None:
+        if self._stopped:
+            raise TransportClosed("shm link stopped")
+        data = frame.encode("utf-8") if isinstance(frame, str) else frame
+        channel = self._channel
+        if channel is not None and self.session.can_send_now():
+            try:
+                await channel.asend(data)
+                return
+            except TransportClosed:
+                pass
+        self.session.queue(data.decode("utf-8"))
+
+    async def subscribe(self, *topics: str) -> None:
+        frame = self.session.subscribe_frame(topics)
+        if frame is not None and self._channel is not None:
+            await self._channel.asend(frame.encode("utf-8"))
+
+    async def stop(self, leave: bool = True) -> None:
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        self.connected.clear()
+
+    async def _run(self) -> None:
+        delay = self.backoff_initial_s
+        while not self._stopped:
+            welcomed = False
+            try:
+                welcomed = await self._connect_once()
+            except (TransportError, OSError, RejectedInput) as exc:
+                log.info("%s: shm hub %s unavailable (%s)", self.agent_id, self.hub, exc)
+            finally:
+                self.session.connection_lost()
+                self.connected.clear()
+                if self._channel is not None:
+                    self._channel.close()
+                    self._channel = None
+            if self._stopped:
+                break
+            if welcomed:
+                delay = self.backoff_initial_s
+            await asyncio.sleep(random.uniform(0, delay))
+            delay = min(self.backoff_max_s, delay * 2)
+            self.reconnects += 1
+
+    async def _connect_once(self) -> bool:
+        name = f"{self.hub}-{os.getpid()}-{os.urandom(4).hex()}"
+        channel = ShmChannel.create(name, capacity=4 * 1024 * 1024)
+        self._channel = channel
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as announce:
+            try:
+                announce.sendto(name.encode("ascii"), hub_address(self.hub))
+            except (ConnectionRefusedError, FileNotFoundError):
+                raise TransportError(f"no shm hub named {self.hub!r}") from None
+        welcomed = False
+        first = True
+        while not self._stopped:
+            try:
+                # The hub answers a new channel with a challenge at once; silence means no hub took it.
+                data = await channel.arecv(timeout=5.0 if first else None)
+            except TimeoutError:
+                raise TransportError(f"shm hub {self.hub!r} did not attach our channel") from None
+            except TransportClosed:
+                break
+            first = False
+            for reply in await self.session.receive(data.decode("utf-8")):
+                await channel.asend(reply.encode("utf-8"))
+            if self.session.ready and not self.connected.is_set():
+                welcomed = True
+                self.connected.set()
+        return welcomed
