@@ -1,0 +1,346 @@
+"""RelayServer over real sockets on 127.0.0.1: HTTP endpoints, close codes, the slow-consumer drop, restart.
+
+Clients here are bare aiohttp WebSockets speaking the relay protocol by hand,
+so each test controls exactly what goes over the wire (and what is not read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+import aiohttp
+import pytest
+
+from relay_fixtures import raw_join, receive_close, running_relay, wait_for, ws_url
+from ruvector_edge import __version__
+from ruvector_edge.p2p import P2PSwarm
+from ruvector_edge.relay.router import RelayLimits
+from ruvector_edge.relay.server import RelayServer
+from ruvector_edge.transport import relay_wire as rw
+from ruvector_edge.transport.websocket import RelayClient
+
+pytestmark = pytest.mark.timeout(30)
+
+KEY = bytes(range(32))
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def members():
+    return [await P2PSwarm.create(name, KEY) for name in ("alice", "bob", "carol")]
+
+
+def base(server: RelayServer) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+def is_envelope(message: aiohttp.WSMessage) -> bool:
+    return message.type == aiohttp.WSMsgType.TEXT and message.data.startswith('{"ct"')
+
+
+# --- HTTP ---------------------------------------------------------------------------
+
+
+async def test_healthz_reports_status_version_and_connections(http, members):
+    async with running_relay() as server:
+        async with http.get(base(server) + "/healthz") as response:
+            assert response.status == 200
+            assert response.content_type == "application/json"
+            assert await response.json() == {"status": "ok", "version": __version__, "web_app": False, "connections": 0}
+        ws, _ = await raw_join(http, server.port, members[0])
+        async with http.get(base(server) + "/healthz") as response:
+            assert (await response.json())["connections"] == 1
+        await ws.close()
+
+
+def sample(text: str, name: str, labels: str = "") -> float:
+    match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.M)
+    assert match, f"{name}{labels} missing from /metrics"
+    return float(match.group(1))
+
+
+async def test_metrics_expose_the_documented_series(http, members):
+    alice, bob, _ = members
+    await bob.register_member(alice.registration)
+    async with running_relay(RelayLimits(max_frame_bytes=64 * 1024)) as server:
+        received = []
+
+        async def on_envelope(text: str) -> None:
+            received.append(text)
+
+        client = RelayClient(ws_url(server.port), bob, on_envelope=on_envelope, topics=["t"])
+        await client.start()
+        try:
+            await client.wait_connected(5)
+            ws, _ = await raw_join(http, server.port, alice)
+            await wait_for(lambda: server.router.peer_count() == 2, what="two peers")
+            await ws.send_str((await alice.publish("t", b"metered")).frame.decode())
+            await wait_for(lambda: received, what="bob's envelope")
+            server.router.ping_all()  # the RelayClient answers; pongs land in the histogram
+            await wait_for(lambda: sum(server.metrics.rtt_counts) >= 1, what="a pong")
+            await ws.send_str("garbage")
+            assert await receive_close(ws) == rw.CLOSE_INVALID_DATA
+            async with http.get(base(server) + "/metrics") as response:
+                assert response.status == 200
+                assert response.content_type == "text/plain"
+                text = await response.text()
+        finally:
+            await client.stop()
+    for name, kind in [
+        ("edge_relay_connections", "gauge"),
+        ("edge_relay_connections_total", "counter"),
+        ("edge_relay_frames_total", "counter"),
+        ("edge_relay_bytes_total", "counter"),
+        ("edge_relay_drops_total", "counter"),
+        ("edge_relay_queue_depth", "gauge"),
+        ("edge_relay_rtt_seconds", "histogram"),
+    ]:
+        assert f"# TYPE {name} {kind}" in text, name
+    assert sample(text, "edge_relay_connections_total") == 2
+    assert sample(text, "edge_relay_frames_total", '{direction="in"}') >= 5
+    assert sample(text, "edge_relay_frames_total", '{direction="out"}') >= 5
+    assert sample(text, "edge_relay_bytes_total", '{direction="in"}') > 500
+    assert sample(text, "edge_relay_drops_total", '{reason="malformed"}') == 1
+    assert sample(text, "edge_relay_queue_depth", '{stat="total"}') >= 0
+    assert sample(text, "edge_relay_queue_depth", '{stat="max"}') >= 0
+    assert sample(text, "edge_relay_rtt_seconds_count") >= 1
+    assert sample(text, "edge_relay_rtt_seconds_bucket", '{le="+Inf"}') == sample(text, "edge_relay_rtt_seconds_count")
+    buckets = [float(v) for v in re.findall(r'^edge_relay_rtt_seconds_bucket\{le="[^"]+"\} (\S+)$', text, re.M)]
+    assert buckets == sorted(buckets), "histogram buckets must be cumulative"
+    assert text.endswith("\n")
+
+
+async def test_static_files_with_wasm_and_module_mime_types(http, tmp_path):
+    (tmp_path / "index.html").write_text("<!doctype html><title>edge</title>")
+    (tmp_path / "pyodide.asm.wasm").write_bytes(b"\x00asm\x01\x00\x00\x00")
+    (tmp_path / "worker.mjs").write_text("export {};")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "data.json").write_text("{}")
+    (tmp_path.parent / "secret.txt").write_text("outside the web root")
+    async with running_relay(web_root=tmp_path) as server:
+        async with http.get(base(server) + "/") as response:
+            assert response.status == 200 and response.content_type == "text/html"
+            assert "<title>edge</title>" in await response.text()
+        async with http.get(base(server) + "/pyodide.asm.wasm") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "application/wasm"
+            assert await response.read() == b"\x00asm\x01\x00\x00\x00"
+        async with http.get(base(server) + "/worker.mjs") as response:
+            assert response.content_type in ("text/javascript", "application/javascript")
+        async with http.get(base(server) + "/sub/data.json") as response:
+            assert response.content_type == "application/json"
+        async with http.get(base(server) + "/missing.js") as response:
+            assert response.status == 404
+        async with http.get(base(server) + "/%2e%2e/secret.txt") as response:
+            assert response.status in (403, 404)
+        async with http.get(base(server) + "/healthz") as response:
+            assert (await response.json())["web_app"] is True
+
+
+async def test_without_a_web_app_the_root_explains_how_to_build_it(http):
+    async with running_relay() as server:
+        async with http.get(base(server) + "/") as response:
+            assert response.status == 503
+            assert "build-web.sh" in await response.text()
+
+
+# --- bad frames ---------------------------------------------------------------------
+
+
+async def test_oversized_frame_closes_1009_and_is_counted(http, members):
+    alice, bob, _ = members
+    async with running_relay(RelayLimits(max_frame_bytes=8 * 1024)) as server:
+        ws_bob, _ = await raw_join(http, server.port, bob, ["t"])
+        ws, _ = await raw_join(http, server.port, alice)
+        await ws.send_str((await alice.publish("t", b"x" * 20_000)).frame.decode())
+        assert await receive_close(ws) == rw.CLOSE_TOO_BIG
+        await wait_for(lambda: server.metrics.drops.get("too_big") == 1, timeout=2, what="too_big counted")
+        # bob is still connected and hears that alice is gone
+        message = json.loads((await asyncio.wait_for(ws_bob.receive(), 5)).data)
+        assert message == {"op": "left", "agent_id": "alice"}
+        await ws_bob.close()
+
+
+async def test_garbage_frame_closes_1007(http, members):
+    async with running_relay() as server:
+        ws, _ = await raw_join(http, server.port, members[0])
+        await ws.send_bytes(b"\xde\xad\xbe\xef not a frame")
+        assert await receive_close(ws) == rw.CLOSE_INVALID_DATA
+        assert server.metrics.drops == {"malformed": 1}
+        await wait_for(lambda: server.router.peer_count() == 0, what="connection released")
+
+
+async def test_garbage_before_hello_closes_1007(http):
+    async with running_relay() as server:
+        ws = await http.ws_connect(ws_url(server.port))
+        assert json.loads((await ws.receive()).data)["op"] == "challenge"
+        await ws.send_str("{{{{")
+        assert await receive_close(ws) == rw.CLOSE_INVALID_DATA
+
+
+async def test_utf16_binary_envelope_closes_1007(http, members):
+    """A binary frame with a valid envelope encoded as UTF-16 is malformed input: close 1007, counted."""
+    alice, bob, _ = members
+    async with running_relay() as server:
+        ws_bob, _ = await raw_join(http, server.port, bob, ["t"])
+        ws, _ = await raw_join(http, server.port, alice)
+        await ws.send_bytes((await alice.publish("t", b"x")).frame.decode().encode("utf-16"))
+        assert await receive_close(ws) == rw.CLOSE_INVALID_DATA
+        assert server.metrics.drops.get("malformed") == 1
+        await ws_bob.close()
+
+
+async def test_spoofed_sender_closes_1008(http, members):
+    alice, bob, _ = members
+    async with running_relay() as server:
+        ws, _ = await raw_join(http, server.port, bob)
+        await ws.send_str((await alice.publish("t", b"x")).frame.decode())
+        assert await receive_close(ws) == rw.CLOSE_POLICY
+
+
+# --- slow consumer --------------------------------------------------------------------
+
+
+async def _flood_with_a_slow_reader(http, members, server, max_frames: int = 300):
+    """alice publishes 200 kB frames on topic t in lock step with carol, who reads; bob subscribed and never reads.
+
+    Lock step means bob's queue only grows once his socket buffers are full, i.e.
+    once the relay's writer to bob is really blocked. Stops as soon as bob
+    is dropped. Returns the three sockets and carol's per-frame latencies."""
+    alice, bob, carol = members
+    ws_bob, _ = await raw_join(http, server.port, bob, ["t"])
+    ws_carol, _ = await raw_join(http, server.port, carol, ["t"])
+    ws_alice, _ = await raw_join(http, server.port, alice)
+    await wait_for(lambda: sum(len(s.subscribers.get("t", ())) for s in server.router._swarms.values()) == 2,
+                   what="both subscriptions")
+    latencies: list[float] = []
+    payload = bytes(200_000)
+    for _ in range(max_frames):
+        frame = (await alice.publish("t", payload)).frame.decode()
+        start = time.monotonic()
+        await ws_alice.send_str(frame)
+        while True:
+            message = await asyncio.wait_for(ws_carol.receive(), 5)
+            if is_envelope(message):
+                break
+            assert message.type == aiohttp.WSMsgType.TEXT, f"carol's connection ended: {message}"
+        latencies.append(time.monotonic() - start)
+        if server.metrics.drops.get("slow_consumer"):
+            break
+    return ws_bob, ws_carol, ws_alice, latencies
+
+
+def _abort(*sockets) -> None:
+    for ws in sockets:
+        connection = ws._response.connection
+        if connection is not None and connection.transport is not None:
+            connection.transport.abort()
+
+
+async def test_slow_consumer_is_dropped_and_counted_while_others_keep_receiving(http, members):
+    limits = RelayLimits(queue_length=4, rate_per_s=100_000, burst=100_000)
+    async with running_relay(limits) as server:
+        sockets = await _flood_with_a_slow_reader(http, members, server)
+        latencies = sockets[3]
+        try:
+            assert server.metrics.drops.get("slow_consumer") == 1, f"bob never dropped after {len(latencies)} frames"
+            assert "bob" not in server.router._swarms[members[0].swarm_id].agents
+            assert max(latencies) < 1.0, "carol was stalled by bob"
+            # After the drop carol keeps getting frames promptly (one at a time: the queue holds only 4).
+            alice_ws, carol_ws = sockets[2], sockets[1]
+            for _ in range(5):
+                start = time.monotonic()
+                await alice_ws.send_str((await members[0].publish("t", b"after")).frame.decode())
+                while True:
+                    message = await asyncio.wait_for(carol_ws.receive(), 2)
+                    if is_envelope(message):
+                        break
+                    assert message.type == aiohttp.WSMsgType.TEXT, (message, server.metrics.drops)
+                assert time.monotonic() - start < 1.0
+            assert server.metrics.drops == {"slow_consumer": 1}
+        finally:
+            _abort(*sockets[:3])
+
+
+async def test_slow_consumer_connection_is_actually_closed(http, members):
+    """Dropping a slow consumer must release its socket, not leave it open with a writer stuck in drain.
+
+    alice bursts 100 frames of 200 kB: far more than bob's socket buffers hold, so the
+    relay's writer to bob is blocked mid-send when bob is dropped."""
+    alice, bob, carol = members
+    limits = RelayLimits(queue_length=4, rate_per_s=100_000, burst=100_000)
+    async with running_relay(limits) as server:
+        ws_alice, _ = await raw_join(http, server.port, alice)
+        ws_bob, _ = await raw_join(http, server.port, bob, ["t"])
+        ws_carol, _ = await raw_join(http, server.port, carol, ["t"])
+        await wait_for(lambda: len(server.router._swarms[alice.swarm_id].subscribers.get("t", ())) == 2,
+                       what="both subscriptions")
+        frames = [(await alice.publish("t", bytes(200_000))).frame.decode() for _ in range(100)]
+        got = 0
+
+        async def carol_reads():
+            nonlocal got
+            while got < len(frames):
+                message = await ws_carol.receive()
+                assert message.type == aiohttp.WSMsgType.TEXT, message
+                got += is_envelope(message)
+
+        reader = asyncio.create_task(carol_reads())
+        try:
+            for frame in frames:
+                await ws_alice.send_str(frame)
+            await asyncio.wait_for(reader, 10)
+            assert server.metrics.drops == {"slow_consumer": 1}
+            await wait_for(lambda: len(server._connections) == 2, timeout=2,
+                           what="the slow consumer's connection to be closed")
+            assert server.metrics.connections == 2
+        finally:
+            reader.cancel()
+            _abort(ws_bob, ws_carol, ws_alice)
+
+
+# --- lifecycle --------------------------------------------------------------------------
+
+
+async def test_graceful_stop_then_restart_on_the_same_port(http, members):
+    server = RelayServer("127.0.0.1", 0, None)
+    await server.start()
+    port = server.port
+    ws, _ = await raw_join(http, port, members[0])
+    await server.stop()
+    assert await receive_close(ws) == rw.CLOSE_GOING_AWAY
+    again = RelayServer("127.0.0.1", port, None)
+    await again.start()
+    try:
+        assert again.port == port
+        ws2, welcome = await raw_join(http, port, members[0])
+        assert welcome["members"] == []  # a fresh relay: nothing carried over
+        async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+            assert (await response.json())["connections"] == 1
+        await ws2.close()
+    finally:
+        await again.stop()
+
+
+async def test_stop_while_a_consumer_is_stuck_is_bounded(http, members):
+    """Shutdown must not hang on a connection whose reader stopped reading."""
+    limits = RelayLimits(queue_length=4, rate_per_s=100_000, burst=100_000)
+    server = RelayServer("127.0.0.1", 0, None, limits)
+    await server.start()
+    port = server.port
+    sockets = await _flood_with_a_slow_reader(http, members, server)
+    start = time.monotonic()
+    await asyncio.wait_for(server.stop(), 10)
+    assert time.monotonic() - start < 5
+    again = RelayServer("127.0.0.1", port, None)
+    await again.start()
+    await again.stop()
+    _abort(*sockets[:3])
