@@ -151,8 +151,9 @@ async def receive_close(ws, timeout: float = 5.0):
     async def drain():
         while True:
             message = await ws.receive()
-            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING,
-                                aiohttp.WSMsgType.ERROR):
+            if message.type == aiohttp.WSMsgType.CLOSE:
+                return message.data  # the code the server sent; ws.close_code may already say 1006
+            if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
                 return ws.close_code
 
     return await asyncio.wait_for(drain(), timeout)

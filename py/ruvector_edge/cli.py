@@ -201,6 +201,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="edge-demo",
         description="Local swarm demo: a coordinator and three workers exchange signed, encrypted frames.",
+        epilog="Log level: EDGE_LOG (or RUST_LOG) = debug|info|warning|error.",
     )
     parser.add_argument("--version", action="version", version=f"edge-demo {__version__}")
     parser.parse_args(argv)

@@ -23,14 +23,17 @@ from .router import RelayLimits, RelayRouter
 log = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 5.0
+CLOSE_GRACE_S = 1.0
 
 
 class _Connection:
     """A WebSocket with a bounded outbound queue drained by its own writer task."""
 
-    def __init__(self, conn_id: int, ws: web.WebSocketResponse, queue_length: int) -> None:
+    def __init__(self, conn_id: int, ws: web.WebSocketResponse, queue_length: int, transport=None) -> None:
         self.conn_id = conn_id
         self.ws = ws
+        self.transport = transport
+        self.writer_task: asyncio.Task | None = None
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(queue_length)
         self.close_code: int | None = None
         self.close_reason = ""
@@ -50,6 +53,13 @@ class _Connection:
             while not self.queue.empty():  # drop what is queued; the close goes out first
                 self.queue.get_nowait()
             self.queue.put_nowait(None)
+            # A consumer too slow to take its frames may never take the close frame either:
+            # if the writer is still stuck on the socket shortly, cut the TCP connection.
+            asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._abort_if_stuck)
+
+    def _abort_if_stuck(self) -> None:
+        if self.writer_task is not None and not self.writer_task.done() and self.transport is not None:
+            self.transport.abort()
 
     async def writer(self) -> None:
         try:
@@ -115,8 +125,12 @@ class RelayServer:
         if self._shm_hub is not None:
             await self._shm_hub.stop()
             self._shm_hub = None
-        for connection in list(self._connections.values()):
+        connections = list(self._connections.values())
+        for connection in connections:
             connection.close(rw.CLOSE_GOING_AWAY, "relay shutting down")
+        writers = [c.writer_task for c in connections if c.writer_task is not None]
+        if writers:  # let the 1001 close frames go out before the sockets are torn down
+            await asyncio.wait(writers, timeout=CLOSE_GRACE_S + 0.5)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -129,9 +143,9 @@ class RelayServer:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=self.limits.max_frame_bytes, compress=False, autoping=True)
         await ws.prepare(request)
-        connection = _Connection(next(self._ids), ws, self.limits.queue_length)
+        connection = _Connection(next(self._ids), ws, self.limits.queue_length, request.transport)
         self._connections[connection.conn_id] = connection
-        writer = asyncio.create_task(connection.writer())
+        writer = connection.writer_task = asyncio.create_task(connection.writer())
         self.router.open(connection)
         try:
             async for message in ws:
@@ -140,10 +154,14 @@ class RelayServer:
                     if connection.close_code is not None:
                         break
                 elif message.type == WSMsgType.ERROR:
+                    # aiohttp reports an oversized frame here (and closes with 1009); the close code
+                    # itself is later overwritten by the one the client echoes.
+                    if getattr(message.data, "code", None) == rw.CLOSE_TOO_BIG:
+                        self.metrics.drop("too_big")
+                    else:
+                        self.metrics.drop("protocol_error")
                     break
         finally:
-            if ws.close_code == rw.CLOSE_TOO_BIG:
-                self.metrics.drop("too_big")
             self.router.closed(connection)
             self._connections.pop(connection.conn_id, None)
             connection.close(rw.CLOSE_NORMAL, "")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..canonical import canonicalize
-from ..errors import MalformedMessage
+from ..errors import MalformedMessage, OversizedMessage
 from ..p2p import wire
 from ..p2p.envelope import EnvelopeHeader
 from ..p2p.records import Registration
@@ -53,6 +53,13 @@ class RoutedEnvelope:
 
 def decode(data: str | bytes, max_bytes: int) -> Control | RoutedEnvelope:
     """Classify and validate one frame; raise a RejectedInput subclass on anything malformed."""
+    if isinstance(data, (bytes, bytearray)):
+        if len(data) > max_bytes:
+            raise OversizedMessage(f"{len(data)} bytes exceeds the {max_bytes}-byte limit")
+        try:  # JSON text on the wire is UTF-8 (RFC 8259 §8.1); json.loads would also take UTF-16/32
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedMessage("frame is not UTF-8") from None
     obj = wire.parse_json_object(data, max_bytes)
     if "op" in obj:
         op = obj["op"]
@@ -61,8 +68,7 @@ def decode(data: str | bytes, max_bytes: int) -> Control | RoutedEnvelope:
         return Control(op, obj)
     if "header" in obj:
         header = EnvelopeHeader.from_dict(obj["header"])
-        raw = data if isinstance(data, str) else data.decode("utf-8")
-        return RoutedEnvelope(header, raw)
+        return RoutedEnvelope(header, data)
     raise MalformedMessage("frame is neither a control frame nor an envelope")
 
 
