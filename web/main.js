@@ -22,6 +22,8 @@ function addStep(stage, detail) {
 
 function showError(message) {
   setStatus("error", "Failed to start");
+  const last = $("progress").lastElementChild;
+  if (last) last.className = "failed";
   const el = $("error");
   el.hidden = false;
   el.textContent = message;
