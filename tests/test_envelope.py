@@ -486,14 +486,15 @@ async def test_broadcast_under_session_key_fails(trio):
         await bob.receive(frame)
 
 
-async def test_direct_message_with_custom_topic_reaches_peer(trio):
-    """send_direct accepts a topic; a frame it produces for bob must be receivable by bob."""
+async def test_direct_message_topic_names_the_recipient(trio):
+    """A direct frame's topic is always '@recipient' (relays route on it, the recipient checks it)."""
     alice, bob, carol = trio
-    frame = (await alice.send_direct("bob", b"hi", topic="chat")).frame
+    frame = (await alice.send_direct("bob", b"hi")).frame
+    assert json.loads(frame)["header"]["topic"] == "@bob"
     with pytest.raises(RejectedInput):
         await carol.receive(frame)
     msg = await bob.receive(frame)
-    assert msg.payload == b"hi" and msg.direct is True
+    assert msg.payload == b"hi" and msg.direct is True and msg.topic == "@bob"
 
 
 # Malformed -----------------------------------------------------------------------------------------

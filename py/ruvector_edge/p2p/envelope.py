@@ -67,7 +67,7 @@ class EnvelopeHeader:
             raise MalformedMessage("header must be an object")
         wire.expect_keys(obj, _HEADER_KEYS, "envelope header")
         kind = obj["type"]
-        if kind not in ENVELOPE_TYPES:
+        if type(kind) is not str or kind not in ENVELOPE_TYPES:
             raise WrongType(f"{kind!r} is not an envelope type")
         return cls(
             type=kind,

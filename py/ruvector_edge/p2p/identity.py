@@ -131,8 +131,8 @@ class IdentityManager:
             info = target.stat()
             if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
                 raise IdentityFileError(f"{target} is accessible by group/others; run: chmod 600 {target}")
-            raw = target.read_text()
-        except OSError as exc:
+            raw = target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
             raise IdentityFileError(f"cannot read identity {target}: {exc}") from exc
         try:
             doc = json.loads(raw)
@@ -140,6 +140,6 @@ class IdentityManager:
                 raise IdentityFileError(f"unsupported identity file version {doc.get('version')!r}")
             seed = base64.b64decode(doc["ed25519_seed"], validate=True)
             x_private = base64.b64decode(doc["x25519_private"], validate=True)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise IdentityFileError(f"malformed identity file {target}: {exc}") from exc
         return await cls.from_secrets(crypto, seed, x_private)

@@ -109,7 +109,7 @@ class MemberRegistry:
             return member
         if reg.joined_at > existing.registration.joined_at:
             existing.registration = reg  # a newer self-signed registration may change capabilities
-        existing.last_seen = max(existing.last_seen, now)
+        # No liveness refresh: anyone holding a copy of a registration can resend it.
         return existing
 
     # Heartbeats --------------------------------------------------------------

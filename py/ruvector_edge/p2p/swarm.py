@@ -163,10 +163,11 @@ class P2PSwarm:
         """Seal payloads for every member under the swarm key: one sign batch, one encrypt batch."""
         return await self._seal(env.BROADCAST, topic, payloads, self.swarm_key.key)
 
-    async def send_direct(self, peer_id: str, payload: bytes, topic: str | None = None) -> Published:
-        """Seal a payload that only `peer_id` can open (pairwise session key); topic defaults to '@peer_id'."""
+    async def send_direct(self, peer_id: str, payload: bytes) -> Published:
+        """Seal a payload that only `peer_id` can open (pairwise session key); its topic is '@peer_id',
+        which is how relays route it and how the recipient knows it was meant for it."""
         key = await self.derive_session_key(peer_id)
-        return (await self._seal(env.DIRECT, topic or f"@{peer_id}", [payload], key))[0]
+        return (await self._seal(env.DIRECT, f"@{peer_id}", [payload], key))[0]
 
     async def _seal(self, kind: str, topic: str, payloads: Sequence[bytes], key: bytes) -> list[Published]:
         wire.check_id(topic, "topic")

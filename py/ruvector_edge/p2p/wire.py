@@ -115,9 +115,12 @@ def get_b64(obj: dict[str, Any], key: str, max_bytes: int) -> bytes:
     if len(value) // 4 * 3 > max_bytes + 2:
         raise OversizedMessage(f"{key} exceeds {max_bytes} bytes")
     try:  # validate=True refuses anything outside the alphabet, including whitespace
-        return base64.b64decode(value, validate=True)
+        decoded = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise MalformedMessage(f"{key} must be padded base64") from None
+    if len(decoded) > max_bytes:
+        raise OversizedMessage(f"{key} exceeds {max_bytes} bytes")
+    return decoded
 
 
 def get_str_list(obj: dict[str, Any], key: str, max_items: int = 64, max_len: int = 64) -> list[str]:
