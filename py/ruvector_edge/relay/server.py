@@ -23,6 +23,7 @@ from .router import RelayLimits, RelayRouter
 log = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 5.0
+PING_SLICES = 50  # each agent is pinged once per interval, a fiftieth of them at a time
 CLOSE_GRACE_S = 1.0
 
 
@@ -136,9 +137,12 @@ class RelayServer:
             self._runner = None
 
     async def _ping_loop(self) -> None:
+        slices = PING_SLICES
+        index = 0
         while True:
-            await asyncio.sleep(PING_INTERVAL_S)
-            self.router.ping_all()
+            await asyncio.sleep(PING_INTERVAL_S / slices)
+            self.router.ping_slice(index, slices)
+            index = (index + 1) % slices
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=self.limits.max_frame_bytes, compress=False, autoping=True)

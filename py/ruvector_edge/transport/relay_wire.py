@@ -14,6 +14,7 @@ headers, never payloads.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +129,20 @@ def subscribe(topics: list[str]) -> str:
 
 def unsubscribe(topics: list[str]) -> str:
     return encode("unsub", topics=topics)
+
+
+def welcome(agent_id: str, swarm: str, member_json: list[str]) -> str:
+    """The welcome frame built from registrations already in canonical text (keys in sorted order)."""
+    return (f'{{"agent_id":{json.dumps(agent_id)},"members":[{",".join(member_json)}],'
+            f'"op":"welcome","swarm":{json.dumps(swarm)}}}')
+
+
+def member(registration_json: str) -> str:
+    return f'{{"op":"member","registration":{registration_json}}}'
+
+
+def ping(ping_id: int) -> str:
+    return f'{{"id":{int(ping_id)},"op":"ping"}}'
 
 
 def is_direct(topic: str) -> bool:
