@@ -42,7 +42,7 @@ async def joined(url: str, *configs: SwarmConfig) -> list[SwarmAgent]:
                                    for p in ids - {agent.agent_id}),
                        what=f"{agent.agent_id} to see every JOIN")
     for agent in agents:
-        await agent._link.ping()  # subscriptions processed by the relay before the test sends anything
+        await agent.links["relay"].ping()  # subscriptions processed by the relay before the test sends anything
     return agents
 
 
@@ -200,7 +200,7 @@ async def test_ping_to_an_absent_peer_times_out_and_is_reported_undeliverable(re
         await wait_for(lambda: alice.peers["bob"].left, what="bob gone")
         with pytest.raises(asyncio.TimeoutError):
             await alice.ping("bob", timeout=0.3)
-        await wait_for(lambda: any(to == "bob" for _, to in alice._link.undeliverable), what="undeliverable")
+        await wait_for(lambda: any(to == "bob" for _, to in alice.links["relay"].undeliverable), what="undeliverable")
     finally:
         await leave_all(alice)
 
@@ -240,7 +240,7 @@ async def test_garbage_payload_inside_a_valid_envelope_is_counted(relay):
     alice, bob = await joined(ws_url(relay.port), config("alice"), config("bob"))
     try:
         for payload in (b"not json", b'{"kind":"TELEPORT","body":{}}', b'{"kind":"SIGNAL","body":[]}'):
-            await alice._link.send((await alice.swarm.publish("swarm", payload)).frame)
+            await alice.links["relay"].send((await alice.swarm.publish("swarm", payload)).frame)
         await wait_for(lambda: sum(bob.rejected.values()) == 3, what="refusals")
         assert bob.rejected == {"MalformedMessage": 3}
     finally:

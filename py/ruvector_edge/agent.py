@@ -17,9 +17,9 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
-from .errors import MalformedMessage, RejectedInput
+from .errors import MalformedMessage, Misaddressed, RejectedInput, ReplayDetected
 from .p2p import P2PSwarm, Registration
 from .p2p.records import Heartbeat
 from .p2p.registry import MemberStatus
@@ -101,6 +101,20 @@ class PeerInfo:
 
 Handler = Callable[[str, SwarmMessage], Awaitable[None]]
 
+# Paths to a peer, most direct first. A direct frame takes the first path that reaches its
+# recipient; a broadcast goes out on every path (receivers drop the copies as duplicates).
+PATH_PREFERENCE = ("webrtc", "broadcast-channel", "relay")
+
+
+class Link(Protocol):
+    """What the agent needs from a transport: send a frame, say whether a peer is reachable on it."""
+
+    async def send(self, frame: bytes | str) -> None: ...
+
+    def reaches(self, peer_id: str) -> bool: ...
+
+    async def stop(self) -> None: ...
+
 
 class SwarmAgent:
     def __init__(self, config: SwarmConfig, swarm: P2PSwarm) -> None:
@@ -108,10 +122,11 @@ class SwarmAgent:
         self.swarm = swarm
         self.peers: dict[str, PeerInfo] = {}
         self.rejected: collections.Counter[str] = collections.Counter()
+        self.ignored: collections.Counter[str] = collections.Counter()
         self.inbox: collections.deque[tuple[str, SwarmMessage]] = collections.deque(maxlen=config.inbox_limit)
         self._subscribers: dict[MessageKind, list[Handler]] = collections.defaultdict(list)
         self._pongs: dict[str, asyncio.Future] = {}
-        self._link: Any = None
+        self.links: dict[str, Link] = {}
         self._tasks: list[asyncio.Task] = []
         self._handlers: dict[MessageKind, Callable[[str, SwarmMessage], Awaitable[None]]] = {
             MessageKind.JOIN: self._on_join,
@@ -147,17 +162,18 @@ class SwarmAgent:
         if target.startswith("shm://"):
             from .transport.shm_link import ShmRelayLink
 
-            self._link = ShmRelayLink(target[len("shm://"):], self.swarm, **handlers)
+            link: Any = ShmRelayLink(target[len("shm://"):], self.swarm, **handlers)
         elif target.startswith(("ws://", "wss://")):
             from .transport.websocket import RelayClient
 
             if not target.rstrip("/").endswith("/ws"):
                 target = target.rstrip("/") + "/ws"
-            self._link = RelayClient(target, self.swarm, **handlers)
+            link = RelayClient(target, self.swarm, **handlers)
         else:
             raise ValueError(f"unsupported relay URL {target!r}: use ws://host:port or shm://hub")
-        await self._link.start()
-        await self._link.wait_connected(timeout)
+        self.links["relay"] = link
+        await link.start()
+        await link.wait_connected(timeout)
         await self.broadcast(MessageKind.JOIN, role=self.config.role.value,
                              capabilities=list(self.config.effective_capabilities()))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
@@ -166,29 +182,47 @@ class SwarmAgent:
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
-        if self._link is not None:
+        if self.links:
             try:
                 await self.broadcast(MessageKind.LEAVE, reason="shutdown")
             except Exception as exc:  # leaving must not fail because the link already died
                 log.debug("LEAVE not sent: %s", exc)
-            await self._link.stop()
-            self._link = None
+            for link in self.links.values():
+                await link.stop()
+            self.links.clear()
+
+    def attach_link(self, name: str, link: Link) -> None:
+        """Add a path (e.g. the browser's BroadcastChannel or WebRTC links); see PATH_PREFERENCE."""
+        if name not in PATH_PREFERENCE:
+            raise ValueError(f"unknown path {name!r}; expected one of {PATH_PREFERENCE}")
+        self.links[name] = link
+
+    def path_to(self, peer_id: str) -> str | None:
+        """The most direct attached path that reaches `peer_id` now."""
+        for name in PATH_PREFERENCE:
+            link = self.links.get(name)
+            if link is not None and link.reaches(peer_id):
+                return name
+        return None
 
     # Sending -----------------------------------------------------------------------
     async def broadcast(self, kind: MessageKind, **body: Any) -> str:
         published = await self.swarm.publish(SWARM_TOPIC, encode_message(kind, **body))
-        await self._send(published.frame)
+        if not self.links:
+            raise RuntimeError("not connected: call join_swarm() first")
+        for link in list(self.links.values()):
+            await link.send(published.frame)
         return published.message_id
 
     async def send_to(self, peer_id: str, kind: MessageKind, **body: Any) -> str:
         published = await self.swarm.send_direct(peer_id, encode_message(kind, **body))
-        await self._send(published.frame)
+        path = self.path_to(peer_id)
+        if path is None:
+            path = "relay" if "relay" in self.links else None
+        if path is None:
+            raise RuntimeError(f"no path to {peer_id!r}: call join_swarm() first")
+        await self.links[path].send(published.frame)
         return published.message_id
-
-    async def _send(self, frame: bytes) -> None:
-        if self._link is None:
-            raise RuntimeError("not connected: call join_swarm() first")
-        await self._link.send(frame)
 
     async def ping(self, peer_id: str, timeout: float = 5.0) -> float:
         """Signed end-to-end round trip to a peer through whatever path the link uses, in seconds."""
@@ -220,20 +254,28 @@ class SwarmAgent:
         info = self.peers.setdefault(member.agent_id, PeerInfo(member.agent_id))
         info.capabilities = member.registration.capabilities
         info.left = False
-        if self._link is not None:  # introduce ourselves to the newcomer
+        if self.links:  # introduce ourselves to the newcomer
             await self.send_to(member.agent_id, MessageKind.JOIN, role=self.config.role.value,
                                capabilities=list(self.config.effective_capabilities()))
 
-    async def handle_frame(self, frame: bytes | str) -> None:
-        """Entry point for every frame a transport delivers."""
+    async def handle_frame(self, frame: bytes | str, via: str = "relay") -> None:
+        """Entry point for every frame a transport delivers (`via` names the path it came by)."""
         try:
             received = await self.swarm.receive(frame)
             message = decode_message(received.payload)
+        except (ReplayDetected, Misaddressed) as exc:
+            # With several paths the same frame can arrive twice, and a shared medium (BroadcastChannel)
+            # shows everyone direct frames meant for one: neither is an attack, so neither is a rejection.
+            self.ignored[type(exc).__name__] += 1
+            return
         except RejectedInput as exc:
             self.rejected[type(exc).__name__] += 1
             log.debug("%s: dropped frame: %s", self.agent_id, exc)
             return
         sender = received.sender_id
+        info = self.peers.get(sender)
+        if info is not None and via in PATH_PREFERENCE:
+            info.transport = self.path_to(sender) or via
         try:
             handler = self._handlers.get(message.kind)
             if handler is not None:

@@ -186,6 +186,10 @@ class ShmRelayLink:
                 pass
         self.session.queue(data.decode("utf-8"))
 
+    def reaches(self, peer_id: str) -> bool:
+        """A relay reaches every member (frames wait in the queue while reconnecting)."""
+        return True
+
     async def subscribe(self, *topics: str) -> None:
         frame = self.session.subscribe_frame(topics)
         if frame is not None and self._channel is not None:

@@ -104,6 +104,10 @@ class RelayClient:
                 pass  # fell over mid-send: keep it for after the reconnect
         self.session.queue(text)
 
+    def reaches(self, peer_id: str) -> bool:
+        """A relay reaches every member (frames wait in the queue while reconnecting)."""
+        return True
+
     async def subscribe(self, *topics: str) -> None:
         frame = self.session.subscribe_frame(topics)
         if frame is not None and self._ws is not None:
