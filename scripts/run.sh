@@ -1,28 +1,54 @@
 #!/usr/bin/env bash
-# The main job: set up, build the web app, start a relay serving it, print its URL,
-# run the local swarm demo, and keep the relay up until Ctrl-C.
-#   PORT=8080 HOST=127.0.0.1 bash scripts/run.sh
+# The main job: set up, build the web app, then start a coordinator that runs the relay
+# (serving the web app, /ws for agents, a shared-memory hub for local agents), two workers
+# over WebSocket and a scout over shared memory; run the local demo; print the URL.
+# Everything stays up until Ctrl-C.        PORT=8080 HOST=127.0.0.1 bash scripts/run.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8080}"
+HUB="edge-run-$$"
 
 bash scripts/setup.sh
 bash scripts/build-web.sh
 
-.venv/bin/edge-relay --listen "$HOST:$PORT" --web dist &
-RELAY=$!
-trap 'kill "$RELAY" 2>/dev/null || true; wait "$RELAY" 2>/dev/null || true' EXIT INT TERM
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+mkdir -p build
+KEY="$(.venv/bin/python -c 'import os; print(os.urandom(32).hex())')"
+.venv/bin/edge-coordinator --id coordinator-001 --listen "$HOST:$PORT" --web dist --shm-hub "$HUB" \
+  --swarm-key "$KEY" --status-every 10 >build/coordinator.log 2>&1 &
+PIDS+=($!)
 for _ in $(seq 1 100); do
-  if .venv/bin/python -c "import urllib.request,sys; urllib.request.urlopen('http://$HOST:$PORT/healthz', timeout=1)" 2>/dev/null; then break; fi
-  kill -0 "$RELAY" 2>/dev/null || { echo "[run] edge-relay exited (is port $PORT free? try PORT=8090)" >&2; exit 1; }
+  if .venv/bin/python -c "import urllib.request; urllib.request.urlopen('http://$HOST:$PORT/healthz', timeout=1)" 2>/dev/null; then break; fi
+  kill -0 "${PIDS[0]}" 2>/dev/null || { cat build/coordinator.log >&2; echo "[run] the coordinator exited (is port $PORT free? try PORT=8090)" >&2; exit 1; }
   sleep 0.1
 done
-echo
-echo "  ruvector-edge web app: http://$HOST:$PORT/"
+
+export SWARM_KEY="$KEY"
+.venv/bin/edge-agent --role worker --id worker-001 --coordinator "ws://$HOST:$PORT/ws" --status-every 10 >build/worker-001.log 2>&1 &
+PIDS+=($!)
+.venv/bin/edge-agent --role worker --id worker-002 --coordinator "ws://$HOST:$PORT/ws" --status-every 10 >build/worker-002.log 2>&1 &
+PIDS+=($!)
+.venv/bin/edge-agent --role scout --id scout-001 --coordinator "shm://$HUB" --status-every 10 >build/scout-001.log 2>&1 &
+PIDS+=($!)
+
 echo
 .venv/bin/edge-demo
+sleep 1
 echo
-echo "Relay still serving http://$HOST:$PORT/ — press Ctrl-C to stop."
-wait "$RELAY"
+echo "  ruvector-edge is running:"
+echo "    web app         http://$HOST:$PORT/"
+echo "    agents connect  ws://$HOST:$PORT/ws#swarm_key=$KEY"
+echo "    metrics         http://$HOST:$PORT/metrics"
+echo "    local swarm     coordinator-001, worker-001, worker-002 (WebSocket), scout-001 (shared memory)"
+echo "    logs            build/*.log   (coordinator's peer table: tail -f build/coordinator.log)"
+echo
+echo "Press Ctrl-C to stop."
+tail -n +1 -f build/coordinator.log

@@ -112,6 +112,8 @@ def coordinator_main(argv: list[str] | None = None) -> int:
                         help="run an embedded relay on this address (e.g. 127.0.0.1:8080)")
     parser.add_argument("--relay", default=None, metavar="URL", help="join an existing relay instead (default: SWARM_COORDINATOR)")
     parser.add_argument("--web", type=Path, default=None, metavar="DIR", help="with --listen: also serve this built web app")
+    parser.add_argument("--shm-hub", default=None, metavar="NAME",
+                        help="with --listen: also accept local agents over shared memory (shm://NAME)")
     args = parser.parse_args(argv)
     configure_logging()
     return asyncio.run(_run_coordinator(args))
@@ -125,10 +127,14 @@ async def _run_coordinator(args: argparse.Namespace) -> int:
     if args.listen is not None:
         from .relay.server import RelayServer
 
-        server = RelayServer(args.listen[0], args.listen[1], args.web)
+        server = RelayServer(args.listen[0], args.listen[1], args.web, shm_hub=args.shm_hub)
         await server.start()
         relay_url = f"ws://{args.listen[0]}:{server.port}/ws"
         print(f"relay listening on {relay_url}", flush=True)
+        if args.web is not None:
+            print(f"web app: http://{args.listen[0]}:{server.port}/", flush=True)
+        if args.shm_hub:
+            print(f"shared-memory hub: shm://{args.shm_hub}", flush=True)
     config = SwarmConfig(role=AgentRole.COORDINATOR, capabilities=("coordinator", "executor"), swarm_key=key)
     if args.agent_id:
         config = config.with_agent_id(args.agent_id)
