@@ -31,15 +31,19 @@ def _reject_constant(name: str) -> Any:
     raise MalformedMessage(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
 def parse_json_object(data: bytes | str, max_bytes: int) -> dict[str, Any]:
-    """Parse one JSON object, refusing oversized input, duplicate keys and NaN/Infinity."""
+    """Parse one JSON object: UTF-8 only, no duplicate keys, no NaN/Infinity, at most `max_bytes`."""
     if len(data) > max_bytes:
         raise OversizedMessage(f"{len(data)} bytes exceeds the {max_bytes}-byte limit")
     try:
-        value = json.loads(data, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+        value = _DECODER.decode(text)
     except MalformedMessage:
         raise
-    except (ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise MalformedMessage(f"not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise MalformedMessage("expected a JSON object")
