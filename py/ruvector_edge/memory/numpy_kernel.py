@@ -1,0 +1,98 @@
+"""The native kernel: one float32 matrix of unit rows, BLAS for the scores, a two-pass exact top-k.
+
+A full `argpartition` over 100K scores costs more than the matrix product that
+made them (≈1.5 ms against ≈0.6 ms per query in a batch), so the top-k is
+found in two cheap vectorised passes instead: each query's scores are folded
+into a (64, n/64) matrix and each column's maximum taken; the k-th largest
+of those column maxima is a lower bound of the k-th best score (k different
+columns each hold a score at least that high), so comparing every score with it keeps
+every row that can be in the top k and, for unit-norm data, barely more than k.
+The exact cut is then made on that handful. Only numpy is needed, nothing
+compiled of our own, so the module is importable in a Pyodide that serves numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .kernels import VectorKernel, _at_least_kth
+
+__all__ = ["NumpyKernel"]
+
+_FOLD = 64
+_SCORE_BYTES_PER_CHUNK = 64 * 1024 * 1024  # a batch's score matrix is computed this many bytes at a time
+_F32 = np.dtype("<f4")
+
+
+class NumpyKernel(VectorKernel):
+    """Exact cosine top-k over a growable float32 matrix (rows `0..len-1` are live)."""
+
+    name = "numpy"
+
+    def __init__(self, dim: int, initial_rows: int = 1024) -> None:
+        super().__init__(dim)
+        self._matrix = np.empty((max(1, initial_rows), dim), dtype=np.float32)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def add_many(self, vectors: Sequence[bytes]) -> None:
+        if not vectors:
+            return
+        block = np.frombuffer(b"".join(vectors), dtype=_F32)
+        if block.size != len(vectors) * self.dim:
+            raise ValueError(f"packed vectors must be {4 * self.dim} bytes each")
+        needed = self._n + len(vectors)
+        if needed > len(self._matrix):
+            grown = np.empty((max(needed, 2 * len(self._matrix)), self.dim), dtype=np.float32)
+            grown[: self._n] = self._matrix[: self._n]
+            self._matrix = grown
+        self._matrix[self._n : needed] = block.reshape(len(vectors), self.dim)
+        self._n = needed
+
+    def remove(self, row: int) -> int | None:
+        last = self._n - 1
+        if not 0 <= row <= last:
+            raise IndexError(row)
+        self._n = last
+        if row == last:
+            return None
+        self._matrix[row] = self._matrix[last]
+        return last
+
+    def search(self, queries: Sequence[bytes], k: int) -> list[list[tuple[int, float]]]:
+        if not queries:
+            return []
+        q = np.frombuffer(b"".join(queries), dtype=_F32).reshape(len(queries), self.dim)
+        n = self._n
+        if n == 0:
+            return [[] for _ in queries]
+        rows = self._matrix[:n]
+        chunk = max(1, _SCORE_BYTES_PER_CHUNK // (4 * n))
+        results: list[list[tuple[int, float]]] = []
+        for start in range(0, len(q), chunk):
+            scores = q[start : start + chunk] @ rows.T if len(q) > 1 else (rows @ q[0])[None, :]
+            results.extend(self._top(scores, k))
+        return results
+
+    @staticmethod
+    def _top(scores: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """Per score row: every column scoring at least its k-th best."""
+        batch, n = scores.shape
+        if k >= n:
+            return [list(enumerate(row.tolist())) for row in scores]
+        width = n // _FOLD
+        if width > 2 * k:
+            maxima = scores[:, : _FOLD * width].reshape(batch, _FOLD, width).max(axis=1)
+            bound = np.partition(maxima, width - k, axis=1)[:, width - k]
+        else:  # a small set: the k-th best itself, directly
+            bound = np.partition(scores, n - k, axis=1)[:, n - k]
+        hit_rows, hit_cols = np.nonzero(scores >= bound[:, None])
+        hit_scores = scores[hit_rows, hit_cols].tolist()
+        per_query: list[list[tuple[int, float]]] = [[] for _ in range(batch)]
+        for query, col, score in zip(hit_rows.tolist(), hit_cols.tolist(), hit_scores):
+            per_query[query].append((col, score))
+        return [_at_least_kth(found, k) for found in per_query]

@@ -1,0 +1,99 @@
+"""Where memories outlive the process: one `MemoryStore` per runtime (SQLite natively, IndexedDB in the browser).
+
+`VectorMemory` writes through the store *before* it changes its own state and
+before `store_memory` returns, so an acknowledged memory is on disk, and a
+write that fails leaves memory and disk as they were. Each change is one
+`apply` call — an insertion together with the eviction it causes, or a whole
+import batch — so it lands atomically or not at all.
+"""
+
+from __future__ import annotations
+
+import abc
+import sqlite3
+from collections.abc import Sequence
+from os import PathLike
+
+from .entry import MemoryEntry
+
+__all__ = ["MemoryStore", "SqliteMemoryStore"]
+
+
+class MemoryStore(abc.ABC):
+    """Durable storage of memory entries, keyed by id."""
+
+    @abc.abstractmethod
+    def load(self, dim: int) -> list[MemoryEntry]:
+        """Every stored entry in `seq` order; a store made for another dimension refuses (ValueError)."""
+
+    @abc.abstractmethod
+    def apply(self, put: Sequence[MemoryEntry], delete: Sequence[str]) -> None:
+        """Insert or replace `put` (by id) and remove `delete` in one atomic, durable step."""
+
+    def close(self) -> None:
+        """Release the store; the default holds nothing."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS memory_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS memories (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    content TEXT NOT NULL,
+    metadata TEXT,
+    embedding BLOB NOT NULL
+);
+"""
+
+
+class SqliteMemoryStore(MemoryStore):
+    """SQLite in WAL mode; every `apply` is committed before it returns.
+
+    `synchronous=FULL` fsyncs the WAL on each commit, so an acknowledged memory
+    survives a power cut as well as a killed process (NORMAL would be enough
+    for the latter only). Embeddings are the packed float32 bytes as blobs.
+    """
+
+    def __init__(self, path: str | PathLike[str], synchronous: str = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.executescript(_SCHEMA)
+
+    def load(self, dim: int) -> list[MemoryEntry]:
+        row = self._db.execute("SELECT value FROM memory_meta WHERE key = 'dim'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO memory_meta (key, value) VALUES ('dim', ?)", (str(dim),))
+        elif int(row[0]) != dim:
+            raise ValueError(f"{self.path} holds {row[0]}-dimensional memories, not {dim}")
+        rows = self._db.execute(
+            "SELECT id, content, owner, embedding, metadata, seq FROM memories ORDER BY seq"
+        ).fetchall()
+        entries = []
+        for id_, content, owner, blob, metadata, seq in rows:
+            if len(blob) != 4 * dim:
+                raise ValueError(f"{self.path}: memory {id_} has a {len(blob)}-byte embedding, expected {4 * dim}")
+            entries.append(MemoryEntry(id_, content, owner, bytes(blob), metadata, seq))
+        return entries
+
+    def apply(self, put: Sequence[MemoryEntry], delete: Sequence[str]) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("DELETE FROM memories WHERE id = ?", [(id_,) for id_ in delete])
+            db.executemany(
+                "INSERT OR REPLACE INTO memories (id, seq, owner, content, metadata, embedding)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(e.id, e.seq, e.owner, e.content, e.metadata_json, e.vector) for e in put],
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
