@@ -1,0 +1,216 @@
+"""IntelligenceSync: an agent's learned patterns, shared with the swarm as a state-based CRDT.
+
+The spec's anchor merged Q-values with weights that did not sum to one and added
+a peer's visits again on every re-merge. Here each agent (origin) owns its
+entries: for every (state, action) it publishes (q, visits, version,
+last_update), where version is the origin's own counter at its latest write.
+A merge keeps, per (state, action, origin), the entry with the higher version —
+a join, so merging is idempotent, commutative and associative, and a state seen
+twice (or an older one) changes nothing. The swarm's value of a pattern is then
+the visit-weighted mean of the origins' q over their visits, and the visits are
+each origin's count once.
+
+Versions are a hybrid clock: max(last version + 1, now in ms). They grow by at
+least one per write, and an agent that restarts without its counter still
+writes above what the swarm holds from its previous life (it also adopts its
+own counter back from any state it merges).
+
+Delta sync: an origin's entries held by a replica are always that origin's
+state as of some version (whole states and deltas both keep that true), so the
+highest version held per origin is a version vector, and "every entry above
+the asker's vector" is exactly what the asker lacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..platform.base import Clock
+from . import wire
+from .tables import Entry, PatternTable, confidence, default_table_factory, swarm_value
+from .wire import MAX_INT63, MAX_VISITS, Limits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """The swarm's view of one (state, action); same fields as the learning engine's Pattern."""
+
+    state: str
+    action: str
+    q_value: float
+    visits: int
+    last_update: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """One merge, counted per received entry: merged_patterns + ignored_stale = entries received.
+
+    merged_patterns: entries that changed this replica (inserted or replaced);
+    updated: of those, the ones that replaced an older entry of the same origin;
+    new_patterns: distinct (state, action) this replica did not know before;
+    conflicts: entries with the same version as ours but other content (a
+    misbehaving or reset origin), resolved deterministically either way;
+    ignored_stale: entries no newer than ours (older, or already known).
+    """
+
+    merged_patterns: int
+    new_patterns: int
+    updated: int
+    conflicts: int
+    ignored_stale: int
+
+
+@dataclass(frozen=True)
+class SwarmStats:
+    """total_agents: origins known plus this agent; total_patterns: distinct (state, action)."""
+
+    total_agents: int
+    total_patterns: int
+    total_visits: int
+    avg_confidence: float
+
+
+class IntelligenceSync:
+    """One agent's replica of the swarm's pattern state. Sans-I/O: bytes in, bytes out."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        *,
+        clock: Clock | None = None,
+        limits: Limits | None = None,
+        table_factory: Callable[[], PatternTable] | None = None,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.agent_id = wire.check_name(agent_id, "agent_id", self.limits)
+        self._clock = clock or Clock()
+        self._table = (table_factory or default_table_factory())()
+        self._counter = 0
+
+    # local writes -----------------------------------------------------------
+    def _next_version(self) -> int:
+        self._counter = max(self._counter + 1, self._clock.now_ms())
+        if self._counter > MAX_INT63:
+            raise OverflowError("version counter exhausted")
+        return self._counter
+
+    def update_pattern(self, state: str, action: str, value: float, visits_delta: int = 1) -> Entry:
+        """Fold a sample (a reward or a return) into this agent's entry as an incremental mean.
+
+        The entry's q is the visit-weighted mean of every sample given, so it
+        means the same thing as a peer's: an estimate backed by `visits`.
+        A learner that keeps its own Q-table publishes it with `set_pattern`.
+        """
+        state, action = self._names(state, action)
+        value = self._finite(value)
+        if not isinstance(visits_delta, int) or isinstance(visits_delta, bool) or visits_delta < 1:
+            raise ValueError("visits_delta must be a positive int")
+        current = self._table.get(state, action, self.agent_id)
+        visits = visits_delta + (current.visits if current else 0)
+        if visits > MAX_VISITS:
+            raise ValueError(f"visits would exceed {MAX_VISITS}")
+        q = value if current is None else current.q_value + (value - current.q_value) * (visits_delta / visits)
+        return self._write(state, action, q, visits)
+
+    def set_pattern(self, state: str, action: str, q_value: float, visits: int) -> Entry:
+        """Publish a learner's own estimate for (state, action) as this agent's entry."""
+        state, action = self._names(state, action)
+        q_value = self._finite(q_value)
+        if not isinstance(visits, int) or isinstance(visits, bool) or not 1 <= visits <= MAX_VISITS:
+            raise ValueError(f"visits must be an int in [1, {MAX_VISITS}]")
+        return self._write(state, action, q_value, visits)
+
+    def _write(self, state: str, action: str, q: float, visits: int) -> Entry:
+        entry = Entry(q + 0.0, visits, self._next_version(), self._clock.now_ms())
+        self._table.put(state, action, self.agent_id, entry, self.limits)
+        return entry
+
+    def _names(self, state: str, action: str) -> tuple[str, str]:
+        return wire.check_name(state, "state", self.limits), wire.check_name(action, "action", self.limits)
+
+    @staticmethod
+    def _finite(value: float) -> float:
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("q-values must be finite")
+        return value
+
+    # sync ------------------------------------------------------------------
+    def serialize_state(self, since: dict[str, int] | None = None) -> bytes:
+        """The canonical compressed state; with `since`, only entries above that version vector."""
+        return self._table.encode(since)
+
+    def version_vector(self) -> dict[str, int]:
+        """origin -> highest version held: what to send in a REQUEST_PATTERNS."""
+        return self._table.version_vector()
+
+    def delta_for(self, version_vector: dict[str, int]) -> bytes:
+        """The answer to a REQUEST_PATTERNS: every entry the asker's version vector lacks."""
+        if not isinstance(version_vector, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in version_vector.items()
+        ):
+            raise ValueError("a version vector maps origin names to ints")
+        return self.serialize_state(since=version_vector)
+
+    def merge_peer_state(self, peer_id: str, data: bytes) -> MergeResult:
+        """Join a peer's (full or delta) state in; bad data raises a RejectedInput and changes nothing."""
+        raw = wire.inflate(data, self.limits)
+        lay = wire.parse_layout(raw, self.limits)
+        strings = wire.parse_strings(raw, lay, self.limits)
+        batch = self._table.decode(raw, lay, strings)
+        counts = self._table.merge(batch, self.limits)
+        self._counter = max(self._counter, self._table.version_vector().get(self.agent_id, 0))
+        result = MergeResult(
+            merged_patterns=counts.inserted + counts.updated,
+            new_patterns=counts.new_keys,
+            updated=counts.updated,
+            conflicts=counts.conflicts,
+            ignored_stale=counts.unchanged,
+        )
+        if counts.conflicts:
+            log.warning("merge from %s: %d conflicting entries (same version, other content)", peer_id, counts.conflicts)
+        log.debug("merge from %s: %s", peer_id, result)
+        return result
+
+    # reading ---------------------------------------------------------------
+    def patterns(self) -> list[Pattern]:
+        """The swarm view, sorted by (state, action)."""
+        agg = self._table.aggregate()
+        return [
+            Pattern(s, a, q, v, last, confidence(v))
+            for s, a, q, v, last in zip(agg.states, agg.actions, agg.q_values, agg.visits, agg.last_updates)
+        ]
+
+    def best_action(self, state: str, actions: Sequence[str]) -> tuple[str, float] | None:
+        """The known action with the highest swarm q (ties: more visits, then the smaller name), and its confidence."""
+        known = self._table.for_state(state)
+        best: tuple[float, int, str] | None = None
+        for action in sorted(set(actions)):
+            contributions = known.get(action)
+            if not contributions:
+                continue
+            q, visits, _ = swarm_value(contributions)
+            if best is None or (q, visits) > best[:2]:
+                best = (q, visits, action)
+        if best is None:
+            return None
+        return best[2], confidence(best[1])
+
+    def get_swarm_stats(self) -> SwarmStats:
+        keys, visits, conf_sum, origins = self._table.totals()
+        return SwarmStats(
+            total_agents=len(origins | {self.agent_id}),
+            total_patterns=keys,
+            total_visits=visits,
+            avg_confidence=conf_sum / keys if keys else 0.0,
+        )
+
+    def __len__(self) -> int:
+        """Entries held (one per (state, action, origin))."""
+        return len(self._table)

@@ -1,0 +1,593 @@
+"""Where the pattern entries live: one interface, a numpy kernel and a pure-Python kernel.
+
+The choice is made once (`default_table_factory`) like any other provider: numpy
+when it imports (CPython, or a Pyodide distribution that ships it), plain Python
+otherwise. Both kernels give bit-identical results, because every floating-point
+sum is done in the same order: for each (state, action), the origins'
+``q * visits`` are added one after another in sorted-origin order starting from
+0.0 (`numpy.bincount` adds sequentially in input order, so the numpy kernel
+feeds it the entries grouped by origin rank). Integers are summed exactly and
+averages of confidences use `math.fsum`.
+
+The numpy kernel keeps entries as parallel arrays sorted by one int64 key,
+``state_id << 42 | action_id << 21 | origin_id`` over an interned string table,
+so a merge is a vectorised sorted join: map the peer's (small) string table to
+local ids, pack, sort, `searchsorted`, compare versions, `insert`. Python-level
+work is proportional to the number of distinct names, not of entries.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import sys
+from array import array
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+from ..errors import MalformedMessage, OversizedMessage
+from . import wire
+from .wire import ID_BITS, MAX_INT63, MAX_VISITS, Layout, Limits
+
+CONFIDENCE_HALF_VISITS = 10.0
+"""Confidence of a pattern = visits / (visits + 10): 0.5 at 10 visits, 0.91 at 100, 0.99 at 1000."""
+
+
+def confidence(total_visits: int) -> float:
+    return total_visits / (total_visits + CONFIDENCE_HALF_VISITS)
+
+
+class Entry(NamedTuple):
+    """One origin's contribution to one (state, action)."""
+
+    q_value: float
+    visits: int
+    version: int
+    last_update: int
+
+
+def wins(incoming: Entry, current: Entry) -> bool:
+    """The join: higher version wins; an equal version with other content is a conflict, broken by (visits, last_update, q)."""
+    if incoming.version != current.version:
+        return incoming.version > current.version
+    return (incoming.visits, incoming.last_update, incoming.q_value) > (
+        current.visits,
+        current.last_update,
+        current.q_value,
+    )
+
+
+def swarm_value(contributions: list[Entry]) -> tuple[float, int, int]:
+    """(visit-weighted mean q, total visits, latest update) of contributions given in sorted-origin order."""
+    weighted = 0.0
+    total = 0
+    latest = 0
+    for entry in contributions:
+        weighted += entry.q_value * entry.visits
+        total += entry.visits
+        latest = max(latest, entry.last_update)
+    return weighted / total, total, latest
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    """What one merge did, entry by entry (inserted + updated + unchanged = entries received)."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+    conflicts: int
+    new_keys: int
+    received: int
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """The swarm view, one row per distinct (state, action), sorted by (state, action)."""
+
+    states: list[str]
+    actions: list[str]
+    q_values: list[float]
+    visits: list[int]
+    last_updates: list[int]
+
+
+class PatternTable(abc.ABC):
+    """A CRDT map (state, action, origin) -> Entry that merges by `wins`."""
+
+    @abc.abstractmethod
+    def get(self, state: str, action: str, origin: str) -> Entry | None: ...
+
+    @abc.abstractmethod
+    def put(self, state: str, action: str, origin: str, entry: Entry, limits: Limits) -> None:
+        """A local write: replaces whatever the origin had for that key."""
+
+    @abc.abstractmethod
+    def decode(self, raw: bytes, lay: Layout, strings: list[str]) -> Any:
+        """Read and validate the columns of a raw state; changes nothing."""
+
+    @abc.abstractmethod
+    def merge(self, batch: Any, limits: Limits) -> MergeCounts:
+        """Join a decoded batch in; raises OversizedMessage before any change if the table would overflow."""
+
+    @abc.abstractmethod
+    def encode(self, since: dict[str, int] | None) -> bytes:
+        """The canonical frame of every entry whose version exceeds since[origin] (0 when absent)."""
+
+    @abc.abstractmethod
+    def version_vector(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def for_state(self, state: str) -> dict[str, list[Entry]]:
+        """action -> contributions in sorted-origin order, for one state."""
+
+    @abc.abstractmethod
+    def aggregate(self) -> Aggregate: ...
+
+    @abc.abstractmethod
+    def totals(self) -> tuple[int, int, float, set[str]]:
+        """(distinct keys, total visits, sum of per-key confidences, origins)."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+
+# --------------------------------------------------------------------------- pure Python
+
+_LITTLE = sys.byteorder == "little"
+
+
+def _column(raw: bytes, offset: int, count: int, code: str) -> array:
+    values = array(code)
+    values.frombytes(raw[offset : offset + count * values.itemsize])
+    if not _LITTLE:
+        values.byteswap()
+    return values
+
+
+def _packed(values: list, code: str) -> bytes:
+    column = array(code, values)
+    if not _LITTLE:
+        column.byteswap()
+    return column.tobytes()
+
+
+class PyTable(PatternTable):
+    """Dicts all the way down; runs anywhere Python does."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, str], dict[str, Entry]] = {}
+        self._names: set[str] = set()
+        self._vv: dict[str, int] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def get(self, state: str, action: str, origin: str) -> Entry | None:
+        return self._keys.get((state, action), {}).get(origin)
+
+    def put(self, state: str, action: str, origin: str, entry: Entry, limits: Limits) -> None:
+        origins = self._keys.get((state, action))
+        fresh_names = {state, action, origin} - self._names
+        if origins is None or origin not in origins:
+            if self._count + 1 > limits.max_table_entries or len(self._names) + len(fresh_names) > limits.max_table_strings:
+                raise OversizedMessage("the pattern table is full")
+            self._count += 1
+        self._names |= fresh_names
+        self._keys.setdefault((state, action), {})[origin] = entry
+        self._vv[origin] = max(self._vv.get(origin, 0), entry.version)
+
+    def decode(self, raw: bytes, lay: Layout, strings: list[str]) -> list[tuple[str, str, str, Entry]]:
+        n, names = lay.n_entries, lay.n_strings
+        q = _column(raw, lay.q, n, "d")
+        version = _column(raw, lay.version, n, "Q")
+        last = _column(raw, lay.last_update, n, "Q")
+        s = _column(raw, lay.state, n, "I")
+        a = _column(raw, lay.action, n, "I")
+        o = _column(raw, lay.origin, n, "I")
+        visits = _column(raw, lay.visits, n, "I")
+        if n:
+            if max(max(s), max(a), max(o)) >= names:
+                raise MalformedMessage("entry refers past the string table")
+            if len(set(s).union(a, o)) != names:
+                raise MalformedMessage("string table holds unused strings")
+            packed = [(si * names + ai) * names + oi for si, ai, oi in zip(s, a, o)]
+            if any(x >= y for x, y in zip(packed, packed[1:])):
+                raise MalformedMessage("entries are not strictly sorted by (state, action, origin)")
+            if not all(map(math.isfinite, q)):
+                raise MalformedMessage("a q-value is not finite")
+            if min(visits) < 1:
+                raise MalformedMessage("an entry has no visits")
+            if min(version) < 1 or max(version) > MAX_INT63 or max(last) > MAX_INT63:
+                raise MalformedMessage("version or timestamp out of range")
+        return [
+            (strings[s[i]], strings[a[i]], strings[o[i]], Entry(q[i] + 0.0, visits[i], version[i], last[i]))
+            for i in range(n)
+        ]
+
+    def merge(self, batch: list[tuple[str, str, str, Entry]], limits: Limits) -> MergeCounts:
+        plan = []
+        inserted = unchanged = conflicts = 0
+        new_keys: set[tuple[str, str]] = set()
+        names: set[str] = set()
+        for state, action, origin, entry in batch:
+            current = self._keys.get((state, action), {}).get(origin)
+            if current is None:
+                inserted += 1
+                plan.append((state, action, origin, entry))
+                names.update((state, action, origin))
+                if (state, action) not in self._keys:
+                    new_keys.add((state, action))
+                continue
+            if current.version == entry.version and current != entry:
+                conflicts += 1
+            if wins(entry, current):
+                plan.append((state, action, origin, entry))
+            else:
+                unchanged += 1
+        names -= self._names
+        if self._count + inserted > limits.max_table_entries or len(self._names) + len(names) > limits.max_table_strings:
+            raise OversizedMessage("merging this state would overflow the pattern table")
+        for state, action, origin, entry in plan:
+            self._keys.setdefault((state, action), {})[origin] = entry
+            if entry.version > self._vv.get(origin, 0):
+                self._vv[origin] = entry.version
+        self._names |= names
+        self._count += inserted
+        return MergeCounts(inserted, len(plan) - inserted, unchanged, conflicts, len(new_keys), len(batch))
+
+    def encode(self, since: dict[str, int] | None) -> bytes:
+        since = since or {}
+        rows = [
+            (state, action, origin, entry)
+            for (state, action), origins in self._keys.items()
+            for origin, entry in origins.items()
+            if entry.version > since.get(origin, 0)
+        ]
+        strings = sorted({name for row in rows for name in row[:3]})
+        index = {name: i for i, name in enumerate(strings)}
+        rows.sort(key=lambda row: (index[row[0]], index[row[1]], index[row[2]]))
+        columns = b"".join(
+            (
+                _packed([row[3].q_value for row in rows], "d"),
+                _packed([row[3].version for row in rows], "Q"),
+                _packed([row[3].last_update for row in rows], "Q"),
+                _packed([index[row[0]] for row in rows], "I"),
+                _packed([index[row[1]] for row in rows], "I"),
+                _packed([index[row[2]] for row in rows], "I"),
+                _packed([row[3].visits for row in rows], "I"),
+            )
+        )
+        return wire.frame(strings, columns, len(rows))
+
+    def version_vector(self) -> dict[str, int]:
+        return dict(self._vv)
+
+    def for_state(self, state: str) -> dict[str, list[Entry]]:
+        return {
+            action: [origins[o] for o in sorted(origins)]
+            for (s, action), origins in self._keys.items()
+            if s == state
+        }
+
+    def aggregate(self) -> Aggregate:
+        out = Aggregate([], [], [], [], [])
+        for (state, action) in sorted(self._keys):
+            origins = self._keys[(state, action)]
+            q, visits, last = swarm_value([origins[o] for o in sorted(origins)])
+            out.states.append(state)
+            out.actions.append(action)
+            out.q_values.append(q)
+            out.visits.append(visits)
+            out.last_updates.append(last)
+        return out
+
+    def totals(self) -> tuple[int, int, float, set[str]]:
+        per_key = [sum(e.visits for e in origins.values()) for origins in self._keys.values()]
+        return len(per_key), sum(per_key), math.fsum(map(confidence, per_key)), set(self._vv)
+
+
+# --------------------------------------------------------------------------- numpy
+
+_MASK = (1 << ID_BITS) - 1
+_STATE_SHIFT = 2 * ID_BITS
+
+
+class NumpyTable(PatternTable):
+    """Parallel numpy arrays sorted by a packed int64 (state, action, origin) key."""
+
+    def __init__(self, np: Any) -> None:
+        self._np = np
+        self._ids: dict[str, int] = {}
+        self._names: list[str] = []
+        self._key = np.empty(0, np.int64)
+        self._q = np.empty(0, np.float64)
+        self._visits = np.empty(0, np.int64)
+        self._version = np.empty(0, np.int64)
+        self._last = np.empty(0, np.int64)
+        self._vv: dict[int, int] = {}
+        self._pending: dict[int, Entry] = {}
+
+    def __len__(self) -> int:
+        self._flush()
+        return len(self._key)
+
+    def _pack(self, state: int, action: int, origin: int) -> int:
+        return state << _STATE_SHIFT | action << ID_BITS | origin
+
+    def _find(self, key: int) -> int | None:
+        i = int(self._np.searchsorted(self._key, key))
+        return i if i < len(self._key) and int(self._key[i]) == key else None
+
+    def get(self, state: str, action: str, origin: str) -> Entry | None:
+        ids = self._ids
+        if state not in ids or action not in ids or origin not in ids:
+            return None
+        key = self._pack(ids[state], ids[action], ids[origin])
+        if key in self._pending:
+            return self._pending[key]
+        i = self._find(key)
+        if i is None:
+            return None
+        return Entry(float(self._q[i]), int(self._visits[i]), int(self._version[i]), int(self._last[i]))
+
+    def put(self, state: str, action: str, origin: str, entry: Entry, limits: Limits) -> None:
+        fresh = [name for name in dict.fromkeys((state, action, origin)) if name not in self._ids]
+        known = not fresh and self.get(state, action, origin) is not None
+        if not known and (
+            len(self._key) + len(self._pending) + 1 > limits.max_table_entries
+            or len(self._names) + len(fresh) > limits.max_table_strings
+        ):
+            raise OversizedMessage("the pattern table is full")
+        for name in fresh:
+            self._ids[name] = len(self._names)
+            self._names.append(name)
+        ids = self._ids
+        self._pending[self._pack(ids[state], ids[action], ids[origin])] = entry
+        o = ids[origin]
+        self._vv[o] = max(self._vv.get(o, 0), entry.version)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        np = self._np
+        keys = np.fromiter(self._pending, np.int64, len(self._pending))
+        order = np.argsort(keys)
+        entries = list(self._pending.values())
+        columns = [np.array([e[i] for e in entries])[order] for i in range(4)]
+        self._pending = {}
+        self._join(keys[order], columns[0].astype(np.float64), *(c.astype(np.int64) for c in columns[1:]), force=True)
+
+    def decode(self, raw: bytes, lay: Layout, strings: list[str]) -> tuple:
+        np = self._np
+        n, names = lay.n_entries, lay.n_strings
+        q = np.frombuffer(raw, "<f8", n, lay.q)
+        version = np.frombuffer(raw, "<u8", n, lay.version)
+        last = np.frombuffer(raw, "<u8", n, lay.last_update)
+        s = np.frombuffer(raw, "<u4", n, lay.state)
+        a = np.frombuffer(raw, "<u4", n, lay.action)
+        o = np.frombuffer(raw, "<u4", n, lay.origin)
+        visits = np.frombuffer(raw, "<u4", n, lay.visits)
+        if n:
+            if max(int(s.max()), int(a.max()), int(o.max())) >= names:
+                raise MalformedMessage("entry refers past the string table")
+            used = np.zeros(names, bool)
+            used[s] = True
+            used[a] = True
+            used[o] = True
+            if not used.all():
+                raise MalformedMessage("string table holds unused strings")
+            packed = (s.astype(np.int64) * names + a) * names + o
+            if n > 1 and not bool((packed[1:] > packed[:-1]).all()):
+                raise MalformedMessage("entries are not strictly sorted by (state, action, origin)")
+            if not bool(np.isfinite(q).all()):
+                raise MalformedMessage("a q-value is not finite")
+            if int(visits.min()) < 1:
+                raise MalformedMessage("an entry has no visits")
+            if int(version.min()) < 1 or int(version.max()) > MAX_INT63 or int(last.max()) > MAX_INT63:
+                raise MalformedMessage("version or timestamp out of range")
+        return strings, s, a, o, q + 0.0, visits.astype(np.int64), version.astype(np.int64), last.astype(np.int64)
+
+    def merge(self, batch: tuple, limits: Limits) -> MergeCounts:
+        np = self._np
+        self._flush()
+        strings, s, a, o, q, visits, version, last = batch
+        ids = self._ids
+        fresh = [name for name in strings if name not in ids]
+        if len(self._names) + len(fresh) > limits.max_table_strings:
+            raise OversizedMessage("merging this state would overflow the pattern table")
+        start = len(self._names)
+        provisional = {name: start + i for i, name in enumerate(fresh)}
+        lut = np.array([ids.get(name) if name in ids else provisional[name] for name in strings], np.int64)
+        keys = lut[s] << _STATE_SHIFT | lut[a] << ID_BITS | lut[o]
+        order = np.argsort(keys)
+        keys = keys[order]
+        plan = self._plan(keys, version[order], visits[order], last[order], q[order], force=False)
+        inserted = len(plan[1])
+        if len(self._key) + inserted > limits.max_table_entries:
+            raise OversizedMessage("merging this state would overflow the pattern table")
+        for name in fresh:
+            ids[name] = len(self._names)
+            self._names.append(name)
+        counts = self._apply(plan, keys, q[order], visits[order], version[order], last[order])
+        return MergeCounts(counts[0], counts[1], len(keys) - counts[0] - counts[1], counts[2], counts[3], len(keys))
+
+    def _plan(self, keys, version, visits, last, q, force: bool):
+        """Which incoming rows update which local rows and which are inserted where; no change yet."""
+        np = self._np
+        n = len(self._key)
+        pos = np.searchsorted(self._key, keys)
+        if n:
+            found = self._key[np.minimum(pos, n - 1)] == keys
+            found &= pos < n
+        else:
+            found = np.zeros(len(keys), bool)
+        hit = np.flatnonzero(found)
+        rows = pos[hit]
+        if force:
+            win = np.ones(len(hit), bool)
+            conflicts = 0
+        else:
+            lv, iv = self._version[rows], version[hit]
+            win = iv > lv
+            same = iv == lv
+            conflicts = 0
+            if same.any():
+                lvis, ivis = self._visits[rows], visits[hit]
+                llast, ilast = self._last[rows], last[hit]
+                lq, iq = self._q[rows], q[hit]
+                differ = same & ((lvis != ivis) | (llast != ilast) | (lq != iq))
+                conflicts = int(differ.sum())
+                tie = (ivis > lvis) | ((ivis == lvis) & ((ilast > llast) | ((ilast == llast) & (iq > lq))))
+                win |= same & tie
+        miss = np.flatnonzero(~found)
+        return hit[win], miss, rows[win], pos[miss], conflicts
+
+    def _apply(self, plan, keys, q, visits, version, last) -> tuple[int, int, int, int]:
+        np = self._np
+        upd, miss, rows, at, conflicts = plan
+        self._q[rows] = q[upd]
+        self._visits[rows] = visits[upd]
+        self._version[rows] = version[upd]
+        self._last[rows] = last[upd]
+        new_keys = 0
+        if len(miss):
+            fresh = keys[miss] >> ID_BITS
+            local = self._key >> ID_BITS
+            where = np.searchsorted(local, fresh)
+            known = np.zeros(len(fresh), bool)
+            if len(local):
+                known = (local[np.minimum(where, len(local) - 1)] == fresh) & (where < len(local))
+            unknown = fresh[~known]
+            new_keys = int(len(unknown) and 1 + np.count_nonzero(unknown[1:] != unknown[:-1]))
+            self._key = np.insert(self._key, at, keys[miss])
+            self._q = np.insert(self._q, at, q[miss])
+            self._visits = np.insert(self._visits, at, visits[miss])
+            self._version = np.insert(self._version, at, version[miss])
+            self._last = np.insert(self._last, at, last[miss])
+        changed = np.concatenate((upd, miss))
+        if len(changed):
+            origins = keys[changed] & _MASK
+            best = np.zeros(len(self._names), np.int64)
+            np.maximum.at(best, origins, version[changed])
+            for o in np.flatnonzero(best).tolist():
+                self._vv[o] = max(self._vv.get(o, 0), int(best[o]))
+        return len(miss), len(upd), conflicts, new_keys
+
+    def _join(self, keys, q, visits, version, last, force: bool) -> tuple[int, int, int, int]:
+        return self._apply(self._plan(keys, version, visits, last, q, force), keys, q, visits, version, last)
+
+    def _ranks(self, ids) -> Any:
+        """A lookup from local string id to the rank of that string among `ids` in sorted order."""
+        np = self._np
+        names = self._names
+        ordered = sorted(ids.tolist(), key=names.__getitem__)
+        rank = np.zeros(len(names), np.int64)
+        rank[np.array(ordered, np.int64)] = np.arange(len(ordered))
+        return rank, [names[i] for i in ordered]
+
+    def encode(self, since: dict[str, int] | None) -> bytes:
+        np = self._np
+        self._flush()
+        key = self._key
+        select = slice(None)
+        if since:
+            floor = np.zeros(len(self._names), np.int64)
+            for origin, version in since.items():
+                if origin in self._ids:
+                    floor[self._ids[origin]] = version
+            select = self._version > floor[key & _MASK]
+        key = key[select]
+        s, a, o = key >> _STATE_SHIFT, key >> ID_BITS & _MASK, key & _MASK
+        used = np.unique(np.concatenate((s, a, o)))
+        rank, strings = self._ranks(used)
+        s, a, o = rank[s], rank[a], rank[o]
+        order = np.argsort((s * len(strings) + a) * len(strings) + o)
+        columns = b"".join(
+            (
+                self._q[select][order].astype("<f8").tobytes(),
+                self._version[select][order].astype("<u8").tobytes(),
+                self._last[select][order].astype("<u8").tobytes(),
+                s[order].astype("<u4").tobytes(),
+                a[order].astype("<u4").tobytes(),
+                o[order].astype("<u4").tobytes(),
+                self._visits[select][order].astype("<u4").tobytes(),
+            )
+        )
+        return wire.frame(strings, columns, len(key))
+
+    def version_vector(self) -> dict[str, int]:
+        return {self._names[o]: v for o, v in self._vv.items()}
+
+    def for_state(self, state: str) -> dict[str, list[Entry]]:
+        self._flush()
+        sid = self._ids.get(state)
+        if sid is None:
+            return {}
+        lo, hi = self._np.searchsorted(self._key, [sid << _STATE_SHIFT, (sid + 1) << _STATE_SHIFT]).tolist()
+        found: dict[str, list[tuple[str, Entry]]] = {}
+        rows = zip(
+            self._key[lo:hi].tolist(),
+            self._q[lo:hi].tolist(),
+            self._visits[lo:hi].tolist(),
+            self._version[lo:hi].tolist(),
+            self._last[lo:hi].tolist(),
+        )
+        names = self._names
+        for key, q, visits, version, last in rows:
+            found.setdefault(names[key >> ID_BITS & _MASK], []).append((names[key & _MASK], Entry(q, visits, version, last)))
+        return {action: [e for _, e in sorted(pairs)] for action, pairs in found.items()}
+
+    def _per_key(self):
+        """Per distinct (state, action): the first row, the weighted q sum in origin order, and the visits."""
+        np = self._np
+        key = self._key
+        head = np.ones(len(key), bool)
+        head[1:] = (key[1:] >> ID_BITS) != (key[:-1] >> ID_BITS)
+        group = np.cumsum(head) - 1
+        starts = np.flatnonzero(head)
+        origins = key & _MASK
+        rank, _ = self._ranks(np.unique(origins))
+        by_origin = np.argsort(rank[origins], kind="stable")
+        weighted = np.bincount(group[by_origin], (self._q * self._visits)[by_origin], len(starts))
+        visits = np.add.reduceat(self._visits, starts) if len(starts) else np.zeros(0, np.int64)
+        return starts, weighted, visits
+
+    def aggregate(self) -> Aggregate:
+        np = self._np
+        self._flush()
+        if not len(self._key):
+            return Aggregate([], [], [], [], [])
+        starts, weighted, visits = self._per_key()
+        last = np.maximum.reduceat(self._last, starts)
+        key = self._key[starts]
+        s, a = key >> _STATE_SHIFT, key >> ID_BITS & _MASK
+        rank, _ = self._ranks(np.unique(np.concatenate((s, a))))
+        order = np.lexsort((rank[a], rank[s]))
+        names = self._names
+        return Aggregate(
+            [names[i] for i in s[order].tolist()],
+            [names[i] for i in a[order].tolist()],
+            (weighted / visits)[order].tolist(),
+            visits[order].tolist(),
+            last[order].tolist(),
+        )
+
+    def totals(self) -> tuple[int, int, float, set[str]]:
+        self._flush()
+        origins = {self._names[o] for o in self._vv}
+        if not len(self._key):
+            return 0, 0, 0.0, origins
+        _, _, visits = self._per_key()
+        conf = visits / (visits + CONFIDENCE_HALF_VISITS)
+        return len(visits), int(visits.sum()), math.fsum(conf.tolist()), origins
+
+
+def default_table_factory() -> Callable[[], PatternTable]:
+    """numpy's kernel when numpy imports here, the pure-Python one otherwise; chosen once."""
+    try:
+        import numpy
+    except ImportError:
+        return PyTable
+    return lambda: NumpyTable(numpy)
