@@ -7,7 +7,8 @@ keys (a grid of states x actions; the second agent's grid is shifted by
 - parse: inflate + validate + decode B's bytes into columns;
 - merge: the CRDT join of the decoded columns into A's table;
 - parse+merge: `merge_peer_state` end to end;
-- aggregate: the swarm value (visit-weighted mean q) of every distinct pattern afterwards.
+- aggregate: the swarm value (visit-weighted mean q) of every distinct pattern afterwards,
+  as arrays (numpy kernel) or Python lists (pure kernel).
 
 "patterns merged/s" counts the entries of both states (2 x patterns) per second,
 the same count Flower gets. Flower's side (`flwr.server.strategy.aggregate.aggregate`)
@@ -76,7 +77,8 @@ def ours(kernel: str, factory, a_bytes: bytes, b_bytes: bytes, patterns: int, ro
     both_s = best(lambda agent: agent.merge_peer_state("agent-b", b_bytes), rounds, lambda: replica(a_bytes, factory))
     merged = replica(a_bytes, factory)
     result = merged.merge_peer_state("agent-b", b_bytes)
-    agg_s = best(lambda _: merged._table.aggregate(), rounds)
+    table = merged._table
+    agg_s = best(lambda _: getattr(table, "swarm_arrays", table.aggregate)(), rounds)
     total = 2 * patterns
     rows = []
     for step, seconds in (("parse", parse_s), ("merge", merge_s), ("parse+merge", both_s), ("aggregate", agg_s)):
@@ -108,11 +110,7 @@ def flower(a_bytes: bytes, b_bytes: bytes, patterns: int, rounds: int) -> list[d
     table = merged._table
     keys = table._key >> wire.ID_BITS
     union, slot = np.unique(keys, return_inverse=True)
-    origin_a = table._ids["agent-a"]
-    dense = {}
-    for name, mask in (("a", (table._key & ((1 << wire.ID_BITS) - 1)) == origin_a),):
-        dense[name] = mask
-    mask_a = dense["a"]
+    mask_a = (table._key & ((1 << wire.ID_BITS) - 1)) == table._ids["agent-a"]
     q = {k: np.zeros(len(union)) for k in "ab"}
     v = {k: np.zeros(len(union)) for k in "ab"}
     q["a"][slot[mask_a]] = table._q[mask_a]

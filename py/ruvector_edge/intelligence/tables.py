@@ -461,11 +461,16 @@ class NumpyTable(PatternTable):
                 known = (local[np.minimum(where, len(local) - 1)] == fresh) & (where < len(local))
             unknown = fresh[~known]
             new_keys = int(len(unknown) and 1 + np.count_nonzero(unknown[1:] != unknown[:-1]))
-            self._key = np.insert(self._key, at, keys[miss])
-            self._q = np.insert(self._q, at, q[miss])
-            self._visits = np.insert(self._visits, at, visits[miss])
-            self._version = np.insert(self._version, at, version[miss])
-            self._last = np.insert(self._last, at, last[miss])
+            total = len(self._key) + len(miss)
+            placed = at + np.arange(len(miss))
+            kept = np.ones(total, bool)
+            kept[placed] = False
+            kept = np.flatnonzero(kept)
+            for name, column in (("_key", keys), ("_q", q), ("_visits", visits), ("_version", version), ("_last", last)):
+                grown = np.empty(total, column.dtype)
+                grown[kept] = getattr(self, name)
+                grown[placed] = column[miss]
+                setattr(self, name, grown)
         changed = np.concatenate((upd, miss))
         if len(changed):
             origins = keys[changed] & _MASK
@@ -477,6 +482,14 @@ class NumpyTable(PatternTable):
 
     def _join(self, keys, q, visits, version, last, force: bool) -> tuple[int, int, int, int]:
         return self._apply(self._plan(keys, version, visits, last, q, force), keys, q, visits, version, last)
+
+    def _present(self, *columns) -> Any:
+        """The sorted distinct ids used in some columns (a bincount: ids are dense, columns long)."""
+        np = self._np
+        seen = np.zeros(len(self._names), bool)
+        for column in columns:
+            seen[column] = True
+        return np.flatnonzero(seen)
 
     def _ranks(self, ids) -> Any:
         """A lookup from local string id to the rank of that string among `ids` in sorted order."""
@@ -500,7 +513,7 @@ class NumpyTable(PatternTable):
             select = self._version > floor[key & _MASK]
         key = key[select]
         s, a, o = key >> _STATE_SHIFT, key >> ID_BITS & _MASK, key & _MASK
-        used = np.unique(np.concatenate((s, a, o)))
+        used = self._present(s, a, o)
         rank, strings = self._ranks(used)
         s, a, o = rank[s], rank[a], rank[o]
         order = np.argsort((s * len(strings) + a) * len(strings) + o)
@@ -548,28 +561,34 @@ class NumpyTable(PatternTable):
         group = np.cumsum(head) - 1
         starts = np.flatnonzero(head)
         origins = key & _MASK
-        rank, _ = self._ranks(np.unique(origins))
-        by_origin = np.argsort(rank[origins], kind="stable")
+        rank, ranked = self._ranks(self._present(origins))
+        small = np.uint16 if len(ranked) <= 1 << 16 else np.int64
+        by_origin = np.argsort(rank.astype(small)[origins], kind="stable")
         weighted = np.bincount(group[by_origin], (self._q * self._visits)[by_origin], len(starts))
         visits = np.add.reduceat(self._visits, starts) if len(starts) else np.zeros(0, np.int64)
         return starts, weighted, visits
 
-    def aggregate(self) -> Aggregate:
+    def swarm_arrays(self) -> tuple[Any, Any, Any, Any, Any]:
+        """(state ids, action ids, swarm q, total visits, latest update) per distinct key, in table order."""
         np = self._np
         self._flush()
-        if not len(self._key):
-            return Aggregate([], [], [], [], [])
         starts, weighted, visits = self._per_key()
-        last = np.maximum.reduceat(self._last, starts)
+        last = np.maximum.reduceat(self._last, starts) if len(starts) else np.zeros(0, np.int64)
         key = self._key[starts]
-        s, a = key >> _STATE_SHIFT, key >> ID_BITS & _MASK
-        rank, _ = self._ranks(np.unique(np.concatenate((s, a))))
-        order = np.lexsort((rank[a], rank[s]))
-        names = self._names
+        return key >> _STATE_SHIFT, key >> ID_BITS & _MASK, weighted / visits, visits, last
+
+    def aggregate(self) -> Aggregate:
+        np = self._np
+        s, a, q, visits, last = self.swarm_arrays()
+        if not len(s):
+            return Aggregate([], [], [], [], [])
+        rank, ordered = self._ranks(self._present(s, a))
+        order = np.argsort(rank[s] * len(ordered) + rank[a])
+        s, a = rank[s][order].tolist(), rank[a][order].tolist()
         return Aggregate(
-            [names[i] for i in s[order].tolist()],
-            [names[i] for i in a[order].tolist()],
-            (weighted / visits)[order].tolist(),
+            [ordered[i] for i in s],
+            [ordered[i] for i in a],
+            q[order].tolist(),
             visits[order].tolist(),
             last[order].tolist(),
         )
