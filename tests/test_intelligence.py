@@ -442,3 +442,21 @@ def test_truncations_and_bit_flips(victim, kernel, cut, bit, raw):
         victim.merge_peer_state("evil", damaged)
     except RejectedInput:
         assert snapshot(victim) == before
+
+
+def test_a_version_far_ahead_of_our_clock_is_refused_whole(kernel):
+    """A relayed forgery with a huge version would otherwise freeze that key for ever."""
+    from ruvector_edge.intelligence.sync import VERSION_HORIZON_MS
+
+    now = 1_800_000_000_000
+    forger = agent("mallory-as-bob", kernel, FakeClock(now + VERSION_HORIZON_MS + 1))
+    forger.update_pattern("s", "a", 1.0)
+    honest = agent("alice", kernel, FakeClock(now))
+    honest.update_pattern("s", "b", 0.5)
+    before = honest.serialize_state()
+    with pytest.raises(MalformedMessage):
+        honest.merge_peer_state("mallory", forger.serialize_state())
+    assert honest.serialize_state() == before
+    near = agent("carol", kernel, FakeClock(now + VERSION_HORIZON_MS - 1))
+    near.update_pattern("s", "c", 0.1)
+    assert honest.merge_peer_state("carol", near.serialize_state()).merged_patterns == 1

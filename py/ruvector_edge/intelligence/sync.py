@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from ..errors import MalformedMessage
 from ..platform.base import Clock
 from . import wire
 from .tables import Entry, PatternTable, confidence, default_table_factory, swarm_value
@@ -74,6 +75,9 @@ class SwarmStats:
     total_patterns: int
     total_visits: int
     avg_confidence: float
+
+
+VERSION_HORIZON_MS = 60 * 60 * 1000
 
 
 class IntelligenceSync:
@@ -163,6 +167,7 @@ class IntelligenceSync:
         raw = wire.inflate(data, self.limits)
         lay = wire.parse_layout(raw, self.limits)
         strings = wire.parse_strings(raw, lay, self.limits)
+        self._refuse_future_versions(raw, lay)
         batch = self._table.decode(raw, lay, strings)
         counts = self._table.merge(batch, self.limits)
         self._counter = max(self._counter, self._table.version_vector().get(self.agent_id, 0))
@@ -177,6 +182,21 @@ class IntelligenceSync:
             log.warning("merge from %s: %d conflicting entries (same version, other content)", peer_id, counts.conflicts)
         log.debug("merge from %s: %s", peer_id, result)
         return result
+
+    def _refuse_future_versions(self, raw: bytes, lay: wire.Layout) -> None:
+        """Versions are max(previous + 1, wall-clock ms), so one far ahead of our clock is forged.
+
+        Without this a member relaying a forged entry for another origin with a huge version would
+        freeze that key for ever; with it, a forgery can win for at most VERSION_HORIZON_MS, until
+        the real origin writes again. The horizon is generous because an origin writing faster
+        than one entry per millisecond runs its counter ahead of the clock.
+        """
+        if not lay.n_entries:
+            return
+        column = memoryview(raw)[lay.version : lay.version + 8 * lay.n_entries].cast("B").cast("Q")
+        newest = max(column)
+        if newest > self._clock.now_ms() + VERSION_HORIZON_MS:
+            raise MalformedMessage(f"an entry's version {newest} is far ahead of this clock")
 
     # reading ---------------------------------------------------------------
     def patterns(self) -> list[Pattern]:
