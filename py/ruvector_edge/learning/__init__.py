@@ -14,7 +14,7 @@ from ..platform.base import Clock
 from .algorithms import DoubleQLearning, DynaQ, ExpectedSarsa, MonteCarloControl, QLambda, QLearning, Sarsa
 from .bandits import ThompsonBandit, UCB1Bandit
 from .base import Learner, LearnerConfig
-from .errors import (
+from ..errors import (
     EpisodeTooLong,
     InvalidActionList,
     InvalidLearnerConfig,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Sequence
 
 from .base import Learner
-from .errors import EpisodeTooLong
+from ..errors import EpisodeTooLong
 
 
 class QLearning(Learner):

@@ -13,7 +13,7 @@ import random
 from typing import Any, ClassVar, Sequence
 
 from .base import Learner, check_name, check_reward
-from .errors import InvalidReward
+from ..errors import InvalidReward
 
 
 class _Bandit(Learner):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Sequence
 
 from ..platform.base import Clock
-from .errors import (
+from ..errors import (
     InvalidActionList,
     InvalidLearnerConfig,
     InvalidLearningInput,

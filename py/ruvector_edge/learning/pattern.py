@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidPattern
+from ..errors import InvalidPattern
 
 _KEYS = frozenset({"state", "action", "q_value", "visits", "last_update", "confidence"})
 
