@@ -28,24 +28,13 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..errors import MalformedMessage
+from ..learning.pattern import Pattern
 from ..platform.base import Clock
 from . import wire
 from .tables import Entry, PatternTable, confidence, default_table_factory, swarm_value
 from .wire import MAX_INT63, MAX_VISITS, Limits
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Pattern:
-    """The swarm's view of one (state, action); same fields as the learning engine's Pattern."""
-
-    state: str
-    action: str
-    q_value: float
-    visits: int
-    last_update: int
-    confidence: float
 
 
 @dataclass(frozen=True)

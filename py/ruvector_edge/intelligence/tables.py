@@ -29,12 +29,7 @@ from ..errors import MalformedMessage, OversizedMessage
 from . import wire
 from .wire import ID_BITS, MAX_INT63, MAX_VISITS, Layout, Limits
 
-CONFIDENCE_HALF_VISITS = 10.0
-"""Confidence of a pattern = visits / (visits + 10): 0.5 at 10 visits, 0.91 at 100, 0.99 at 1000."""
-
-
-def confidence(total_visits: int) -> float:
-    return total_visits / (total_visits + CONFIDENCE_HALF_VISITS)
+from ..learning.pattern import confidence_for as confidence  # one rule for learners and the swarm view
 
 
 class Entry(NamedTuple):
@@ -599,7 +594,7 @@ class NumpyTable(PatternTable):
         if not len(self._key):
             return 0, 0, 0.0, origins
         _, _, visits = self._per_key()
-        conf = visits / (visits + CONFIDENCE_HALF_VISITS)
+        conf = visits / (visits + 1.0)  # = confidence(), vectorised
         return len(visits), int(visits.sum()), math.fsum(conf.tolist()), origins
 
 

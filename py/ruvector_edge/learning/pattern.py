@@ -17,13 +17,13 @@ _KEYS = frozenset({"state", "action", "q_value", "visits", "last_update", "confi
 
 
 def confidence_for(visits: int) -> float:
-    """Confidence from evidence: 1 - 1/(1 + visits).
+    """Confidence from evidence: visits / (visits + 1), i.e. 1 - 1/(1 + visits).
 
     0 for an unseen pair, 0.5 after one visit, 0.9 after nine, approaching 1.
     Chosen because it depends on visits alone (so replicas that agree on the
     visits agree on the confidence) and is monotone and bounded in [0, 1).
     """
-    return 1.0 - 1.0 / (1.0 + visits)
+    return visits / (visits + 1.0)  # this exact expression everywhere (the swarm sync's numpy path too)
 
 
 @dataclass(frozen=True)
