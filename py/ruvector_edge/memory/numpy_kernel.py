@@ -1,4 +1,9 @@
-"""The native kernel: one float32 matrix of unit rows, BLAS for the scores, a two-pass exact top-k.
+"""The native kernel: one float32 matrix of unit vectors, BLAS for the scores, a two-pass exact top-k.
+
+The vectors are kept as the *columns* of a (dim, capacity) matrix, so a single
+query is BLAS's non-transposed GEMV: OpenBLAS streams that at about twice the
+speed of the transposed one a (n, dim) row layout needs (100K × 384 on one
+core here: 5.5 ms against 11 ms), and single-query search is memory-bound.
 
 A full `argpartition` over 100K scores costs more than the matrix product that
 made them (≈1.5 ms against ≈0.6 ms per query in a batch), so the top-k is
@@ -27,13 +32,13 @@ _F32 = np.dtype("<f4")
 
 
 class NumpyKernel(VectorKernel):
-    """Exact cosine top-k over a growable float32 matrix (rows `0..len-1` are live)."""
+    """Exact cosine top-k over a growable float32 matrix (columns `0..len-1` are the live rows)."""
 
     name = "numpy"
 
     def __init__(self, dim: int, initial_rows: int = 1024) -> None:
         super().__init__(dim)
-        self._matrix = np.empty((max(1, initial_rows), dim), dtype=np.float32)
+        self._columns = np.empty((dim, max(1, initial_rows)), dtype=np.float32)
         self._n = 0
 
     def __len__(self) -> int:
@@ -46,11 +51,12 @@ class NumpyKernel(VectorKernel):
         if block.size != len(vectors) * self.dim:
             raise ValueError(f"packed vectors must be {4 * self.dim} bytes each")
         needed = self._n + len(vectors)
-        if needed > len(self._matrix):
-            grown = np.empty((max(needed, 2 * len(self._matrix)), self.dim), dtype=np.float32)
-            grown[: self._n] = self._matrix[: self._n]
-            self._matrix = grown
-        self._matrix[self._n : needed] = block.reshape(len(vectors), self.dim)
+        capacity = self._columns.shape[1]
+        if needed > capacity:
+            grown = np.empty((self.dim, max(needed, 2 * capacity)), dtype=np.float32)
+            grown[:, : self._n] = self._columns[:, : self._n]
+            self._columns = grown
+        self._columns[:, self._n : needed] = block.reshape(len(vectors), self.dim).T
         self._n = needed
 
     def remove(self, row: int) -> int | None:
@@ -60,7 +66,7 @@ class NumpyKernel(VectorKernel):
         self._n = last
         if row == last:
             return None
-        self._matrix[row] = self._matrix[last]
+        self._columns[:, row] = self._columns[:, last]
         return last
 
     def search(self, queries: Sequence[bytes], k: int) -> list[list[tuple[int, float]]]:
@@ -70,11 +76,11 @@ class NumpyKernel(VectorKernel):
         n = self._n
         if n == 0:
             return [[] for _ in queries]
-        rows = self._matrix[:n]
+        columns = self._columns[:, :n]  # a strided view; BLAS takes the leading dimension as is
         chunk = max(1, _SCORE_BYTES_PER_CHUNK // (4 * n))
         results: list[list[tuple[int, float]]] = []
         for start in range(0, len(q), chunk):
-            scores = q[start : start + chunk] @ rows.T if len(q) > 1 else (rows @ q[0])[None, :]
+            scores = q[start : start + chunk] @ columns if len(q) > 1 else (q[0] @ columns)[None, :]
             results.extend(self._top(scores, k))
         return results
 
