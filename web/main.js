@@ -2,6 +2,8 @@
 // failure as visible text (never a silent blank page). `window.edge` lets
 // Playwright tests and benchmarks drive Python in the worker.
 
+import { hostWebRtc } from "./bridges/rtc-host.js";
+
 const $ = (id) => document.getElementById(id);
 const STAGES = ["boot", "pyodide", "manifest", "wheel", "import"];
 
@@ -31,6 +33,7 @@ function showError(message) {
 
 const params = new URLSearchParams(location.search);
 const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+hostWebRtc(worker); // RTCPeerConnection exists only on the page; data channels move to the worker
 const pending = new Map();
 let nextId = 1;
 let resolveBooted;

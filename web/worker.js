@@ -7,6 +7,7 @@
 // evaluation finishes, so we register the handler, post "boot" at once and do
 // the slow loading afterwards; the page sends nothing until it sees "boot".
 import "./bridges/crypto.js";
+import { edgeTransport } from "./bridges/transport.js";
 
 const post = (msg) => self.postMessage(msg);
 const progress = (stage, detail = "") => post({ type: "progress", stage, detail, t: performance.now() });
@@ -108,6 +109,11 @@ const commands = {
 };
 
 self.onmessage = async (event) => {
+  // The page's WebRTC host (bridges/rtc-host.js) hands over its port once, right after "boot".
+  if (event.data && event.data.rtcHostPort && event.ports.length === 1) {
+    edgeTransport.attachRtcHost(event.ports[0]);
+    return;
+  }
   const { id, cmd, args } = event.data || {};
   const handler = commands[cmd];
   try {
