@@ -20,7 +20,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Protocol
 
 from .errors import MalformedMessage, Misaddressed, RejectedInput, ReplayDetected
-from .p2p import P2PSwarm, Registration
+from .intelligence import IntelligenceSync
+from .p2p import P2PSwarm, Registration, wire
+from .p2p.wire import b64
 from .p2p.records import Heartbeat
 from .p2p.registry import MemberStatus
 from .protocol import MessageKind, SwarmMessage
@@ -30,6 +32,7 @@ from .protocol import encode as encode_message
 log = logging.getLogger(__name__)
 
 SWARM_TOPIC = "swarm"
+MAX_VERSION_VECTOR = 100_000  # origins in one REQUEST_PATTERNS
 
 
 class AgentRole(str, enum.Enum):
@@ -134,7 +137,11 @@ class SwarmAgent:
             MessageKind.PING: self._on_ping,
             MessageKind.PONG: self._on_pong,
             MessageKind.HEARTBEAT: self._on_heartbeat,
+            MessageKind.SYNC_PATTERNS: self._on_sync_patterns,
+            MessageKind.REQUEST_PATTERNS: self._on_request_patterns,
         }
+        self.intelligence = IntelligenceSync(config.agent_id, clock=swarm.runtime.clock)
+        self._own_version_sent = 0
 
     @classmethod
     async def new(cls, config: SwarmConfig | None = None, **swarm_options: Any) -> "SwarmAgent":
@@ -177,6 +184,9 @@ class SwarmAgent:
         await self.broadcast(MessageKind.JOIN, role=self.config.role.value,
                              capabilities=list(self.config.effective_capabilities()))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        self._tasks.append(asyncio.create_task(self._sync_loop()))
+        # Catch up: every member answers with what our (empty or stale) version vector lacks.
+        await self.broadcast(MessageKind.REQUEST_PATTERNS, vv=self.intelligence.version_vector())
 
     async def leave(self) -> None:
         for task in self._tasks:
@@ -332,6 +342,53 @@ class SwarmAgent:
                 await self.broadcast(MessageKind.HEARTBEAT, heartbeat=heartbeat.to_dict())
             except Exception as exc:  # a failed heartbeat must not end the loop
                 log.warning("%s: heartbeat not sent: %s", self.agent_id, exc)
+
+    # Learning ------------------------------------------------------------------------
+    async def learn(self, state: str, action: str, reward: float) -> None:
+        """Fold an outcome into this agent's patterns; peers get it at the next sync."""
+        self.intelligence.update_pattern(state, action, reward)
+
+    async def get_best_action(self, state: str, actions: list[str]) -> tuple[str, float] | None:
+        """The best known action for `state` in the swarm's merged view, with its confidence."""
+        return self.intelligence.best_action(state, actions)
+
+    async def sync_patterns(self) -> bool:
+        """Broadcast this agent's own entries written since the last sync; False when there was nothing new."""
+        vv = self.intelligence.version_vector()
+        own = vv.get(self.agent_id, 0)
+        if own <= self._own_version_sent:
+            return False
+        since = {origin: version for origin, version in vv.items() if origin != self.agent_id}
+        since[self.agent_id] = self._own_version_sent
+        data = self.intelligence.serialize_state(since=since)
+        await self.broadcast(MessageKind.SYNC_PATTERNS, state=b64(data))
+        self._own_version_sent = own
+        return True
+
+    async def _sync_loop(self) -> None:
+        interval = self.config.sync_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sync_patterns()
+            except Exception as exc:  # a failed sync is retried at the next tick (the delta still covers it)
+                log.warning("%s: pattern sync not sent: %s", self.agent_id, exc)
+
+    async def _on_sync_patterns(self, sender: str, message: SwarmMessage) -> None:
+        data = wire.get_b64(message.body, "state", self.intelligence.limits.max_message_bytes)
+        result = self.intelligence.merge_peer_state(sender, data)
+        log.debug("%s: merged %s from %s", self.agent_id, result, sender)
+
+    async def _on_request_patterns(self, sender: str, message: SwarmMessage) -> None:
+        vv = message.body.get("vv")
+        if not isinstance(vv, dict) or len(vv) > MAX_VERSION_VECTOR:
+            raise MalformedMessage("REQUEST_PATTERNS needs a version vector object")
+        for origin, version in vv.items():
+            if type(version) is not int or version < 0:
+                raise MalformedMessage("version vector values must be non-negative integers")
+        if len(self.intelligence) == 0:
+            return
+        await self.send_to(sender, MessageKind.SYNC_PATTERNS, state=b64(self.intelligence.delta_for(vv)))
 
     # Views ---------------------------------------------------------------------------
     def peer_table(self) -> list[dict[str, Any]]:

@@ -1,0 +1,101 @@
+"""Patterns learned by one agent reach the others through the relay, and hostile sync data changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from ruvector_edge.agent import SwarmAgent, SwarmConfig
+from ruvector_edge.protocol import MessageKind
+from ruvector_edge.relay.server import RelayServer
+
+ACTIONS = ["coder", "reviewer", "typescript-developer"]
+
+
+async def until(predicate, timeout=5.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def swarm_of():
+    server = RelayServer("127.0.0.1", 0, None)
+    await server.start()
+    key = os.urandom(32)
+    agents: list[SwarmAgent] = []
+
+    async def make(agent_id: str) -> SwarmAgent:
+        agent = await SwarmAgent.new(SwarmConfig(agent_id=agent_id, swarm_key=key, sync_interval_ms=50))
+        await agent.join_swarm(f"ws://127.0.0.1:{server.port}")
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        await agent.leave()
+    await server.stop()
+
+
+async def test_a_pattern_learned_in_one_agent_reaches_the_others(swarm_of):
+    a, b, c = await swarm_of("a"), await swarm_of("b"), await swarm_of("c")
+    await a.learn("edit_ts", "typescript-developer", 0.9)
+    await b.learn("edit_ts", "coder", 0.2)
+
+    async def agreed():
+        bests = [await agent.get_best_action("edit_ts", ACTIONS) for agent in (a, b, c)]
+        return all(best is not None and best[0] == "typescript-developer" for best in bests)
+
+    await until(agreed)
+    for agent in (a, b, c):
+        stats = agent.intelligence.get_swarm_stats()
+        assert (stats.total_patterns, stats.total_visits) == (2, 2)
+
+
+async def test_visits_are_weighted_across_agents(swarm_of):
+    a, b = await swarm_of("a"), await swarm_of("b")
+    await a.learn("s", "x", 0.9)
+    for _ in range(3):
+        await b.learn("s", "y", 0.5)
+        await b.learn("s", "x", 0.1)
+
+    async def merged():
+        return all(agent.intelligence.get_swarm_stats().total_visits == 7 for agent in (a, b))
+
+    await until(merged)
+    # x: (0.9*1 + 0.1*3) / 4 = 0.3 < y: 0.5, on both sides
+    assert (await a.get_best_action("s", ["x", "y"]))[0] == "y"
+    assert (await b.get_best_action("s", ["x", "y"]))[0] == "y"
+
+
+async def test_a_late_joiner_catches_up_by_requesting_patterns(swarm_of):
+    a = await swarm_of("a")
+    await a.learn("deploy", "specialist", 0.8)
+    await a.sync_patterns()
+    late = await swarm_of("late")
+
+    async def caught_up():
+        return await late.get_best_action("deploy", ["specialist", "coder"]) is not None
+
+    await until(caught_up)
+
+
+async def test_malformed_sync_from_a_member_is_rejected_and_changes_nothing(swarm_of):
+    a, b = await swarm_of("a"), await swarm_of("b")
+    await b.learn("s", "x", 0.5)
+    before = b.intelligence.serialize_state()
+    for body in ({"state": "not base64!"}, {"state": "AAAA"}, {"nope": 1}):
+        await a.broadcast(MessageKind.SYNC_PATTERNS, **body)
+    await a.broadcast(MessageKind.REQUEST_PATTERNS, vv={"a": -1})
+
+    async def all_refused():
+        return sum(b.rejected.values()) >= 4
+
+    await until(all_refused)
+    assert b.intelligence.serialize_state() == before
+    assert set(b.rejected) <= {"MalformedMessage", "OversizedMessage"}
