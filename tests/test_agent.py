@@ -16,10 +16,8 @@ from ruvector_edge.protocol import MessageKind
 pytestmark = pytest.mark.timeout(45)
 
 KEY = bytes(range(32))
+# Kinds the agent does not consume itself (patterns and memories have their own handlers).
 APPLICATION_KINDS = [
-    MessageKind.SYNC_PATTERNS,
-    MessageKind.REQUEST_PATTERNS,
-    MessageKind.SYNC_MEMORIES,
     MessageKind.BROADCAST_TASK,
     MessageKind.TASK_RESULT,
     MessageKind.SIGNAL,
@@ -134,7 +132,8 @@ async def test_application_kinds_round_trip_to_on_handlers_broadcast_and_direct(
             await alice.broadcast(kind, n=index, kind_name=kind.value, nested={"list": [1, 2.5, "x"]})
         for index, kind in enumerate(APPLICATION_KINDS):
             await alice.send_to("bob", kind, n=index, direct=True)
-        await wait_for(lambda: len(recorders["bob"].seen) == 12 and len(recorders["carol"].seen) == 6,
+        await wait_for(lambda: len(recorders["bob"].seen) == 2 * len(APPLICATION_KINDS)
+                       and len(recorders["carol"].seen) == len(APPLICATION_KINDS),
                        what="all application messages")
         for index, kind in enumerate(APPLICATION_KINDS):
             assert recorders["carol"].of(kind) == [
@@ -152,10 +151,10 @@ async def test_unsubscribed_application_kinds_wait_in_the_bounded_inbox(relay):
     alice, bob = await joined(ws_url(relay.port), config("alice"), config("bob", inbox_limit=3))
     try:
         for i in range(5):
-            await alice.broadcast(MessageKind.SYNC_MEMORIES, i=i)
+            await alice.broadcast(MessageKind.TASK_RESULT, i=i)
         await wait_for(lambda: len(bob.inbox) == 3 and bob.inbox[-1][1].body == {"i": 4}, what="inbox")
         assert [m.body["i"] for _, m in bob.inbox] == [2, 3, 4]
-        assert all(sender == "alice" and m.kind is MessageKind.SYNC_MEMORIES for sender, m in bob.inbox)
+        assert all(sender == "alice" and m.kind is MessageKind.TASK_RESULT for sender, m in bob.inbox)
     finally:
         await leave_all(alice, bob)
 

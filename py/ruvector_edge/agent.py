@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from .errors import MalformedMessage, Misaddressed, RejectedInput, ReplayDetected
 from .intelligence import IntelligenceSync
+from .memory import HashingEmbedder, VectorMemory
 from .p2p import P2PSwarm, Registration, wire
 from .p2p.wire import b64
 from .p2p.records import Heartbeat
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SWARM_TOPIC = "swarm"
 MAX_VERSION_VECTOR = 100_000  # origins in one REQUEST_PATTERNS
+MEMORY_PAGE = 32  # memories per SYNC_MEMORIES message: 32 × (16 KiB content + 2 KiB vector) fits a 1 MiB payload
 
 
 class AgentRole(str, enum.Enum):
@@ -72,6 +74,9 @@ class SwarmConfig:
     sync_interval_ms: int = field(default_factory=lambda: _env_int("SWARM_SYNC_INTERVAL", 1000))
     heartbeat_interval_ms: int = 5000
     inbox_limit: int = 1024
+    memory_dim: int = 384
+    memory_capacity: int = 10_000
+    memory_path: str | None = None  # SQLite file for memories that survive restarts (native)
 
     def with_agent_id(self, agent_id: str) -> "SwarmConfig":
         return replace(self, agent_id=agent_id)
@@ -139,9 +144,18 @@ class SwarmAgent:
             MessageKind.HEARTBEAT: self._on_heartbeat,
             MessageKind.SYNC_PATTERNS: self._on_sync_patterns,
             MessageKind.REQUEST_PATTERNS: self._on_request_patterns,
+            MessageKind.SYNC_MEMORIES: self._on_sync_memories,
         }
         self.intelligence = IntelligenceSync(config.agent_id, clock=swarm.runtime.clock)
         self._own_version_sent = 0
+        self.embedder = HashingEmbedder(config.memory_dim)
+        store = None
+        if config.memory_path:
+            from .memory import SqliteMemoryStore
+
+            store = SqliteMemoryStore(config.memory_path)
+        self.memory = VectorMemory(config.agent_id, config.memory_dim, config.memory_capacity, store=store)
+        self._memory_seq_sent = 0
 
     @classmethod
     async def new(cls, config: SwarmConfig | None = None, **swarm_options: Any) -> "SwarmAgent":
@@ -200,6 +214,7 @@ class SwarmAgent:
             for link in self.links.values():
                 await link.stop()
             self.links.clear()
+        self.memory.close()
 
     def attach_link(self, name: str, link: Link) -> None:
         """Add a path (e.g. the browser's BroadcastChannel or WebRTC links); see PATH_PREFERENCE."""
@@ -264,9 +279,10 @@ class SwarmAgent:
         info = self.peers.setdefault(member.agent_id, PeerInfo(member.agent_id))
         info.capabilities = member.registration.capabilities
         info.left = False
-        if self.links:  # introduce ourselves to the newcomer
+        if self.links:  # introduce ourselves to the newcomer and share what we remember
             await self.send_to(member.agent_id, MessageKind.JOIN, role=self.config.role.value,
                                capabilities=list(self.config.effective_capabilities()))
+            await self.sync_memories(to=member.agent_id)
 
     async def handle_frame(self, frame: bytes | str, via: str = "relay") -> None:
         """Entry point for every frame a transport delivers (`via` names the path it came by)."""
@@ -371,8 +387,43 @@ class SwarmAgent:
             await asyncio.sleep(interval)
             try:
                 await self.sync_patterns()
-            except Exception as exc:  # a failed sync is retried at the next tick (the delta still covers it)
-                log.warning("%s: pattern sync not sent: %s", self.agent_id, exc)
+                await self.sync_memories()
+            except Exception as exc:  # a failed sync is retried at the next tick (the cursors did not move)
+                log.warning("%s: sync not sent: %s", self.agent_id, exc)
+
+    # Memory --------------------------------------------------------------------------
+    async def store_memory(self, content: str, embedding: list[float] | None = None,
+                           metadata: dict[str, Any] | None = None) -> str:
+        """Store a memory (embedded with the offline hashing embedder when no vector is given); returns its id."""
+        vector = self.embedder.embed(content) if embedding is None else embedding
+        return self.memory.store_memory(content, vector, metadata)
+
+    async def search_memory(self, query: str | list[float], k: int = 5) -> list[Any]:
+        """Top-k memories by cosine similarity, across everything this agent and its peers stored."""
+        vector = self.embedder.embed(query) if isinstance(query, str) else query
+        return self.memory.search_memory(vector, k)
+
+    async def sync_memories(self, to: str | None = None) -> int:
+        """Send this agent's own memories (all of them to `to`, else those new since the last broadcast)."""
+        since = 0 if to is not None else self._memory_seq_sent
+        sent = 0
+        while True:
+            page = self.memory.export_entries(since=since, limit=MEMORY_PAGE)
+            if not page:
+                return sent
+            if to is None:
+                await self.broadcast(MessageKind.SYNC_MEMORIES, entries=page)
+            else:
+                await self.send_to(to, MessageKind.SYNC_MEMORIES, entries=page)
+            since = page[-1]["seq"]
+            sent += len(page)
+            if to is None:
+                self._memory_seq_sent = since
+
+    async def _on_sync_memories(self, sender: str, message: SwarmMessage) -> None:
+        result = self.memory.import_entries(message.body.get("entries"), sender)
+        if result.rejected:
+            self.rejected["memory_entry"] += len(result.rejected)
 
     async def _on_sync_patterns(self, sender: str, message: SwarmMessage) -> None:
         data = wire.get_b64(message.body, "state", self.intelligence.limits.max_message_bytes)

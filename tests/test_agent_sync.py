@@ -1,4 +1,4 @@
-"""Patterns learned by one agent reach the others through the relay, and hostile sync data changes nothing."""
+"""Patterns and memories stored by one agent reach the others through the relay; hostile sync data changes nothing."""
 
 from __future__ import annotations
 
@@ -99,3 +99,53 @@ async def test_malformed_sync_from_a_member_is_rejected_and_changes_nothing(swar
     await until(all_refused)
     assert b.intelligence.serialize_state() == before
     assert set(b.rejected) <= {"MalformedMessage", "OversizedMessage"}
+
+
+async def test_a_memory_stored_by_one_agent_is_found_by_another(swarm_of):
+    a, b = await swarm_of("a"), await swarm_of("b")
+    stored = await a.store_memory("API authentication flow uses signed JWT tokens", metadata={"source": "docs"})
+    await a.store_memory("the cafeteria serves soup on fridays")
+
+    async def found():
+        hits = await b.search_memory("how does API authentication work", k=1)
+        return bool(hits) and hits[0].id == stored
+
+    await until(found)
+    hit = (await b.search_memory("how does API authentication work", k=1))[0]
+    assert hit.owner == "a" and hit.metadata == {"source": "docs"}
+
+
+async def test_a_late_joiner_receives_the_memories_of_agents_present(swarm_of):
+    a = await swarm_of("a")
+    await a.store_memory("deploy with blue-green switches")
+    await a.sync_memories()
+    late = await swarm_of("late")
+
+    async def received():
+        return len(late.memory) == 1
+
+    await until(received)
+
+
+async def test_hostile_memory_entries_are_counted_and_not_stored(swarm_of):
+    a, b = await swarm_of("a"), await swarm_of("b")
+    await a.store_memory("a real memory")
+    entry = a.memory.export_entries()[0]
+    forged = [
+        {**entry, "content": "swapped content under the old id"},
+        {**entry, "owner": "b"},
+        {**entry, "embedding": "AAAA"},
+    ]
+    await a.broadcast(MessageKind.SYNC_MEMORIES, entries=forged)
+
+    async def refused():
+        return b.rejected["memory_entry"] >= 3
+
+    await until(refused)
+
+    async def genuine_arrived():  # the real entry comes with a's next periodic sync
+        return entry["id"] in b.memory
+
+    await until(genuine_arrived)
+    assert len(b.memory) == 1
+    assert b.memory.get(entry["id"]).content == "a real memory"
