@@ -14,13 +14,11 @@ import asyncio
 import itertools
 import logging
 import os
-import random
 import socket
-from typing import Iterable
 
 from ..errors import RejectedInput, TransportClosed, TransportError
 from ..p2p.swarm import P2PSwarm
-from .relay_session import FrameHandler, LeftHandler, MemberHandler, RelaySession
+from .relay_link import ReconnectingRelayLink
 from .shm import ShmChannel
 
 log = logging.getLogger(__name__)
@@ -139,120 +137,48 @@ class ShmHub:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-class ShmRelayLink:
-    """An agent's link to a relay hub over shared memory; same interface as `RelayClient`."""
+class ShmRelayLink(ReconnectingRelayLink):
+    """An agent's link to a relay hub over shared memory; same behaviour as the WebSocket `RelayClient`."""
 
-    def __init__(
-        self,
-        hub: str,
-        swarm: P2PSwarm,
-        *,
-        on_envelope: FrameHandler,
-        on_member: MemberHandler | None = None,
-        on_left: LeftHandler | None = None,
-        topics: Iterable[str] = (),
-        queue_limit: int = 1024,
-        backoff_initial_s: float = 0.05,
-        backoff_max_s: float = 2.0,
-    ) -> None:
+    def __init__(self, hub: str, swarm: P2PSwarm, **options) -> None:
+        options.setdefault("backoff_initial_s", 0.05)
+        options.setdefault("backoff_max_s", 2.0)
+        super().__init__(f"shm://{hub}", swarm, **options)
         self.hub = hub
-        self.session = RelaySession(swarm, on_envelope=on_envelope, on_member=on_member, on_left=on_left,
-                                    topics=topics, queue_limit=queue_limit)
-        self.agent_id = swarm.agent_id
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
-        self.connected = asyncio.Event()
-        self.reconnects = 0
         self._channel: ShmChannel | None = None
-        self._task: asyncio.Task | None = None
-        self._stopped = False
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"shm-link-{self.agent_id}")
-
-    async def wait_connected(self, timeout: float = 10.0) -> None:
-        await asyncio.wait_for(self.connected.wait(), timeout)
-
-    async def send(self, frame: bytes | str) -> None:
-        if self._stopped:
-            raise TransportClosed("shm link stopped")
-        data = frame.encode("utf-8") if isinstance(frame, str) else frame
+    async def _send_text(self, text: str) -> None:
         channel = self._channel
-        if channel is not None and self.session.can_send_now():
-            try:
-                await channel.asend(data)
-                return
-            except TransportClosed:
-                pass
-        self.session.queue(data.decode("utf-8"))
+        if channel is None:
+            raise TransportClosed("not connected")
+        await channel.asend(text.encode("utf-8"))
 
-    def reaches(self, peer_id: str) -> bool:
-        """A relay reaches every member (frames wait in the queue while reconnecting)."""
-        return True
-
-    async def subscribe(self, *topics: str) -> None:
-        frame = self.session.subscribe_frame(topics)
-        if frame is not None and self._channel is not None:
-            await self._channel.asend(frame.encode("utf-8"))
-
-    async def stop(self, leave: bool = True) -> None:
-        self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+    async def _close(self, leave: bool) -> None:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
-        self.connected.clear()
 
-    async def _run(self) -> None:
-        delay = self.backoff_initial_s
-        while not self._stopped:
-            welcomed = False
-            try:
-                welcomed = await self._connect_once()
-            except (TransportError, OSError, RejectedInput) as exc:
-                log.info("%s: shm hub %s unavailable (%s)", self.agent_id, self.hub, exc)
-            finally:
-                self.session.connection_lost()
-                self.connected.clear()
-                if self._channel is not None:
-                    self._channel.close()
-                    self._channel = None
-            if self._stopped:
-                break
-            if welcomed:
-                delay = self.backoff_initial_s
-            await asyncio.sleep(random.uniform(0, delay))
-            delay = min(self.backoff_max_s, delay * 2)
-            self.reconnects += 1
-
-    async def _connect_once(self) -> bool:
+    async def _connect_once(self) -> None:
         name = f"{self.hub}-{os.getpid()}-{os.urandom(4).hex()}"
         channel = ShmChannel.create(name, capacity=4 * 1024 * 1024)
         self._channel = channel
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as announce:
-            try:
-                announce.sendto(name.encode("ascii"), hub_address(self.hub))
-            except (ConnectionRefusedError, FileNotFoundError):
-                raise TransportError(f"no shm hub named {self.hub!r}") from None
-        welcomed = False
-        first = True
-        while not self._stopped:
-            try:
-                # The hub answers a new channel with a challenge at once; silence means no hub took it.
-                data = await channel.arecv(timeout=5.0 if first else None)
-            except TimeoutError:
-                raise TransportError(f"shm hub {self.hub!r} did not attach our channel") from None
-            except TransportClosed:
-                break
-            first = False
-            for reply in await self.session.receive(data.decode("utf-8")):
-                await channel.asend(reply.encode("utf-8"))
-            if self.session.ready and not self.connected.is_set():
-                welcomed = True
-                self.connected.set()
-        return welcomed
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as announce:
+                try:
+                    announce.sendto(name.encode("ascii"), hub_address(self.hub))
+                except (ConnectionRefusedError, FileNotFoundError):
+                    raise TransportError(f"no shm hub named {self.hub!r}") from None
+            first = True
+            while not self._stopped:
+                try:
+                    # The hub answers a new channel with a challenge at once; silence means no hub took it.
+                    data = await channel.arecv(timeout=5.0 if first else None)
+                except TimeoutError:
+                    raise TransportError(f"shm hub {self.hub!r} did not attach our channel") from None
+                except TransportClosed:
+                    break
+                first = False
+                await self._received(data.decode("utf-8", "replace"))  # bad bytes then fail as malformed JSON
+        finally:
+            self._channel = None
+            channel.close()
