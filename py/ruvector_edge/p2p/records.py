@@ -18,8 +18,46 @@ from . import wire
 MAX_RECORD_BYTES = 8 * 1024
 
 
+class SignedRecord:
+    """What every signed record shares: `type` in its fields, the signature over the canonical rest.
+
+    Subclasses are frozen dataclasses with a `sig: bytes` field, a TYPE, `unsigned_fields()` and
+    `from_dict()` (which must call `_expect(obj)` first).
+    """
+
+    TYPE: ClassVar[str]
+    sig: bytes
+
+    def unsigned_fields(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def signing_bytes(self) -> bytes:
+        return canonicalize(self.unsigned_fields())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.unsigned_fields(), "sig": self.sig.hex()}
+
+    def to_json(self) -> bytes:
+        return canonicalize(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Any:
+        return cls.from_dict(wire.parse_json_object(data, MAX_RECORD_BYTES))
+
+    @classmethod
+    def _expect(cls, obj: Any) -> None:
+        """Exactly this record's keys and its `type` (domain separation), or a typed error."""
+        wire.expect_keys(obj, frozenset(["type", *(f.name for f in fields(cls))]), cls.TYPE)
+        if obj["type"] != cls.TYPE:
+            raise WrongType(f"expected type {cls.TYPE!r}, got {obj['type']!r:.40}")
+
+
 @dataclass(frozen=True)
-class Registration:
+class Registration(SignedRecord):
     """A member's self-signed claim: this agent id owns these keys and offers these capabilities."""
 
     TYPE: ClassVar[str] = "registration"
@@ -43,20 +81,9 @@ class Registration:
             "joined_at": self.joined_at,
         }
 
-    def signing_bytes(self) -> bytes:
-        return canonicalize(self.unsigned_fields())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.unsigned_fields(), "sig": self.sig.hex()}
-
-    def to_json(self) -> bytes:
-        return canonicalize(self.to_dict())
-
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> "Registration":
-        wire.expect_keys(obj, _REGISTRATION_KEYS, "registration")
-        if obj["type"] != cls.TYPE:
-            raise WrongType(f"expected type {cls.TYPE!r}, got {obj['type']!r}")
+        cls._expect(obj)
         return cls(
             swarm=wire.get_id(obj, "swarm"),
             agent_id=wire.get_id(obj, "agent_id"),
@@ -67,10 +94,6 @@ class Registration:
             sig=wire.get_hex(obj, "sig", 64),
         )
 
-    @classmethod
-    def from_json(cls, data: bytes | str) -> "Registration":
-        return cls.from_dict(wire.parse_json_object(data, MAX_RECORD_BYTES))
-
     async def verify(self, crypto: CryptoProvider, swarm_id: str) -> None:
         """Raise unless this registration is for `swarm_id` and signed by the key it names."""
         if self.swarm != swarm_id:
@@ -80,7 +103,7 @@ class Registration:
 
 
 @dataclass(frozen=True)
-class Heartbeat:
+class Heartbeat(SignedRecord):
     """A member's signed liveness report with the load it actually measured."""
 
     TYPE: ClassVar[str] = "heartbeat"
@@ -104,20 +127,9 @@ class Heartbeat:
             "queue_depth": self.queue_depth,
         }
 
-    def signing_bytes(self) -> bytes:
-        return canonicalize(self.unsigned_fields())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.unsigned_fields(), "sig": self.sig.hex()}
-
-    def to_json(self) -> bytes:
-        return canonicalize(self.to_dict())
-
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> "Heartbeat":
-        wire.expect_keys(obj, _HEARTBEAT_KEYS, "heartbeat")
-        if obj["type"] != cls.TYPE:
-            raise WrongType(f"expected type {cls.TYPE!r}, got {obj['type']!r}")
+        cls._expect(obj)
         return cls(
             swarm=wire.get_id(obj, "swarm"),
             agent_id=wire.get_id(obj, "agent_id"),
@@ -127,15 +139,3 @@ class Heartbeat:
             queue_depth=wire.get_int(obj, "queue_depth", 0, 1_000_000_000),
             sig=wire.get_hex(obj, "sig", 64),
         )
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> "Heartbeat":
-        return cls.from_dict(wire.parse_json_object(data, MAX_RECORD_BYTES))
-
-
-def _keys_of(cls: type) -> frozenset[str]:
-    return frozenset(["type", *(f.name for f in fields(cls))])
-
-
-_REGISTRATION_KEYS = _keys_of(Registration)
-_HEARTBEAT_KEYS = _keys_of(Heartbeat)
