@@ -129,3 +129,33 @@ class InvalidPattern(MalformedMessage, ValueError):
 
 class InvalidLearnerConfig(EdgeError, ValueError):
     """A hyper-parameter is out of range, unknown, or the algorithm name is not registered."""
+
+
+# Tensor compression and artifacts.
+
+class ChecksumMismatch(MalformedMessage):
+    """A compressed container's CRC32 does not match its bytes (corrupted or tampered in transit)."""
+
+
+class InvalidTensor(RejectedInput, ValueError):
+    """A tensor cannot be encoded at the requested level (not real numbers, non-finite values for a lossy level...)."""
+
+
+class InvalidCodecConfig(EdgeError, ValueError):
+    """A codec setting (level, block size, limit, error budget) is out of range."""
+
+
+class InvalidCid(MalformedMessage):
+    """Text is not a CIDv1 this store understands (base32 multibase, sha2-256, raw or json codec)."""
+
+
+class ChunkHashMismatch(RejectedInput):
+    """A block's bytes do not hash to the CID they were offered or stored under; the block was refused or dropped."""
+
+
+class MissingChunks(EdgeError):
+    """An artifact cannot be assembled yet: these blocks are not in the store (fetch them from a peer)."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"{len(missing)} block(s) missing, first {missing[0] if missing else None}")
+        self.missing = missing
