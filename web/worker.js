@@ -7,6 +7,7 @@
 // evaluation finishes, so we register the handler, post "boot" at once and do
 // the slow loading afterwards; the page sends nothing until it sees "boot".
 import "./bridges/crypto.js";
+import "./bridges/vectors.js";
 import { edgeTransport } from "./bridges/transport.js";
 
 const post = (msg) => self.postMessage(msg);

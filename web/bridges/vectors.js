@@ -1,0 +1,269 @@
+// Vector memory bridge for the Pyodide worker, exposed as globalThis.edgeVectors:
+// an exact cosine top-k kernel over Float32Array rows, and the IndexedDB calls
+// behind the browser MemoryStore.
+//
+// Python (ruvector_edge.memory.browser) holds a kernel handle and crosses once
+// per batch: rows and queries arrive as one Uint8Array of packed little-endian
+// float32 unit vectors (the format the VectorKernel seam already uses), and a
+// search answers with one Float64Array. Scores are float64 sums over the
+// float32 components (products of two float32 are exact in a double), as the
+// pure-Python kernel computes them, so the two agree to rounding order.
+//
+// Rows are dense (0..n-1): removing a row moves the last row into the hole.
+// A search returns, per query, every row scoring at least the k-th best score
+// (boundary ties all kept), ordered by score and then row index; the caller
+// breaks ties by a key that is the same on every replica.
+//
+// Handles are plain objects: when Python drops its proxy, the matrix is garbage.
+
+if (new Uint8Array(new Float32Array([1]).buffer)[3] !== 0x3f) {
+  throw new Error("edgeVectors: packed vectors are little-endian float32; this platform is big-endian");
+}
+
+const QUERY_GROUP = 8; // queries scored together, so a batch reads each block of rows once per group
+const ROW_BLOCK = 128; // rows per block: 128 × 384 float32 = 192 KiB
+
+function create(dim, initialRows = 1024) {
+  if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`dimension must be a positive integer, not ${dim}`);
+  const rows = Math.max(1, initialRows | 0);
+  return { dim, n: 0, data: new Float32Array(rows * dim), scores: new Float64Array(0), queries: new Float32Array(0) };
+}
+
+function size(h) {
+  return h.n;
+}
+
+function reserve(h, rows) {
+  const need = rows * h.dim;
+  if (need <= h.data.length) return;
+  const grown = new Float32Array(Math.max(need, 2 * h.data.length));
+  grown.set(h.data.subarray(0, h.n * h.dim));
+  h.data = grown;
+}
+
+/** Copy `count` packed rows from the start of `bytes` (which may be longer: a reused buffer) as rows n..n+count-1. */
+function addMany(h, bytes, count) {
+  const len = count * h.dim * 4;
+  if (!Number.isInteger(count) || count < 0 || bytes.byteLength < len) {
+    throw new RangeError(`addMany: ${count} rows of ${h.dim} float32 need ${len} bytes, got ${bytes.byteLength}`);
+  }
+  reserve(h, h.n + count);
+  // A byte copy: the source may sit at an offset that is not a multiple of 4.
+  new Uint8Array(h.data.buffer, h.n * h.dim * 4, len).set(bytes.subarray(0, len));
+  h.n += count;
+  return h.n;
+}
+
+/**
+ * Remove rows one after another (each one moves the last row into its place).
+ * `rows` is a number or an array of numbers; returns an Int32Array holding, for
+ * each removal, the old index of the row that moved, or -1 when the removed row was last.
+ */
+function remove(h, rows) {
+  const list = typeof rows === "number" ? [rows] : Array.from(rows);
+  const moved = new Int32Array(list.length);
+  for (let i = 0; i < list.length; i++) {
+    const row = list[i];
+    const last = h.n - 1;
+    if (!Number.isInteger(row) || row < 0 || row > last) throw new RangeError(`remove: no row ${row} (${h.n} held)`);
+    if (row !== last) h.data.copyWithin(row * h.dim, last * h.dim, (last + 1) * h.dim);
+    moved[i] = row === last ? -1 : last;
+    h.n = last;
+  }
+  return moved;
+}
+
+/** The k-th largest value of scores[0..n) (n > k), with a size-k min-heap: most scores cost one comparison. */
+function kthLargest(scores, n, k, heap) {
+  for (let i = 0; i < k; i++) {
+    // sift up
+    let j = i;
+    const s = scores[i];
+    while (j > 0) {
+      const p = (j - 1) >> 1;
+      if (heap[p] <= s) break;
+      heap[j] = heap[p];
+      j = p;
+    }
+    heap[j] = s;
+  }
+  for (let i = k; i < n; i++) {
+    const s = scores[i];
+    if (!(s > heap[0])) continue;
+    // replace the root and sift down
+    let j = 0;
+    for (;;) {
+      const l = 2 * j + 1;
+      if (l >= k) break;
+      const r = l + 1;
+      const c = r < k && heap[r] < heap[l] ? r : l;
+      if (heap[c] >= s) break;
+      heap[j] = heap[c];
+      j = c;
+    }
+    heap[j] = s;
+  }
+  return heap[0];
+}
+
+/**
+ * Scores of queries q0..q0+g-1 against every row, into h.scores[(query - q0) * n + row].
+ * Rows are visited in blocks that stay in cache while each query of the group
+ * passes over them. The sum runs in component order, like the pure-Python kernel's.
+ */
+function scoreGroup(h, q0, g) {
+  const { dim, n, data, queries, scores } = h;
+  for (let r0 = 0; r0 < n; r0 += ROW_BLOCK) {
+    const r1 = Math.min(n, r0 + ROW_BLOCK);
+    for (let qi = 0; qi < g; qi++) {
+      const qb = (q0 + qi) * dim;
+      const off = qi * n;
+      for (let row = r0; row < r1; row++) {
+        const base = row * dim;
+        let acc = 0;
+        for (let d = 0; d < dim; d++) acc += data[base + d] * queries[qb + d];
+        scores[off + row] = acc;
+      }
+    }
+  }
+}
+
+/**
+ * Top-k for `nq` packed unit queries at the start of `bytes`. Returns one
+ * Float64Array: nq counts, then per query its (row, score) pairs, best score
+ * first and equal scores by ascending row. A query gets every row when k >= n.
+ */
+function search(h, bytes, nq, k) {
+  const { dim, n } = h;
+  const len = nq * dim * 4;
+  if (!Number.isInteger(nq) || nq < 0 || bytes.byteLength < len) {
+    throw new RangeError(`search: ${nq} queries of ${dim} float32 need ${len} bytes, got ${bytes.byteLength}`);
+  }
+  if (!Number.isInteger(k) || k < 1) throw new RangeError(`search: k must be a positive integer, not ${k}`);
+  if (h.queries.length < nq * dim) h.queries = new Float32Array(nq * dim);
+  new Uint8Array(h.queries.buffer, 0, len).set(bytes.subarray(0, len));
+  const group = Math.min(QUERY_GROUP, Math.max(1, nq));
+  if (h.scores.length < group * n) h.scores = new Float64Array(group * n);
+  const heap = new Float64Array(Math.max(1, k));
+  const counts = new Array(nq);
+  const hits = new Array(nq);
+  let total = 0;
+  for (let q0 = 0; q0 < nq; q0 += group) {
+    const g = Math.min(group, nq - q0);
+    scoreGroup(h, q0, g);
+    for (let qi = 0; qi < g; qi++) {
+      const off = qi * n;
+      const scores = h.scores.subarray(off, off + n);
+      const threshold = k < n ? kthLargest(scores, n, k, heap) : -Infinity;
+      const rows = [];
+      for (let row = 0; row < n; row++) if (scores[row] >= threshold) rows.push(row);
+      rows.sort((a, b) => scores[b] - scores[a] || a - b);
+      counts[q0 + qi] = rows.length;
+      hits[q0 + qi] = rows.map((row) => [row, scores[row]]);
+      total += rows.length;
+    }
+  }
+  const out = new Float64Array(nq + 2 * total);
+  let at = nq;
+  for (let q = 0; q < nq; q++) {
+    out[q] = counts[q];
+    for (const [row, score] of hits[q]) {
+      out[at++] = row;
+      out[at++] = score;
+    }
+  }
+  return out;
+}
+
+// IndexedDB ------------------------------------------------------------------------
+//
+// One database per agent, two object stores: "memories" keyed by id
+// ({id, seq, owner, content, metadata, embedding}) and "meta" (the dimension).
+// Records cross to Python packed: one JSON text for the fields and one
+// Uint8Array of the embeddings in the same order, because per-record proxies
+// would cost a crossing per field. Writes use `durability: "strict"`, so a
+// transaction completes only once it is on disk. Each write creates its
+// transaction synchronously, inside the call: IndexedDB runs overlapping
+// read-write transactions in creation order, and `close()` lets the ones
+// already created finish.
+
+const MEMORIES = "memories";
+const META = "meta";
+
+const request = (req) =>
+  new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+
+const done = (tx) =>
+  new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve(true);
+    tx.onerror = () => reject(tx.error || new Error("IndexedDB transaction failed"));
+    tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
+  });
+
+async function idbOpen(name) {
+  const req = indexedDB.open(name, 1);
+  req.onupgradeneeded = () => {
+    const db = req.result;
+    if (!db.objectStoreNames.contains(MEMORIES)) db.createObjectStore(MEMORIES, { keyPath: "id" });
+    if (!db.objectStoreNames.contains(META)) db.createObjectStore(META);
+  };
+  req.onblocked = () => console.warn(`edgeVectors: opening ${name} is blocked by another connection`);
+  const db = await request(req);
+  // Another tab deleting or upgrading the database: let it, rather than block it forever.
+  db.onversionchange = () => db.close();
+  return db;
+}
+
+/** Everything stored: {dim (0 when new), fields: JSON [[id, seq, owner, content, metadata, embedding bytes], ...] by seq, vectors}. */
+async function idbLoad(db) {
+  const tx = db.transaction([MEMORIES, META], "readonly");
+  const [dim, records] = await Promise.all([request(tx.objectStore(META).get("dim")), request(tx.objectStore(MEMORIES).getAll())]);
+  records.sort((a, b) => a.seq - b.seq);
+  let bytes = 0;
+  for (const r of records) bytes += r.embedding.byteLength;
+  const vectors = new Uint8Array(bytes);
+  const fields = new Array(records.length);
+  let at = 0;
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i];
+    const emb = new Uint8Array(r.embedding);
+    vectors.set(emb, at);
+    at += emb.byteLength;
+    fields[i] = [r.id, r.seq, r.owner, r.content, r.metadata, emb.byteLength];
+  }
+  return { dim: dim ?? 0, fields: JSON.stringify(fields), vectors };
+}
+
+/**
+ * One atomic, durable step: set the dimension if `dim` is given, delete the ids
+ * in `deleteJson` (a JSON list), then put the records in `putJson` (JSON
+ * [[id, seq, owner, content, metadata], ...]) with embeddings of `vecBytes`
+ * bytes each, packed in `vectors`. Resolves when the transaction has committed.
+ */
+function idbApply(db, dim, putJson, vectors, vecBytes, deleteJson) {
+  const puts = JSON.parse(putJson);
+  const deletes = JSON.parse(deleteJson);
+  if (vectors.byteLength < puts.length * vecBytes) throw new RangeError("idbApply: fewer embedding bytes than records");
+  const tx = db.transaction([MEMORIES, META], "readwrite", { durability: "strict" });
+  const finished = done(tx);
+  const store = tx.objectStore(MEMORIES);
+  if (dim !== null && dim !== undefined) tx.objectStore(META).put(dim, "dim");
+  for (const id of deletes) store.delete(id);
+  for (let i = 0; i < puts.length; i++) {
+    const [id, seq, owner, content, metadata] = puts[i];
+    // slice(): a copy of just this record's bytes (structured clone would store the whole buffer).
+    const embedding = vectors.slice(i * vecBytes, (i + 1) * vecBytes).buffer;
+    store.put({ id, seq, owner, content, metadata, embedding });
+  }
+  return finished;
+}
+
+function idbClose(db) {
+  db.close();
+}
+
+globalThis.edgeVectors = { create, size, addMany, remove, search, idbOpen, idbLoad, idbApply, idbClose };
+export const edgeVectors = globalThis.edgeVectors;
