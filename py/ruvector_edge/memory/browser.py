@@ -1,0 +1,278 @@
+"""Pyodide vector memory: a Float32Array kernel and an IndexedDB store, both behind the worker's `edgeVectors` bridge.
+
+Imported only under Pyodide (``import js`` fails elsewhere). Vectors already
+cross the `VectorKernel` seam as packed little-endian float32 bytes, so a batch
+is one copy into a reused `Uint8Array` and one synchronous call into JS; the JS
+kernel views the bytes as float32 directly instead of converting element by
+element through the FFI.
+
+`MemoryStore` is synchronous (SQLite commits before `apply` returns) while
+IndexedDB is promise-only. `IndexedDbMemoryStore` bridges the two without
+changing the interface: it keeps an in-memory mirror that answers `load` and
+takes `apply` at once, writes behind in the background when an event loop is
+running, and offers `flush()`, a coroutine that returns once every change
+applied before it is committed to disk. A browser caller must
+``await store.flush()`` before it acknowledges a stored memory; until then a
+closed tab can lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from array import array
+from collections.abc import Sequence
+
+import js  # type: ignore[import-not-found]
+from pyodide.ffi import JsException, JsProxy  # type: ignore[import-not-found]
+
+from ..errors import ProviderUnavailable
+from .entry import MemoryEntry
+from .kernels import PurePythonKernel, VectorKernel
+from .persistence import MemoryStore
+
+__all__ = ["IndexedDbMemoryStore", "JsFloat32Kernel", "browser_default_kernel", "memory_db_name"]
+
+log = logging.getLogger(__name__)
+
+
+def _bridge() -> JsProxy:
+    bridge = getattr(js, "edgeVectors", None)
+    if bridge is None:
+        raise ProviderUnavailable("globalThis.edgeVectors is missing: load web/bridges/vectors.js in the worker first")
+    return bridge
+
+
+def _u8(data: bytes) -> JsProxy:
+    """Copy bytes into a fresh Uint8Array (new + assign, far cheaper than to_js for large buffers)."""
+    arr = js.Uint8Array.new(len(data))
+    if data:
+        arr.assign(data)
+    return arr
+
+
+class JsFloat32Kernel(VectorKernel):
+    """Exact cosine top-k in JS over a growable Float32Array; one FFI call per batch.
+
+    Scores are float64 sums over the float32 components in component order, so
+    they equal the pure-Python kernel's to the last few bits (its `math.sumprod`
+    rounds once, the JS loop once per term) and the top-k is the same.
+    """
+
+    name = "js-float32"
+
+    def __init__(self, dim: int, initial_rows: int = 1024) -> None:
+        super().__init__(dim)
+        self._js = _bridge()
+        self._handle = self._js.create(dim, max(1, initial_rows))
+        self._n = 0  # mirrored here so len() costs no crossing
+        self._buffer = js.Uint8Array.new(4 * dim)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _staged(self, blobs: Sequence[bytes]) -> JsProxy:
+        """The blobs, each checked to be one packed vector, copied to the start of the reused buffer."""
+        size = 4 * self.dim
+        for blob in blobs:
+            if len(blob) != size:
+                raise ValueError(f"packed vector of {len(blob)} bytes, expected {size}")
+        data = b"".join(blobs)
+        if len(data) > self._buffer.length:
+            self._buffer = js.Uint8Array.new(max(len(data), 2 * self._buffer.length))
+        self._buffer.subarray(0, len(data)).assign(data)
+        return self._buffer
+
+    def add_many(self, vectors: Sequence[bytes]) -> None:
+        if not vectors:
+            return
+        self._n = self._js.addMany(self._handle, self._staged(vectors), len(vectors))
+
+    def remove(self, row: int) -> int | None:
+        last = self._n - 1
+        if type(row) is not int or not 0 <= row <= last:
+            raise IndexError(row)
+        self._js.remove(self._handle, row)
+        self._n = last
+        return None if row == last else last
+
+    def search(self, queries: Sequence[bytes], k: int) -> list[list[tuple[int, float]]]:
+        if not queries:
+            return []
+        if self._n == 0:
+            return [[] for _ in queries]
+        packed = self._js.search(self._handle, self._staged(queries), len(queries), k)
+        values = array("d")
+        values.frombytes(packed.to_bytes())
+        if sys.byteorder != "little":  # pragma: no cover - wasm32 is little-endian
+            values.byteswap()
+        results: list[list[tuple[int, float]]] = []
+        at = len(queries)
+        for count in values[: len(queries)]:
+            end = at + 2 * int(count)
+            pairs = values[at:end]
+            results.append([(int(pairs[i]), pairs[i + 1]) for i in range(0, len(pairs), 2)])
+            at = end
+        return results
+
+
+def browser_default_kernel(dim: int) -> VectorKernel:
+    """numpy when the served Pyodide has it, else the JS Float32Array kernel, else pure Python."""
+    try:
+        from .numpy_kernel import NumpyKernel
+    except ImportError:
+        pass
+    else:
+        return NumpyKernel(dim)
+    if getattr(js, "edgeVectors", None) is not None:
+        return JsFloat32Kernel(dim)
+    return PurePythonKernel(dim)
+
+
+def memory_db_name(agent_id: str) -> str:
+    """The IndexedDB database that holds one agent's memories."""
+    return f"ruvector-edge/memory/{agent_id}"
+
+
+class IndexedDbMemoryStore(MemoryStore):
+    """Memories in IndexedDB, one database per agent, behind a synchronous in-memory mirror.
+
+    Open with ``await IndexedDbMemoryStore.open(agent_id)``. `apply` updates the
+    mirror and queues the change; queued changes are coalesced per id and
+    written as *one* read-write transaction with strict durability (committed
+    to disk before it completes), so a batch lands whole or not at all.
+    `flush()` awaits that; a failed write stays queued, `flush()` raises
+    OSError, and the next flush retries it. With an event loop running, `apply`
+    also starts a flush in the background, so changes reach the disk even when
+    nobody awaits them — but only an awaited `flush()` is a guarantee.
+    """
+
+    def __init__(self, db: JsProxy, name: str, dim: int | None, entries: list[MemoryEntry]) -> None:
+        """Use `open()`: the database must be opened and read with awaits first."""
+        self._js = _bridge()
+        self._db: JsProxy | None = db
+        self.name = name
+        self._dim = dim
+        self._mirror: dict[str, MemoryEntry] = {entry.id: entry for entry in entries}
+        self._pending: dict[str, MemoryEntry | None] = {}  # id -> entry to put, or None to delete
+        self._pending_dim: int | None = None
+        self._lock = asyncio.Lock()
+        self._background: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, agent_id: str, db_name: str | None = None) -> IndexedDbMemoryStore:
+        """Open (creating if needed) the agent's database and read everything it holds."""
+        bridge = _bridge()
+        name = memory_db_name(agent_id) if db_name is None else db_name
+        try:
+            db = await bridge.idbOpen(name)
+            loaded = await bridge.idbLoad(db)
+        except JsException as error:
+            raise ProviderUnavailable(f"IndexedDB database {name!r} could not be opened: {error}") from error
+        fields = json.loads(loaded.fields)
+        vectors = loaded.vectors.to_bytes()
+        entries = []
+        at = 0
+        for id_, seq, owner, content, metadata, size in fields:
+            entries.append(MemoryEntry(id_, content, owner, vectors[at : at + size], metadata, seq))
+            at += size
+        return cls(db, name, loaded.dim or None, entries)
+
+    @property
+    def unflushed(self) -> int:
+        """How many ids have changes not yet confirmed on disk."""
+        return len(self._pending) + (self._pending_dim is not None)
+
+    def load(self, dim: int) -> list[MemoryEntry]:
+        self._check_open()
+        if self._dim is None:
+            self._dim = self._pending_dim = dim
+        elif self._dim != dim:
+            raise ValueError(f"{self.name} holds {self._dim}-dimensional memories, not {dim}")
+        entries = sorted(self._mirror.values(), key=lambda entry: entry.seq)
+        for entry in entries:
+            if len(entry.vector) != 4 * dim:
+                raise ValueError(f"{self.name}: memory {entry.id} has a {len(entry.vector)}-byte embedding, expected {4 * dim}")
+        return entries
+
+    def apply(self, put: Sequence[MemoryEntry], delete: Sequence[str]) -> None:
+        self._check_open()
+        sizes = {len(entry.vector) for entry in put}
+        if self._dim is not None:
+            sizes.add(4 * self._dim)
+        if len(sizes) > 1:
+            raise ValueError(f"{self.name}: embeddings of {sorted(sizes)} bytes in one store")
+        for id_ in delete:
+            self._mirror.pop(id_, None)
+            self._pending[id_] = None
+        for entry in put:
+            self._mirror[entry.id] = entry
+            self._pending[entry.id] = entry
+        self._write_behind()
+
+    async def flush(self) -> None:
+        """Return once every change applied before this call is committed to IndexedDB."""
+        async with self._lock:
+            if not self.unflushed:
+                return
+            self._check_open()
+            batch, self._pending = self._pending, {}
+            dim, self._pending_dim = self._pending_dim, None
+            try:
+                await self._start_write(batch, dim)
+            except JsException as error:
+                # Requeue what no later apply has superseded, for the next flush.
+                batch.update(self._pending)
+                self._pending = batch
+                if self._pending_dim is None:
+                    self._pending_dim = dim
+                raise OSError(f"IndexedDB write to {self.name!r} failed: {error}") from error
+
+    def close(self) -> None:
+        """Close the database; unflushed changes are still written, but nobody learns whether they landed."""
+        if self._db is None:
+            return
+        if self.unflushed:
+            log.warning("%s closed with %d unflushed changes: writing them unconfirmed", self.name, self.unflushed)
+            batch, self._pending = self._pending, {}
+            dim, self._pending_dim = self._pending_dim, None
+            self._start_write(batch, dim).catch(js.console.warn)
+        # IndexedDB lets transactions created before close() finish.
+        self._js.idbClose(self._db)
+        self._db = None
+
+    # Internals -----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._db is None:
+            raise ValueError(f"{self.name} is closed")
+
+    def _start_write(self, batch: dict[str, MemoryEntry | None], dim: int | None) -> JsProxy:
+        """Create the transaction now (synchronously, inside the JS call); returns its promise."""
+        puts = [entry for entry in batch.values() if entry is not None]
+        deletes = [id_ for id_, entry in batch.items() if entry is None]
+        size = len(puts[0].vector) if puts else 0
+        fields = json.dumps([[e.id, e.seq, e.owner, e.content, e.metadata_json] for e in puts])
+        return self._js.idbApply(
+            self._db, dim, fields, _u8(b"".join(e.vector for e in puts)), size, json.dumps(deletes)
+        )
+
+    def _write_behind(self) -> None:
+        if self._background is not None and not self._background.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._background = loop.create_task(self._flush_quietly())
+
+    async def _flush_quietly(self) -> None:
+        """Flush until nothing is queued (applies may land while a write is in flight)."""
+        while self.unflushed and self._db is not None:
+            try:
+                await self.flush()
+            except Exception as error:  # kept queued; the caller's own flush() retries and raises
+                log.warning("background write of %s failed: %s", self.name, error)
+                return
