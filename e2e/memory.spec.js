@@ -1,0 +1,169 @@
+// Vector memory in the Pyodide worker: the JS Float32Array kernel (bridges/vectors.js
+// through ruvector_edge.memory.browser) must answer exactly as the pure-Python
+// kernel does, memories stored through IndexedDbMemoryStore must survive a page
+// reload once flushed, and bad embeddings must be refused with the typed error.
+import { test, expect } from "@playwright/test";
+import { openReady, py } from "./helpers.js";
+
+// A fresh database name per run, so reruns against one browser profile never see old data.
+const agentId = (tag) => `mem-${tag}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+test("the JS kernel is the browser default and gives the pure-Python kernel's top-k", async ({ page }) => {
+  await openReady(page);
+  const out = JSON.parse(await py(page, `
+import json, random
+from ruvector_edge.memory import PurePythonKernel, VectorMemory
+from ruvector_edge.memory.browser import JsFloat32Kernel, browser_default_kernel
+
+dim, rng = 64, random.Random(20240607)
+default_name = browser_default_kernel(dim).name
+mems = [VectorMemory("agent-a", dim, 1500, kernel=k) for k in (PurePythonKernel(dim), JsFloat32Kernel(dim, initial_rows=16))]
+vectors = [[rng.gauss(0, 1) for _ in range(dim)] for _ in range(2000)]
+for i, v in enumerate(vectors):  # 2000 into 1500: 500 evictions exercise remove()
+    for m in mems:
+        m.store_memory(f"memory {i}", v, {"i": i})
+for i in range(40):  # scaled copies of stored vectors: exact score ties, broken by id
+    for m in mems:
+        m.store_memory(f"copy {i}", [3 * x for x in vectors[1999 - i]])
+queries = [[rng.gauss(0, 1) for _ in range(dim)] for _ in range(25)] + vectors[1960:1975]
+mismatches, worst, ties = [], 0.0, 0
+for k in (1, 10, 50):
+    py_hits, js_hits = (m.search_many(queries, k) for m in mems)
+    for q, (a, b) in enumerate(zip(py_hits, js_hits)):
+        if [h.id for h in a] != [h.id for h in b]:
+            mismatches.append((k, q))
+        worst = max([worst] + [abs(x.score - y.score) for x, y in zip(a, b)])
+        ties += sum(1 for x, y in zip(b, b[1:]) if x.score == y.score)
+single = [h.id for h in mems[1].search_memory(queries[0], 10)] == [h.id for h in mems[0].search_memory(queries[0], 10)]
+json.dumps({"default": default_name, "lens": [len(m) for m in mems], "kernel_rows": [len(m.kernel) for m in mems],
+            "mismatches": mismatches, "worst": worst, "ties": ties, "single": single})
+`));
+  expect(out.default).toBe("js-float32");
+  expect(out.lens).toEqual([1500, 1500]);
+  expect(out.kernel_rows).toEqual([1500, 1500]);
+  expect(out.mismatches).toEqual([]);
+  expect(out.worst).toBeLessThan(1e-12);
+  expect(out.ties).toBeGreaterThan(0);
+  expect(out.single).toBe(true);
+});
+
+test("memories stored through IndexedDB are there after a reload, evictions too", async ({ page }) => {
+  const agent = agentId("reload");
+  await openReady(page);
+  const stored = JSON.parse(await py(page, `
+import json
+from ruvector_edge.memory import HashingEmbedder, VectorMemory
+from ruvector_edge.memory.browser import IndexedDbMemoryStore, JsFloat32Kernel
+
+emb = HashingEmbedder(dim=128)
+store = await IndexedDbMemoryStore.open(${JSON.stringify(agent)})
+mem = VectorMemory(${JSON.stringify(agent)}, 128, 5, kernel=JsFloat32Kernel(128), store=store)
+texts = ["the relay listens on loopback", "webrtc needs signalling", "gun keeps swarm state",
+         "indexeddb survives reloads", "pyodide runs in a worker", "lz4 frames compress sync"]
+ids = [mem.store_memory(t, emb.embed(t), {"n": n}) for n, t in enumerate(texts)]  # six into five: the first goes
+await store.flush()
+json.dumps({"ids": ids, "unflushed": store.unflushed, "len": len(mem)})
+`));
+  expect(stored.unflushed).toBe(0);
+  expect(stored.len).toBe(5);
+
+  await page.reload();
+  await openReady(page);
+  const back = JSON.parse(await py(page, `
+import json
+from ruvector_edge.memory import HashingEmbedder, VectorMemory
+from ruvector_edge.memory.browser import IndexedDbMemoryStore, JsFloat32Kernel
+
+emb = HashingEmbedder(dim=128)
+store = await IndexedDbMemoryStore.open(${JSON.stringify(agent)})
+mem = VectorMemory(${JSON.stringify(agent)}, 128, 5, kernel=JsFloat32Kernel(128), store=store)
+hit = mem.search_memory(emb.embed("indexeddb survives reloads"), 1)[0]
+try:
+    store.load(64)
+    other_dim = None
+except ValueError as e:
+    other_dim = str(e)
+entries = [mem.get(i) for i in ${JSON.stringify(stored.ids)}]
+json.dumps({"len": len(mem), "present": [e is not None for e in entries],
+            "meta": [e.metadata for e in entries if e], "owner": entries[-1].owner,
+            "hit": hit.content, "other_dim": other_dim})
+`));
+  expect(back.len).toBe(5);
+  expect(back.present).toEqual([false, true, true, true, true, true]);
+  expect(back.meta).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }, { n: 4 }, { n: 5 }]);
+  expect(back.owner).toBe(agent);
+  expect(back.hit).toBe("indexeddb survives reloads");
+  expect(back.other_dim).toContain("128-dimensional");
+});
+
+test("writes behind without an explicit flush, and a failed write stays queued and raises OSError", async ({ page }) => {
+  const agent = agentId("behind");
+  await openReady(page);
+  const out = JSON.parse(await py(page, `
+import asyncio, json
+from ruvector_edge.memory import VectorMemory
+from ruvector_edge.memory.browser import IndexedDbMemoryStore
+
+store = await IndexedDbMemoryStore.open(${JSON.stringify(agent)})
+mem = VectorMemory(${JSON.stringify(agent)}, 4, 10, store=store)
+mem.store_memory("written behind", [1, 2, 3, 4])
+for _ in range(200):  # bounded: at most ~10 s
+    if not store.unflushed:
+        break
+    await asyncio.sleep(0.05)
+behind = store.unflushed
+store._js.idbClose(store._db)  # the connection goes away underneath the store
+mem.store_memory("never lands", [4, 3, 2, 1])
+await asyncio.sleep(0)  # let the background attempt fail first
+try:
+    await store.flush()
+    error = None
+except OSError as e:
+    error = type(e).__name__
+json.dumps({"behind": behind, "error": error, "queued": store.unflushed})
+`));
+  expect(out).toEqual({ behind: 0, error: "OSError", queued: 1 });
+
+  await page.reload();
+  await openReady(page);
+  const back = JSON.parse(await py(page, `
+import json
+from ruvector_edge.memory import VectorMemory
+from ruvector_edge.memory.browser import IndexedDbMemoryStore
+store = await IndexedDbMemoryStore.open(${JSON.stringify(agent)})
+mem = VectorMemory(${JSON.stringify(agent)}, 4, 10, store=store)
+json.dumps(sorted(e["content"] for e in mem.export_entries()))
+`));
+  expect(back).toEqual(["written behind"]);
+});
+
+test("an embedding of the wrong dimension or holding NaN is refused with MalformedMessage and nothing is kept", async ({ page }) => {
+  const agent = agentId("refuse");
+  await openReady(page);
+  const out = JSON.parse(await py(page, `
+import json, math
+from ruvector_edge.errors import MalformedMessage
+from ruvector_edge.memory import VectorMemory
+from ruvector_edge.memory.browser import IndexedDbMemoryStore, JsFloat32Kernel
+
+store = await IndexedDbMemoryStore.open(${JSON.stringify(agent)})
+mem = VectorMemory(${JSON.stringify(agent)}, 8, 10, kernel=JsFloat32Kernel(8), store=store)
+mem.store_memory("fine", [1.0] * 8)
+await store.flush()
+refused = []
+for content, emb in [("short", [1.0] * 7), ("long", [1.0] * 9), ("nan", [1.0] * 7 + [math.nan]),
+                     ("inf", [math.inf] + [1.0] * 7), ("zeros", [0.0] * 8)]:
+    try:
+        mem.store_memory(content, emb)
+        refused.append(None)
+    except MalformedMessage as e:
+        refused.append(type(e).__name__)
+try:
+    mem.search_memory([math.nan] * 8, 3)
+    query = None
+except MalformedMessage as e:
+    query = type(e).__name__
+json.dumps({"refused": refused, "query": query, "len": len(mem), "rows": len(mem.kernel), "queued": store.unflushed})
+`));
+  expect(out).toEqual({ refused: Array(5).fill("MalformedMessage"), query: "MalformedMessage", len: 1, rows: 1, queued: 0 });
+});
