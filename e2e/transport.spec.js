@@ -24,6 +24,11 @@ from ruvector_edge.agent import SwarmAgent, SwarmConfig
 from ruvector_edge.protocol import MessageKind
 from ruvector_edge.transport.browser import join_swarm_browser
 agent = await SwarmAgent.new(SwarmConfig(agent_id=${JSON.stringify(id)}, swarm_key=bytes.fromhex(${JSON.stringify(key)})))
+got = []  # application messages, as [sender, kind, note]
+async def _record(sender, message):
+    got.append([sender, message.kind.value, message.body.get("note")])
+agent.on(MessageKind.BROADCAST_TASK, _record)
+agent.on(MessageKind.TASK_RESULT, _record)
 await join_swarm_browser(agent, ${url}, broadcast_channel=${bc ? "True" : "False"}, webrtc=${rtc ? "True" : "False"})
 agent.agent_id
 `);
@@ -40,7 +45,7 @@ async function isolatedPage(browser) {
 const peersOf = (page) => py(page, "[p['agent_id'] for p in agent.peer_table() if p['status'] == 'active']");
 const pathTo = (page, peer) => py(page, `agent.path_to(${JSON.stringify(peer)})`);
 const ping = (page, peer) => py(page, `round((await agent.ping(${JSON.stringify(peer)}, timeout=5)) * 1000, 3)`);
-const inboxKinds = (page) => py(page, "[[s, m.kind.value, m.body.get('note')] for s, m in agent.inbox]");
+const received = (page) => py(page, "got");
 const leave = (page) => py(page, "await agent.leave()").catch(() => {});
 
 test("three pages join one swarm over the relay, see each other and exchange messages", async ({ browser }) => {
@@ -57,11 +62,11 @@ test("three pages join one swarm over the relay, see each other and exchange mes
     expect(await ping(pages[0], "relay-c")).toBeGreaterThan(0);
     expect(await ping(pages[2], "relay-b")).toBeGreaterThan(0);
     // a broadcast reaches both others; a direct message only its recipient
-    await py(pages[0], "await agent.broadcast(MessageKind.SYNC_MEMORIES, note='to all')");
+    await py(pages[0], "await agent.broadcast(MessageKind.BROADCAST_TASK, note='to all')");
     await py(pages[1], "await agent.send_to('relay-c', MessageKind.TASK_RESULT, note='b to c')");
-    await expect.poll(() => inboxKinds(pages[1]), POLL).toEqual([["relay-a", "SYNC_MEMORIES", "to all"]]);
-    await expect.poll(() => inboxKinds(pages[2]), POLL).toEqual([
-      ["relay-a", "SYNC_MEMORIES", "to all"],
+    await expect.poll(() => received(pages[1]), POLL).toEqual([["relay-a", "BROADCAST_TASK", "to all"]]);
+    await expect.poll(() => received(pages[2]), POLL).toEqual([
+      ["relay-a", "BROADCAST_TASK", "to all"],
       ["relay-b", "TASK_RESULT", "b to c"],
     ]);
     for (const p of pages) expect(await py(p, "dict(agent.rejected)")).toEqual({});
@@ -87,8 +92,8 @@ test("tabs of one browser context find each other over BroadcastChannel with no 
     expect(await py(page, "sorted(agent.links)")).toEqual(["broadcast-channel"]);
     expect(await ping(page, "tab-b")).toBeGreaterThan(0);
     expect(await ping(other, "tab-a")).toBeGreaterThan(0);
-    await py(other, "await agent.broadcast(MessageKind.SYNC_PATTERNS, note='over the channel')");
-    await expect.poll(() => inboxKinds(page), POLL).toEqual([["tab-b", "SYNC_PATTERNS", "over the channel"]]);
+    await py(other, "await agent.broadcast(MessageKind.BROADCAST_TASK, note='over the channel')");
+    await expect.poll(() => received(page), POLL).toEqual([["tab-b", "BROADCAST_TASK", "over the channel"]]);
     expect(await py(page, "dict(agent.rejected)")).toEqual({});
   } finally {
     await leave(page);
@@ -111,7 +116,7 @@ test("BroadcastChannel is preferred over the relay, and carries on when the rela
     for (const p of [page, other]) await py(p, "await agent.links.pop('relay').stop()");
     expect(await ping(page, "both-b")).toBeGreaterThan(0);
     await py(page, "await agent.send_to('both-b', MessageKind.TASK_RESULT, note='no relay')");
-    await expect.poll(() => inboxKinds(other), POLL).toEqual([["both-a", "TASK_RESULT", "no relay"]]);
+    await expect.poll(() => received(other), POLL).toEqual([["both-a", "TASK_RESULT", "no relay"]]);
   } finally {
     await leave(page);
     await leave(other);
@@ -135,8 +140,8 @@ test("two pages open a WebRTC data channel signalled through the relay and ping 
     expect(await py(a, "sorted(agent.links)")).toEqual(["broadcast-channel", "webrtc"]);
     expect(await ping(a, "rtc-b")).toBeGreaterThan(0);
     expect(await ping(b, "rtc-a")).toBeGreaterThan(0);
-    await py(a, "await agent.broadcast(MessageKind.SYNC_MEMORIES, note='over webrtc')");
-    await expect.poll(() => inboxKinds(b), POLL).toEqual([["rtc-a", "SYNC_MEMORIES", "over webrtc"]]);
+    await py(a, "await agent.broadcast(MessageKind.BROADCAST_TASK, note='over webrtc')");
+    await expect.poll(() => received(b), POLL).toEqual([["rtc-a", "BROADCAST_TASK", "over webrtc"]]);
     expect(await py(b, "dict(agent.rejected)")).toEqual({});
   } finally {
     for (const p of [a, b]) {
