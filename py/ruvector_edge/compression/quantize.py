@@ -1,0 +1,165 @@
+"""Per-block affine quantization with rounding, vectorised with numpy.
+
+Each block of `block_size` consecutive values gets an offset (its minimum) and
+a scale ((max - min) / levels); a value becomes round((x - offset) / scale), so
+the error is at most half a step, and decoding is offset + code × scale. The
+parameters are stored as float16 when that costs at most 25% more squared
+error than float32 (the expected error grows with scale²) and loses nothing on
+constant blocks; otherwise as float32. For Quantized4 this halves the
+parameter overhead, which is what takes 64-value blocks past 7×.
+
+The encoder quantizes with exactly the parameters it stores (float16 rounded
+so that offset ≤ min and offset + levels × scale ≥ max), so codes never leave
+[0, levels] and the decoder needs no clamping.
+
+Code streams, all bit fields LSB-first (value i at bits k·i … k·i+k-1):
+- Quantized4: two 4-bit codes per byte.
+- Quantized8, stored: one byte per code.
+- Quantized8, split: the high 2 bits of every code (4 per byte) and the low 6
+  bits (4 per 3 bytes). The high bits carry the entropy a Gaussian-shaped code
+  histogram saves; deflating just that quarter of the bytes is what keeps the
+  ratio over 4× at over 1 GB/s, where deflating every code byte runs at 140 MB/s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidTensor, MalformedMessage
+from .container import ParamDtype
+
+__all__ = ["quantize", "dequantize", "pack_nibbles", "unpack_nibbles", "split_q8", "join_q8"]
+
+_F16_MAX = float(np.finfo(np.float16).max)
+
+
+def _blocks(n: int, block: int) -> tuple[int, int]:
+    full = n // block
+    return full, full + (n - full * block > 0)
+
+
+def _block_min_max(x: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    starts = np.arange(0, x.size, block)
+    if not starts.size:
+        return np.empty(0, np.float32), np.empty(0, np.float32)
+    return np.minimum.reduceat(x, starts), np.maximum.reduceat(x, starts)
+
+
+def _params(mins: np.ndarray, maxs: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray, ParamDtype]:
+    lo = mins.astype(np.float64)
+    hi = maxs.astype(np.float64)
+    ideal = (hi - lo) / levels
+    scale32 = ideal.astype(np.float32)
+    short = lo + levels * scale32.astype(np.float64) < hi
+    scale32[short] = np.nextafter(scale32[short], np.float32(np.inf))
+    if not np.isfinite(scale32).all():
+        raise InvalidTensor("a block's range exceeds float32")
+    with np.errstate(over="ignore"):
+        off16 = mins.astype(np.float16)
+        above = off16.astype(np.float64) > lo
+        off16[above] = np.nextafter(off16[above], np.float16(-np.inf))
+        scale16 = ((hi - off16.astype(np.float64)) / levels).astype(np.float16)
+        short = off16.astype(np.float64) + levels * scale16.astype(np.float64) < hi
+        scale16[short] = np.nextafter(scale16[short], np.float16(np.inf))
+    s16 = scale16.astype(np.float64)
+    if (
+        np.isfinite(off16).all()
+        and np.isfinite(scale16).all()
+        and float(np.dot(s16, s16)) <= 1.25 * float(np.dot(ideal, ideal))
+        and np.array_equal(off16[ideal == 0].astype(np.float32), mins[ideal == 0])
+    ):
+        return off16, scale16, ParamDtype.FLOAT16
+    return mins, scale32, ParamDtype.FLOAT32
+
+
+def quantize(x: np.ndarray, block: int, levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, ParamDtype]:
+    """Codes (uint8, one per value, padded with zeros to a multiple of 4), offsets, scales, parameter dtype."""
+    mins, maxs = _block_min_max(x, block)
+    if mins.size and not (np.isfinite(mins).all() and np.isfinite(maxs).all()):
+        raise InvalidTensor("lossy levels need finite values (NaN or infinity found)")
+    offsets, scales, pdtype = _params(mins, maxs, levels)
+    off = offsets.astype(np.float32)
+    sc = scales.astype(np.float32)
+    inv = np.divide(np.float32(1), sc, out=np.zeros_like(sc), where=sc > 0)
+    n = x.size
+    codes = np.zeros(-(-n // 16) * 16, np.uint8)
+    full, nb = _blocks(n, block)
+    work = np.empty(n, np.float32)
+    if full:
+        body = work[: full * block].reshape(full, block)
+        np.subtract(x[: full * block].reshape(full, block), off[:full, None], out=body)
+        np.multiply(body, inv[:full, None], out=body)
+    if nb > full:
+        tail = work[full * block :]
+        np.subtract(x[full * block :], off[full], out=tail)
+        np.multiply(tail, inv[full], out=tail)
+    np.rint(work, out=work)  # offset <= min and offset + levels * scale >= max keep this in [0, levels]
+    codes[:n] = work
+    return codes, offsets, scales, pdtype
+
+
+def dequantize(codes: np.ndarray, offsets: np.ndarray, scales: np.ndarray, n: int, block: int) -> np.ndarray:
+    off = offsets.astype(np.float32)
+    sc = scales.astype(np.float32)
+    if not (np.isfinite(off).all() and np.isfinite(sc).all()) or (sc < 0).any():
+        raise MalformedMessage("quantization parameters must be finite with non-negative scales")
+    out = np.empty(n, np.float32)
+    full, nb = _blocks(n, block)
+    if full:
+        body = out[: full * block].reshape(full, block)
+        np.multiply(codes[: full * block].reshape(full, block), sc[:full, None], out=body)
+        body += off[:full, None]
+    if nb > full:
+        tail = out[full * block :]
+        np.multiply(codes[full * block : n], sc[full], out=tail)
+        tail += off[full]
+    return out
+
+
+def pack_nibbles(codes: np.ndarray, n: int) -> bytes:
+    pairs = codes[: 2 * (-(-n // 2))].reshape(-1, 2)
+    return (pairs[:, 0] | (pairs[:, 1] << 4)).tobytes()
+
+
+def unpack_nibbles(packed: bytes | memoryview, n: int) -> np.ndarray:
+    b = np.frombuffer(packed, np.uint8)
+    codes = np.empty(2 * b.size, np.uint8)
+    np.bitwise_and(b, 15, out=codes[0::2])
+    np.right_shift(b, 4, out=codes[1::2])
+    return codes[:n]
+
+
+def split_q8(codes: np.ndarray, n: int) -> tuple[bytes, bytes]:
+    """(high 2-bit stream, low 6-bit stream) of the first n codes; `codes` is padded to a multiple of 16."""
+    words = codes.view("<u4")
+    low = words & np.uint32(0x3F3F3F3F)
+    low24 = (
+        (low & np.uint32(0x3F))
+        | ((low >> np.uint32(2)) & np.uint32(0xFC0))
+        | ((low >> np.uint32(4)) & np.uint32(0x3F000))
+        | ((low >> np.uint32(6)) & np.uint32(0xFC0000))
+    ).reshape(-1, 4)
+    lo_words = np.empty((low24.shape[0], 3), np.uint32)
+    lo_words[:, 0] = low24[:, 0] | (low24[:, 1] << np.uint32(24))
+    lo_words[:, 1] = (low24[:, 1] >> np.uint32(8)) | (low24[:, 2] << np.uint32(16))
+    lo_words[:, 2] = (low24[:, 2] >> np.uint32(16)) | (low24[:, 3] << np.uint32(8))
+    high = (words >> np.uint32(6)) & np.uint32(0x03030303)
+    hi_bytes = (
+        (high & np.uint32(3))
+        | ((high >> np.uint32(6)) & np.uint32(0xC))
+        | ((high >> np.uint32(12)) & np.uint32(0x30))
+        | ((high >> np.uint32(18)) & np.uint32(0xC0))
+    ).astype(np.uint8)
+    quads = -(-n // 4)
+    return hi_bytes[:quads].tobytes(), lo_words.reshape(-1).view(np.uint8)[: 3 * quads].tobytes()
+
+
+def join_q8(hi: bytes | memoryview, lo: bytes | memoryview, n: int) -> np.ndarray:
+    """Inverse of split_q8: n codes from the two streams (lengths already checked by the caller)."""
+    h = np.frombuffer(hi, np.uint8)
+    triples = np.frombuffer(lo, np.uint8).reshape(-1, 3).astype(np.uint32)
+    low24 = triples[:, 0] | (triples[:, 1] << np.uint32(8)) | (triples[:, 2] << np.uint32(16))
+    codes = np.empty((h.size, 4), np.uint8)
+    for k in range(4):
+        codes[:, k] = ((low24 >> np.uint32(6 * k)) & np.uint32(0x3F)) | (((h >> (2 * k)) & 3) << 6)
+    return codes.reshape(-1)[:n]

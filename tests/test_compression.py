@@ -1,0 +1,322 @@
+"""TensorCodec container, levels, limits and the adaptive chooser."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import lz4.block
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from ruvector_edge.compression import (
+    AdaptiveCodec,
+    CompressionLevel,
+    LevelProfile,
+    Limits,
+    LinkEstimate,
+    LinkMeter,
+    TensorCodec,
+    choose_level,
+)
+from ruvector_edge.compression.container import HEADER_SIZE
+from ruvector_edge.errors import (
+    ChecksumMismatch,
+    InvalidCodecConfig,
+    InvalidTensor,
+    MalformedMessage,
+    OversizedMessage,
+    RejectedInput,
+)
+
+L = CompressionLevel
+LOSSLESS = [L.NONE, L.FAST, L.HIGH]
+LOSSY = [L.QUANTIZED8, L.QUANTIZED4]
+HEAD = struct.Struct("<4sBBBBBBBBIQQ")
+
+shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=9)
+any_f32 = hnp.arrays(np.float32, shapes, elements=st.floats(width=32))
+finite_f32 = hnp.arrays(np.float32, shapes, elements=st.floats(-1e4, 1e4, width=32))
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint32)
+
+
+def recrc(blob: bytes) -> bytes:
+    body = blob[:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def container(level: int, dtype: int, packing: int, raw_len: int, payload: bytes, shape=(), flags=0, params=0, block=0) -> bytes:
+    head = HEAD.pack(b"RVTC", 1, level, dtype, packing, flags, params, len(shape), 0, block, raw_len, len(payload))
+    body = head + struct.pack(f"<{len(shape)}Q", *shape) + payload
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+# Round trips ---------------------------------------------------------------------------------
+
+@settings(max_examples=150, deadline=None)
+@given(a=any_f32, level=st.sampled_from(LOSSLESS))
+def test_lossless_levels_round_trip_bit_for_bit(a, level):
+    codec = TensorCodec.with_level(level)
+    back = codec.decompress_tensor(codec.compress_tensor(a))
+    assert back.dtype == np.float32 and back.shape == a.shape
+    assert np.array_equal(bits(back), bits(np.array(a, order="C")))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=5000), level=st.sampled_from(list(L)))
+def test_bytes_round_trip_at_every_level(data, level):
+    codec = TensorCodec.with_level(level)
+    assert codec.decompress(codec.compress(data)) == data
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=finite_f32, level=st.sampled_from(LOSSY), block=st.integers(1, 300))
+def test_quantized_error_is_at_most_half_a_step_per_block(a, level, block):
+    codec = TensorCodec.with_level(level, block_size=block)
+    back = codec.decompress_tensor(codec.compress_tensor(a))
+    assert back.shape == a.shape and back.dtype == np.float32
+    flat, out = a.reshape(-1).astype(np.float64), back.reshape(-1).astype(np.float64)
+    levels = 255 if level is L.QUANTIZED8 else 15
+    for start in range(0, flat.size, block):
+        x, y = flat[start : start + block], out[start : start + block]
+        step = (x.max() - x.min()) / levels
+        # half a step, plus float16/float32 rounding of the parameters and of the arithmetic
+        assert np.abs(x - y).max() <= 0.5 * step * 1.01 + 1e-3 * step + 4e-7 * np.abs(x).max() + 1e-30
+
+
+def test_quantized_meets_ratio_and_error_targets_on_gaussian_data():
+    x = np.random.default_rng(7).standard_normal(1 << 18).astype(np.float32)
+    for level, min_ratio, max_err in ((L.QUANTIZED8, 4.0, 0.01), (L.QUANTIZED4, 7.0, 0.10)):
+        codec = TensorCodec.with_level(level)
+        blob = codec.compress_tensor(x)
+        back = codec.decompress_tensor(blob)
+        assert x.nbytes / len(blob) >= min_ratio
+        assert np.sqrt(np.mean((back - x) ** 2)) / np.sqrt(np.mean(x**2)) <= max_err
+
+
+def test_large_values_fall_back_to_float32_parameters():
+    x = (np.arange(1000, dtype=np.float32) * 1e3 + 1e7).reshape(10, 100)
+    codec = TensorCodec.with_level(L.QUANTIZED8, block_size=100)
+    blob = codec.compress_tensor(x)
+    assert blob[9] == 2  # parameter dtype float32
+    assert np.abs(codec.decompress_tensor(blob) - x).max() <= 99e3 / 255 / 2 * 1.01
+
+
+def test_constant_blocks_are_exact():
+    x = np.full(1000, 0.1, np.float32)
+    for level in LOSSY:
+        assert np.array_equal(TensorCodec.with_level(level).decompress_tensor(TensorCodec.with_level(level).compress_tensor(x)), x)
+
+
+def test_lists_scalars_and_empty_tensors():
+    exact = TensorCodec.with_level(L.NONE)
+    assert exact.decompress_tensor(exact.compress_tensor([[1, 2], [3, 4.5]])).tolist() == [[1, 2], [3, 4.5]]
+    codec = TensorCodec.with_level(L.QUANTIZED4)
+    assert np.allclose(codec.decompress_tensor(codec.compress_tensor([[1, 2], [3, 4]])), [[1, 2], [3, 4]], atol=1e-3)
+    assert codec.decompress_tensor(codec.compress_tensor(3.0)).shape == ()
+    assert codec.decompress_tensor(codec.compress_tensor(np.zeros((0, 5)))).shape == (0, 5)
+
+
+def test_fast_payload_is_a_size_prefixed_lz4_block():
+    """The wire format npm lz4-wasm reads: Python's lz4.block with store_size=True."""
+    x = np.tile(np.arange(64, dtype=np.float32), 100)
+    blob = TensorCodec.with_level(L.FAST).compress_tensor(x)
+    assert blob[7] == 1
+    payload = blob[HEADER_SIZE + 8 : -4]
+    assert lz4.block.decompress(payload) == x.tobytes()
+
+
+def test_header_layout_is_pinned():
+    blob = TensorCodec.with_level(L.NONE).compress_tensor(np.array([1.0, 2.0], np.float32))
+    assert blob == container(0, 1, 0, 8, np.array([1.0, 2.0], "<f4").tobytes(), shape=(2,))
+
+
+@pytest.mark.parametrize("bad", [{"tensor": "abc"}, ["a", "b"], [[1, 2], [3]], np.array([1 + 2j])])
+def test_non_numeric_tensors_are_refused(bad):
+    with pytest.raises(InvalidTensor):
+        TensorCodec.with_level(L.FAST).compress_tensor(bad)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_lossy_levels_refuse_non_finite_values(value):
+    with pytest.raises(InvalidTensor):
+        TensorCodec.with_level(L.QUANTIZED8).compress_tensor([1.0, value])
+
+
+def test_bad_configuration():
+    with pytest.raises(InvalidCodecConfig):
+        TensorCodec.with_level(L.QUANTIZED8, block_size=0)
+    with pytest.raises(InvalidCodecConfig):
+        TensorCodec.with_level(L.FAST, block_size=64)
+
+
+# Hostile input ---------------------------------------------------------------------------------
+
+def _samples() -> list[tuple[bytes, bool]]:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((33, 7)).astype(np.float32)
+    out = [(TensorCodec.with_level(lv).compress_tensor(x), True) for lv in L]
+    out += [(TensorCodec.with_level(lv).compress(b"spam and eggs " * 40), False) for lv in LOSSLESS]
+    return out
+
+
+SAMPLES = _samples()
+
+
+def _decode(blob: bytes, tensor: bool, limits: Limits | None = None):
+    codec = TensorCodec(limits=limits)
+    return codec.decompress_tensor(blob) if tensor else codec.decompress(blob)
+
+
+@settings(max_examples=400, deadline=None)
+@given(which=st.integers(0, len(SAMPLES) - 1), pos=st.integers(0, 10_000), xor=st.integers(1, 255))
+def test_any_flipped_byte_is_a_typed_rejection(which, pos, xor):
+    blob, tensor = SAMPLES[which]
+    mutated = bytearray(blob)
+    mutated[pos % len(blob)] ^= xor
+    with pytest.raises(RejectedInput):
+        _decode(bytes(mutated), tensor)
+
+
+@settings(max_examples=300, deadline=None)
+@given(which=st.integers(0, len(SAMPLES) - 1), cut=st.integers(0, 10_000))
+def test_truncated_or_extended_input_is_a_typed_rejection(which, cut):
+    blob, tensor = SAMPLES[which]
+    with pytest.raises(RejectedInput):
+        _decode(blob[: cut % len(blob)], tensor)
+    with pytest.raises(RejectedInput):
+        _decode(blob + b"\0", tensor)
+
+
+@settings(max_examples=300, deadline=None)
+@given(which=st.integers(0, len(SAMPLES) - 1), pos=st.integers(4, 10_000), xor=st.integers(1, 255))
+def test_mutations_that_keep_a_valid_checksum_are_still_rejected_or_decoded_safely(which, pos, xor):
+    """An attacker can recompute CRC32: structure checks must hold on their own."""
+    blob, tensor = SAMPLES[which]
+    mutated = bytearray(blob)
+    mutated[pos % (len(blob) - 4)] ^= xor
+    try:
+        out = _decode(recrc(bytes(mutated)), tensor, Limits(max_decompressed_bytes=1 << 16))
+    except RejectedInput:
+        return
+    if tensor:
+        assert out.dtype == np.float32 and out.nbytes <= 1 << 16
+
+
+def test_wrong_magic_and_version():
+    blob = SAMPLES[0][0]
+    with pytest.raises(MalformedMessage, match="magic"):
+        _decode(recrc(b"XXXX" + blob[4:]), True)
+    with pytest.raises(MalformedMessage, match="version"):
+        _decode(recrc(blob[:4] + b"\x02" + blob[5:]), True)
+
+
+def test_bad_checksum_is_its_own_error():
+    blob = bytearray(SAMPLES[0][0])
+    blob[-1] ^= 1
+    with pytest.raises(ChecksumMismatch):
+        _decode(bytes(blob), True)
+
+
+def test_shape_times_dtype_must_match_the_declared_length():
+    with pytest.raises(MalformedMessage, match="shape"):
+        _decode(container(0, 1, 0, 8, b"\0" * 8, shape=(3,)), True)
+
+
+def test_declared_size_over_the_limit_is_refused_before_decoding():
+    bomb = container(1, 0, 1, 1 << 40, struct.pack("<I", 0xFFFFFFFF) + b"\0" * 16)
+    with pytest.raises(OversizedMessage):
+        _decode(bomb, False)
+
+
+def test_lz4_size_prefix_is_checked_before_decompressing():
+    payload = struct.pack("<I", 1 << 30) + lz4.block.compress(b"a" * 100, store_size=False)
+    with pytest.raises(OversizedMessage):
+        _decode(container(1, 0, 1, 100, payload), False)
+    payload = struct.pack("<I", 50) + lz4.block.compress(b"a" * 100, store_size=False)
+    with pytest.raises(MalformedMessage, match="declares"):
+        _decode(container(1, 0, 1, 100, payload), False)
+
+
+def test_deflate_bomb_stops_at_the_declared_size():
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = z.compress(b"\0" * (50 << 20)) + z.flush()
+    with pytest.raises(MalformedMessage):
+        _decode(container(2, 0, 2, 1000, stream), False)
+
+
+def test_oversized_message_and_output_limits():
+    with pytest.raises(OversizedMessage):
+        _decode(SAMPLES[0][0], True, Limits(max_message_bytes=64))
+    with pytest.raises(OversizedMessage):
+        TensorCodec(limits=Limits(max_decompressed_bytes=100)).compress_tensor(np.zeros(100))
+
+
+def test_non_finite_quantization_parameters_are_rejected():
+    blob = TensorCodec.with_level(L.QUANTIZED8, block_size=256).compress_tensor(np.linspace(0, 1, 256, dtype=np.float32))
+    params_at = HEADER_SIZE + 8
+    mutated = bytearray(blob)
+    mutated[params_at : params_at + 4] = struct.pack("<f", np.nan) if blob[9] == 2 else struct.pack("<e", np.nan) + mutated[params_at + 2 : params_at + 4]
+    with pytest.raises(MalformedMessage, match="finite"):
+        _decode(recrc(bytes(mutated)), True)
+
+
+def test_tensor_and_bytes_containers_are_not_confused():
+    with pytest.raises(MalformedMessage):
+        TensorCodec().decompress(SAMPLES[0][0])
+    with pytest.raises(MalformedMessage):
+        TensorCodec().decompress_tensor(SAMPLES[-1][0])
+
+
+# Adaptive choice -----------------------------------------------------------------------------
+
+def profiles() -> list[LevelProfile]:
+    return [
+        LevelProfile(L.NONE, 1.0, 5e9, 5e9, 0.0),
+        LevelProfile(L.FAST, 1.0, 1e9, 3e9, 0.0),
+        LevelProfile(L.HIGH, 1.2, 1.5e8, 3e8, 0.0),
+        LevelProfile(L.QUANTIZED8, 4.2, 1e9, 1e9, 0.007),
+        LevelProfile(L.QUANTIZED4, 7.5, 5e8, 5e8, 0.09),
+    ]
+
+
+def test_choice_follows_bandwidth_and_error_budget():
+    n = 4 << 20
+    fast_link, slow_link = LinkEstimate(10e9, 0.0001), LinkEstimate(1e6, 0.2)
+    assert choose_level(profiles(), n, fast_link)[0] is L.NONE
+    assert choose_level(profiles(), n, slow_link)[0] is L.HIGH
+    assert choose_level(profiles(), n, slow_link, max_relative_rms_error=0.01)[0] is L.QUANTIZED8
+    assert choose_level(profiles(), n, slow_link, max_relative_rms_error=0.1)[0] is L.QUANTIZED4
+    level, times = choose_level(profiles(), n, slow_link)
+    assert set(times) == set(LOSSLESS)
+    assert times[L.HIGH] == pytest.approx(n / 1.5e8 + 0.2 + n / 1.2 / 1e6 + n / 3e8)
+
+
+def test_adaptive_codec_measures_and_round_trips():
+    x = np.random.default_rng(1).standard_normal(200_000).astype(np.float32)
+    adaptive = AdaptiveCodec(allow_lossy=True, max_relative_rms_error=0.01, sample_elements=1 << 14)
+    blob = adaptive.compress_tensor(x, LinkEstimate(1e5, 0.05))
+    level, _ = adaptive.last_choice
+    assert level is L.QUANTIZED8
+    back = adaptive.decompress_tensor(blob)
+    assert np.sqrt(np.mean((back - x) ** 2)) <= 0.01
+    lossless = AdaptiveCodec()
+    assert lossless.choose(x, LinkEstimate(1e5, 0.05)) in LOSSLESS
+    assert np.array_equal(lossless.decompress_tensor(lossless.compress_tensor(x, LinkEstimate(1e12, 0))), x)
+
+
+def test_link_meter():
+    meter = LinkMeter(LinkEstimate(1e6, 0.01), alpha=1.0)
+    meter.observe_rtt(0.1)
+    meter.observe_transfer(1_000_000, 0.55)
+    assert meter.estimate.latency_s == pytest.approx(0.05)
+    assert meter.estimate.bandwidth_bytes_per_s == pytest.approx(2e6)
+    meter.observe_transfer(10, float("nan"))
+    with pytest.raises(InvalidCodecConfig):
+        LinkEstimate(0, 0)
