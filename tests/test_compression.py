@@ -118,7 +118,7 @@ def test_lists_scalars_and_empty_tensors():
     exact = TensorCodec.with_level(L.NONE)
     assert exact.decompress_tensor(exact.compress_tensor([[1, 2], [3, 4.5]])).tolist() == [[1, 2], [3, 4.5]]
     codec = TensorCodec.with_level(L.QUANTIZED4)
-    assert np.allclose(codec.decompress_tensor(codec.compress_tensor([[1, 2], [3, 4]])), [[1, 2], [3, 4]], atol=1e-3)
+    assert np.allclose(codec.decompress_tensor(codec.compress_tensor([[1, 2], [3, 4]])), [[1, 2], [3, 4]], atol=2e-3)
     assert codec.decompress_tensor(codec.compress_tensor(3.0)).shape == ()
     assert codec.decompress_tensor(codec.compress_tensor(np.zeros((0, 5)))).shape == (0, 5)
 
