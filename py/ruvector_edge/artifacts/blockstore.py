@@ -1,0 +1,111 @@
+"""Where verified blocks live: a bounded in-memory LRU (by bytes) and a content-addressed directory.
+
+Stores only keep bytes under their CID text; hashing is the artifact store's
+job, done on every read, so a block rotted on disk or corrupted in memory is
+caught where it is used.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+from ..errors import InvalidCodecConfig
+from .cid import parse_cid
+
+__all__ = ["BlockStore", "LruBlockCache", "DiskBlockStore"]
+
+
+class BlockStore(abc.ABC):
+    @abc.abstractmethod
+    def get(self, cid: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def put(self, cid: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def has(self, cid: str) -> bool: ...
+
+    @abc.abstractmethod
+    def discard(self, cid: str) -> None: ...
+
+
+class LruBlockCache(BlockStore):
+    """At most `max_bytes` of block data; the least recently used blocks go first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise InvalidCodecConfig("cache size must be non-negative")
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._blocks: OrderedDict[str, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def get(self, cid: str) -> bytes | None:
+        data = self._blocks.get(cid)
+        if data is not None:
+            self._blocks.move_to_end(cid)
+        return data
+
+    def put(self, cid: str, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        self.discard(cid)
+        while self.nbytes + len(data) > self.max_bytes:
+            _, old = self._blocks.popitem(last=False)
+            self.nbytes -= len(old)
+        self._blocks[cid] = data
+        self.nbytes += len(data)
+
+    def has(self, cid: str) -> bool:
+        return cid in self._blocks
+
+    def discard(self, cid: str) -> None:
+        old = self._blocks.pop(cid, None)
+        if old is not None:
+            self.nbytes -= len(old)
+
+
+class DiskBlockStore(BlockStore):
+    """One file per block, `root/<last two CID characters>/<cid>`, written atomically (temp file, fsync, rename)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, cid: str) -> Path:
+        parse_cid(cid)  # a CID's alphabet is [a-z2-7]: no separators, no "..", so never a path escape
+        return self.root / cid[-2:] / cid
+
+    def get(self, cid: str) -> bytes | None:
+        try:
+            return self._path(cid).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put(self, cid: str, data: bytes) -> None:
+        path = self._path(cid)
+        if path.exists():
+            return
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def has(self, cid: str) -> bool:
+        return self._path(cid).exists()
+
+    def discard(self, cid: str) -> None:
+        self._path(cid).unlink(missing_ok=True)
