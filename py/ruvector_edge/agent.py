@@ -178,7 +178,7 @@ class SwarmAgent:
         target = url or self.config.coordinator_url
         if not target:
             raise ValueError("no relay URL: pass one or set SWARM_COORDINATOR")
-        handlers = dict(on_envelope=self.handle_frame, on_member=self.add_member, on_left=self._on_relay_left,
+        handlers = dict(on_envelope=self.handle_frame, on_member=self.add_member, on_left=self.on_relay_left,
                         topics=[SWARM_TOPIC])
         if target.startswith("shm://"):
             from .transport.shm_link import ShmRelayLink
@@ -195,12 +195,24 @@ class SwarmAgent:
         self.links["relay"] = link
         await link.start()
         await link.wait_connected(timeout)
+        await self.announce()
+
+    async def announce(self) -> None:
+        """Once links are attached: say JOIN, start heartbeats and syncing, and ask for missed patterns.
+
+        `join_swarm` calls it; a runtime that attaches its own links (the browser's) calls it too."""
         await self.broadcast(MessageKind.JOIN, role=self.config.role.value,
                              capabilities=list(self.config.effective_capabilities()))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
         self._tasks.append(asyncio.create_task(self._sync_loop()))
         # Catch up: every member answers with what our (empty or stale) version vector lacks.
         await self.broadcast(MessageKind.REQUEST_PATTERNS, vv=self.intelligence.version_vector())
+
+    async def on_relay_left(self, agent_id: str) -> None:
+        """The relay reports `agent_id` disconnected: show it as gone until it is heard from again."""
+        info = self.peers.get(agent_id)
+        if info is not None:
+            info.left = True
 
     async def leave(self) -> None:
         for task in self._tasks:
@@ -326,11 +338,6 @@ class SwarmAgent:
     async def _on_leave(self, sender: str, message: SwarmMessage) -> None:
         info = self.peers.setdefault(sender, PeerInfo(sender))
         info.left = True
-
-    async def _on_relay_left(self, agent_id: str) -> None:
-        info = self.peers.get(agent_id)
-        if info is not None:
-            info.left = True
 
     async def _on_ping(self, sender: str, message: SwarmMessage) -> None:
         token = message.body.get("token")

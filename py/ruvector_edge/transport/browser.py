@@ -653,15 +653,9 @@ async def join_swarm_browser(
             relay_url = relay_url.rstrip("/") + "/ws"
         relay = BrowserRelayLink(
             relay_url, agent.swarm, on_envelope=agent.handle_frame, on_member=on_member,
-            on_left=agent._on_relay_left, topics=[SWARM_TOPIC],
+            on_left=agent.on_relay_left, topics=[SWARM_TOPIC],
         )
         agent.attach_link("relay", relay)
         await relay.start()
         await relay.wait_connected(timeout)
-    # From here on, the same steps as the end of SwarmAgent.join_swarm.
-    await agent.broadcast(MessageKind.JOIN, role=agent.config.role.value,
-                          capabilities=list(agent.config.effective_capabilities()))
-    loop = asyncio.get_running_loop()
-    agent._tasks.append(loop.create_task(agent._heartbeat_loop()))
-    agent._tasks.append(loop.create_task(agent._sync_loop()))
-    await agent.broadcast(MessageKind.REQUEST_PATTERNS, vv=agent.intelligence.version_vector())
+    await agent.announce()
