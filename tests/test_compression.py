@@ -19,6 +19,7 @@ from ruvector_edge.compression import (
     Limits,
     LinkEstimate,
     LinkMeter,
+    NativeLz4Codec,
     TensorCodec,
     choose_level,
 )
@@ -121,6 +122,18 @@ def test_lists_scalars_and_empty_tensors():
     assert np.allclose(codec.decompress_tensor(codec.compress_tensor([[1, 2], [3, 4]])), [[1, 2], [3, 4]], atol=2e-3)
     assert codec.decompress_tensor(codec.compress_tensor(3.0)).shape == ()
     assert codec.decompress_tensor(codec.compress_tensor(np.zeros((0, 5)))).shape == (0, 5)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_parallel_huffman_deflate_is_one_stream_any_inflater_reads(threads):
+    data = np.random.default_rng(threads).integers(0, 40, 600_000, dtype=np.uint8).tobytes()
+    stream = NativeLz4Codec(threads=threads).deflate(data, huffman_only=True)
+    assert zlib.decompress(stream, -15) == data
+    x = np.random.default_rng(0).standard_normal(1 << 20).astype(np.float32)
+    for level in (L.HIGH, L.QUANTIZED8, L.QUANTIZED4):
+        one = TensorCodec(level, codec=NativeLz4Codec(threads=1))
+        many = TensorCodec(level, codec=NativeLz4Codec(threads=threads))
+        assert np.array_equal(one.decompress_tensor(many.compress_tensor(x)), one.decompress_tensor(one.compress_tensor(x)))
 
 
 def test_fast_payload_is_a_size_prefixed_lz4_block():

@@ -1,4 +1,4 @@
-"""The `Codec` provider seam: LZ4 *block* format with a 4-byte little-endian size prefix.
+"""The `Codec` provider seam: LZ4 *block* format with a 4-byte little-endian size prefix, and raw deflate.
 
 That is the one LZ4 wire format both runtimes speak at speed: natively the `lz4`
 package (`lz4.block.compress(x, store_size=True)`), in the browser npm
@@ -6,16 +6,26 @@ package (`lz4.block.compress(x, store_size=True)`), in the browser npm
 *frames*). The size prefix is read and checked against the caller's limit here,
 before any output is allocated, so a four-byte lie cannot make us allocate
 gigabytes.
+
+Raw deflate is stdlib zlib everywhere (Pyodide has it); the native provider
+only adds parallelism: Huffman-only deflate has no back-references, so pieces
+compressed on separate threads, every piece but the last ended with a full
+flush (byte-aligned, not final), concatenate into one valid deflate stream, the
+way pigz does. The bytes differ from a single-threaded run; what they decode
+to does not.
 """
 
 from __future__ import annotations
 
 import abc
+import os
 import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import MalformedMessage, OversizedMessage, ProviderUnavailable
 
-__all__ = ["Codec", "NativeLz4Codec", "lz4_declared_size"]
+__all__ = ["Codec", "NativeLz4Codec", "deflate_raw", "lz4_declared_size"]
 
 _PREFIX = struct.Struct("<I")
 
@@ -27,10 +37,22 @@ def lz4_declared_size(block: bytes | memoryview) -> int:
     return _PREFIX.unpack_from(block)[0]
 
 
+def deflate_raw(data: bytes | memoryview, *, huffman_only: bool, final: bool = True) -> bytes:
+    if huffman_only:
+        z = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_HUFFMAN_ONLY)
+    else:
+        z = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return z.compress(data) + z.flush(zlib.Z_FINISH if final else zlib.Z_FULL_FLUSH)
+
+
 class Codec(abc.ABC):
-    """LZ4 block compression; one implementation per runtime."""
+    """LZ4 block compression and raw deflate; one implementation per runtime."""
 
     name: str = "abstract"
+
+    def deflate(self, data: bytes | memoryview, *, huffman_only: bool) -> bytes:
+        """One raw deflate stream (RFC 1951), Huffman coding only or level 6."""
+        return deflate_raw(data, huffman_only=huffman_only)
 
     @abc.abstractmethod
     def lz4_compress(self, data: bytes | memoryview) -> bytes:
@@ -57,8 +79,11 @@ class NativeLz4Codec(Codec):
     """CPython: the `lz4` package (liblz4)."""
 
     name = "native-lz4"
+    _pool: ThreadPoolExecutor | None = None
+    PARALLEL_MIN_BYTES = 1 << 17
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = max(1, min(4, os.cpu_count() or 1) if threads is None else threads)
         try:
             import lz4.block as block
         except ImportError as exc:  # pragma: no cover - exercised only without the [native] extra
@@ -67,6 +92,21 @@ class NativeLz4Codec(Codec):
 
     def lz4_compress(self, data: bytes | memoryview) -> bytes:
         return self._block.compress(data, store_size=True)
+
+    def deflate(self, data: bytes | memoryview, *, huffman_only: bool) -> bytes:
+        if not huffman_only or self.threads == 1 or len(data) < self.PARALLEL_MIN_BYTES:
+            return deflate_raw(data, huffman_only=huffman_only)
+        if NativeLz4Codec._pool is None:
+            NativeLz4Codec._pool = ThreadPoolExecutor(4, thread_name_prefix="deflate")
+        view = memoryview(data).cast("B")
+        step = -(-len(view) // self.threads)
+        pieces = [view[i : i + step] for i in range(0, len(view), step)]
+        last = len(pieces) - 1
+        jobs = [
+            NativeLz4Codec._pool.submit(deflate_raw, piece, huffman_only=True, final=i == last)
+            for i, piece in enumerate(pieces)
+        ]
+        return b"".join(job.result() for job in jobs)
 
     def _lz4_decompress(self, block: bytes | memoryview, size: int) -> bytes:
         try:

@@ -44,21 +44,13 @@ from .lz4codec import Codec, NativeLz4Codec
 
 __all__ = ["TensorCodec", "DEFAULT_BLOCK_SIZES"]
 
-DEFAULT_BLOCK_SIZES = {CompressionLevel.QUANTIZED8: 512, CompressionLevel.QUANTIZED4: 64}
+DEFAULT_BLOCK_SIZES = {CompressionLevel.QUANTIZED8: 1024, CompressionLevel.QUANTIZED4: 64}
 _LEVELS = {CompressionLevel.QUANTIZED8: 255, CompressionLevel.QUANTIZED4: 15}
 _U32 = struct.Struct("<I")
 _F32 = np.dtype("<f4")
 
 if sys.byteorder != "little":  # pragma: no cover - every runtime we target is little-endian
     raise ImportError("the tensor codec assumes a little-endian host")
-
-
-def _deflate(data: bytes | memoryview, *, huffman_only: bool) -> bytes:
-    if huffman_only:
-        z = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_HUFFMAN_ONLY)
-    else:
-        z = zlib.compressobj(6, zlib.DEFLATED, -15)
-    return z.compress(data) + z.flush()
 
 
 def _inflate(data: bytes | memoryview, size: int) -> bytes:
@@ -151,9 +143,9 @@ class TensorCodec:
         elif level is CompressionLevel.HIGH:
             packing = Packing.DEFLATE
             if dtype is Dtype.FLOAT32:
-                flags, payload = FLAG_SHUFFLED, _deflate(_shuffle(raw), huffman_only=True)
+                flags, payload = FLAG_SHUFFLED, self.codec.deflate(_shuffle(raw), huffman_only=True)
             else:
-                payload = _deflate(data, huffman_only=False)
+                payload = self.codec.deflate(data, huffman_only=False)
         if packing is not Packing.STORED and len(payload) >= data.nbytes:
             packing, flags, payload = Packing.STORED, 0, data
         header = Header(level, dtype, packing, flags, ParamDtype.NONE, 0, data.nbytes, tuple(shape))
@@ -165,12 +157,12 @@ class TensorCodec:
         params = offsets.tobytes() + scales.tobytes()
         if self.level is CompressionLevel.QUANTIZED4:
             plain = q.pack_nibbles(codes, n)
-            packed = _deflate(plain, huffman_only=True)
+            packed = self.codec.deflate(plain, huffman_only=True)
             packing = Packing.DEFLATE
         else:
             plain = codes[:n].tobytes()
             hi, lo = q.split_q8(codes, n)
-            hi_z = _deflate(hi, huffman_only=True)
+            hi_z = self.codec.deflate(hi, huffman_only=True)
             packed = b"".join((_U32.pack(len(hi_z)), hi_z, lo))
             packing = Packing.SPLIT_DEFLATE
         if len(packed) >= len(plain):
