@@ -16,9 +16,10 @@ Code streams, all bit fields LSB-first (value i at bits k·i … k·i+k-1):
 - Quantized4: two 4-bit codes per byte.
 - Quantized8, stored: one byte per code.
 - Quantized8, split: the high 2 bits of every code (4 per byte) and the low 6
-  bits (4 per 3 bytes). The high bits carry the entropy a Gaussian-shaped code
-  histogram saves; deflating just that quarter of the bytes is what keeps the
-  ratio over 4× at over 1 GB/s, where deflating every code byte runs at 140 MB/s.
+  bits (4 per 3 bytes). The high bits carry what a Gaussian-shaped code
+  histogram can save; deflating only that quarter of the bytes keeps the ratio
+  over 4× (bench: 4.23× on N(0,1)) at ~0.8-0.95 GB/s on a loaded 2-vCPU
+  machine, where deflating every code byte runs at 140 MB/s.
 """
 
 from __future__ import annotations
