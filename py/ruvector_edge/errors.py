@@ -159,3 +159,27 @@ class MissingChunks(EdgeError):
     def __init__(self, missing: list[str]) -> None:
         super().__init__(f"{len(missing)} block(s) missing, first {missing[0] if missing else None}")
         self.missing = missing
+
+
+# Tasks: WebAssembly modules run under budgets, with signed claims and receipts.
+
+class ModuleRejected(RejectedInput):
+    """A task module is not valid WebAssembly, imports anything, or lacks the task ABI's exports."""
+
+
+class LeaseHeld(RejectedInput):
+    """A claim was refused: another claimant holds an unexpired lease on the task."""
+
+    def __init__(self, task_id: str, holder: str, expires_at: int) -> None:
+        super().__init__(f"task {task_id!r} is leased to {holder!r} until {expires_at}")
+        self.task_id = task_id
+        self.holder = holder
+        self.expires_at = expires_at
+
+
+class ReceiptMismatch(RejectedInput):
+    """A task receipt does not bind to the envelope or to the artifacts it names."""
+
+
+class TaskDeadlinePassed(RejectedInput):
+    """A task was submitted, claimed or executed after its deadline."""

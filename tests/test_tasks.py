@@ -1,0 +1,421 @@
+"""Tasks: signed envelopes, claims, the native wasmtime sandbox, receipts and the coordinator.
+
+Modules are WAT text compiled here with wasmtime.wat2wasm; they follow the task
+ABI documented in tasks/sandbox.py (exports memory, alloc, entrypoint (ptr, len) -> i64).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+
+import pytest
+
+wasmtime = pytest.importorskip("wasmtime")
+
+from ruvector_edge.artifacts import ArtifactStore  # noqa: E402
+from ruvector_edge.errors import (  # noqa: E402
+    BadSignature,
+    LeaseHeld,
+    MalformedMessage,
+    ModuleRejected,
+    ReceiptMismatch,
+    StaleTimestamp,
+    TaskDeadlinePassed,
+    WrongSwarm,
+    WrongType,
+)
+from ruvector_edge.p2p import IdentityManager  # noqa: E402
+from ruvector_edge.platform.base import FakeClock  # noqa: E402
+from ruvector_edge.platform.native import NativeCryptoProvider  # noqa: E402
+from ruvector_edge.tasks import (  # noqa: E402
+    Assign,
+    Budgets,
+    Claim,
+    ClaimBook,
+    Completed,
+    Coordinator,
+    Failed,
+    NativeSandbox,
+    TaskEnvelope,
+    TaskExecutor,
+    TaskReceipt,
+    TaskStatus,
+    resolve_holder,
+    spot_check,
+    verify_receipt,
+)
+
+CRYPTO = NativeCryptoProvider()
+SWARM = "swarm-t"
+START = 1_800_000_000_000
+
+# A bump allocator plus entrypoints: `sum` returns the byte sum as 4 little-endian bytes,
+# `reverse` the input reversed, and the misbehaving ones.
+ABI = """
+ (memory (export "memory") 1)
+ (global $top (mut i32) (i32.const 1024))
+ (func $alloc (export "alloc") (param $n i32) (result i32) (local $p i32)
+   (local.set $p (global.get $top))
+   (global.set $top (i32.add (global.get $top) (local.get $n)))
+   (local.get $p))
+"""
+GOOD_WAT = f"""(module {ABI}
+ (func (export "sum") (param $p i32) (param $n i32) (result i64) (local $i i32) (local $s i32) (local $o i32)
+   (block $done (loop $next
+     (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+     (local.set $s (i32.add (local.get $s) (i32.load8_u (i32.add (local.get $p) (local.get $i)))))
+     (local.set $i (i32.add (local.get $i) (i32.const 1)))
+     (br $next)))
+   (local.set $o (call $alloc (i32.const 4)))
+   (i32.store (local.get $o) (local.get $s))
+   (i64.or (i64.shl (i64.extend_i32_u (local.get $o)) (i64.const 32)) (i64.const 4)))
+ (func (export "reverse") (param $p i32) (param $n i32) (result i64) (local $i i32) (local $o i32)
+   (local.set $o (call $alloc (local.get $n)))
+   (block $done (loop $next
+     (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+     (i32.store8 (i32.add (local.get $o) (local.get $i))
+       (i32.load8_u (i32.add (local.get $p) (i32.sub (i32.sub (local.get $n) (local.get $i)) (i32.const 1)))))
+     (local.set $i (i32.add (local.get $i) (i32.const 1)))
+     (br $next)))
+   (i64.or (i64.shl (i64.extend_i32_u (local.get $o)) (i64.const 32)) (i64.extend_i32_u (local.get $n))))
+ (func (export "spin") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))
+ (func (export "hog") (param i32 i32) (result i64)
+   (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+   unreachable)
+ (func (export "divzero") (param i32 i32) (result i64) (i64.div_u (i64.const 1) (i64.const 0)))
+ (func (export "badout") (param i32 i32) (result i64) (i64.const 0x7fffffff00000010))
+)"""
+IMPORTS_WAT = f"""(module (import "env" "clock" (func $clock (result i64))) {ABI}
+ (func (export "sum") (param i32 i32) (result i64) (call $clock)))"""
+NO_ALLOC_WAT = """(module (memory (export "memory") 1) (func (export "sum") (param i32 i32) (result i64) (i64.const 0)))"""
+
+GOOD = wasmtime.wat2wasm(GOOD_WAT)
+BUDGETS = Budgets(fuel_limit=1_000_000, memory_mb=2, timeout_ms=2_000)
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with NativeSandbox() as box:
+        yield box
+
+
+async def _identity() -> IdentityManager:
+    return await IdentityManager.generate(CRYPTO)
+
+
+async def _envelope(requester, store, entrypoint="sum", data=b"\x01\x02\x03", budgets=BUDGETS, task_id="t1", module=GOOD, **kw):
+    unsigned = TaskEnvelope(
+        swarm=SWARM,
+        task_id=task_id,
+        module_cid=store.store_artifact(module),
+        entrypoint=entrypoint,
+        input_cid=store.store_artifact(data),
+        output_schema_hash=hashlib.sha256(b"u32le").digest(),
+        budgets=budgets,
+        requester="req",
+        deadline=kw.pop("deadline", START + 60_000),
+        priority=kw.pop("priority", 5),
+        **kw,
+    )
+    return await unsigned.sign(requester)
+
+
+async def _executor(sandbox, store, clock, name="exec-a"):
+    return TaskExecutor(name, await _identity(), sandbox, store, clock=clock, crypto=CRYPTO)
+
+
+# Envelope ----------------------------------------------------------------------------------
+
+async def test_envelope_signs_round_trips_and_decodes_strictly():
+    requester, store = await _identity(), ArtifactStore()
+    env = await _envelope(requester, store)
+    await env.verify(CRYPTO, requester.ed25519_public, swarm_id=SWARM)
+    again = TaskEnvelope.from_json(env.to_json())
+    assert again == env and again.envelope_hash() == env.envelope_hash()
+    obj = json.loads(env.to_json())
+    for mutate in (
+        lambda o: o.update(extra=1),
+        lambda o: o.pop("priority"),
+        lambda o: o["budgets"].update(fuel_limit=0),
+        lambda o: o["budgets"].update(spare=1),
+        lambda o: o.update(entrypoint="no spaces"),
+        lambda o: o.update(module_cid="not-a-cid"),
+        lambda o: o.update(priority=True),
+    ):
+        bad = json.loads(json.dumps(obj))
+        mutate(bad)
+        with pytest.raises(MalformedMessage):
+            TaskEnvelope.from_dict(bad)
+    with pytest.raises(WrongType):
+        TaskEnvelope.from_dict({**obj, "type": "task_receipt"})
+    with pytest.raises(BadSignature):
+        await dataclasses.replace(env, priority=9).verify(CRYPTO, requester.ed25519_public)
+    with pytest.raises(BadSignature):
+        await env.verify(CRYPTO, (await _identity()).ed25519_public)
+    with pytest.raises(WrongSwarm):
+        await env.verify(CRYPTO, requester.ed25519_public, swarm_id="other")
+
+
+# Sandbox -----------------------------------------------------------------------------------
+
+def test_sandbox_runs_a_correct_computation(sandbox):
+    result = sandbox.run(GOOD, "sum", bytes(range(10)), BUDGETS)
+    assert result.status is TaskStatus.SUCCESS and result.output == (45).to_bytes(4, "little")
+    assert 0 < result.fuel_used < BUDGETS.fuel_limit and result.memory_peak == 65536
+    assert sandbox.run(GOOD, "reverse", b"hello", BUDGETS).output == b"olleh"
+
+
+def test_infinite_loop_runs_out_of_fuel(sandbox):
+    result = sandbox.run(GOOD, "spin", b"", Budgets(fuel_limit=100_000, memory_mb=1, timeout_ms=10_000))
+    assert result.status is TaskStatus.FUEL_EXHAUSTED and result.fuel_used == 100_000 and result.output == b""
+
+
+def test_infinite_loop_with_huge_fuel_times_out(sandbox):
+    begin = time.monotonic()
+    result = sandbox.run(GOOD, "spin", b"", Budgets(fuel_limit=10**15, memory_mb=1, timeout_ms=150))
+    elapsed = time.monotonic() - begin
+    assert result.status is TaskStatus.TIMEOUT and 0.14 <= elapsed < 2.0
+    assert sandbox.run(GOOD, "sum", b"\x05", BUDGETS).status is TaskStatus.SUCCESS  # the next run is not interrupted
+
+
+def test_memory_hog_is_out_of_memory(sandbox):
+    result = sandbox.run(GOOD, "hog", b"", Budgets(fuel_limit=10**9, memory_mb=4, timeout_ms=5_000))
+    assert result.status is TaskStatus.OUT_OF_MEMORY and result.memory_peak <= 4 << 20
+
+
+def test_initial_memory_above_the_budget_is_out_of_memory(sandbox):
+    big = wasmtime.wat2wasm(GOOD_WAT.replace('(memory (export "memory") 1)', '(memory (export "memory") 128)'))
+    assert sandbox.run(big, "sum", b"", Budgets(1_000_000, 2, 1_000)).status is TaskStatus.OUT_OF_MEMORY
+
+
+def test_traps_are_errors(sandbox):
+    result = sandbox.run(GOOD, "divzero", b"", BUDGETS)
+    assert result.status is TaskStatus.ERROR and "divide by zero" in result.detail
+    assert sandbox.run(GOOD, "badout", b"", BUDGETS).status is TaskStatus.ERROR  # output outside memory
+
+
+def test_modules_outside_the_abi_are_refused(sandbox):
+    with pytest.raises(ModuleRejected, match="imports env.clock"):
+        sandbox.run(wasmtime.wat2wasm(IMPORTS_WAT), "sum", b"", BUDGETS)
+    with pytest.raises(ModuleRejected, match="alloc"):
+        sandbox.run(wasmtime.wat2wasm(NO_ALLOC_WAT), "sum", b"", BUDGETS)
+    with pytest.raises(ModuleRejected, match="missing"):
+        sandbox.run(GOOD, "missing", b"", BUDGETS)
+    with pytest.raises(ModuleRejected, match="valid WebAssembly"):
+        sandbox.run(b"\x00asm garbage", "sum", b"", BUDGETS)
+
+
+# Execution and receipts ---------------------------------------------------------------------
+
+async def test_execute_returns_a_receipt_that_verifies(sandbox):
+    clock, store, requester = FakeClock(START), ArtifactStore(), await _identity()
+    env = await _envelope(requester, store, data=bytes(range(100)))
+    executor = await _executor(sandbox, store, clock)
+    receipt = await executor.execute(env, requester.ed25519_public)
+    assert receipt.status is TaskStatus.SUCCESS
+    assert store.get_artifact(receipt.output_cid) == sum(range(100)).to_bytes(4, "little")
+    assert receipt.task_envelope_hash == hashlib.sha256(env.to_json()).digest()
+    assert receipt.module_hash == hashlib.sha256(GOOD).digest() and receipt.started_at == START
+    await verify_receipt(receipt, env, executor.identity.ed25519_public, store, crypto=CRYPTO)
+    assert TaskReceipt.from_json(receipt.to_json()) == receipt
+
+
+async def test_failed_runs_still_get_signed_receipts(sandbox):
+    clock, store, requester = FakeClock(START), ArtifactStore(), await _identity()
+    executor = await _executor(sandbox, store, clock)
+    for entrypoint, status in (("spin", TaskStatus.FUEL_EXHAUSTED), ("divzero", TaskStatus.ERROR)):
+        env = await _envelope(requester, store, entrypoint=entrypoint, task_id=entrypoint)
+        receipt = await executor.execute(env, requester.ed25519_public)
+        assert receipt.status is status and receipt.output_cid is None and receipt.output_hash is None
+        await verify_receipt(receipt, env, executor.identity.ed25519_public, store, crypto=CRYPTO)
+        assert TaskReceipt.from_json(receipt.to_json()) == receipt
+    env = await _envelope(requester, store, module=wasmtime.wat2wasm(IMPORTS_WAT), task_id="imports")
+    receipt = await executor.execute(env, requester.ed25519_public)
+    assert receipt.status is TaskStatus.ERROR and "module rejected" in receipt.detail
+
+
+async def test_executor_refuses_unsigned_or_expired_envelopes(sandbox):
+    clock, store, requester = FakeClock(START), ArtifactStore(), await _identity()
+    executor = await _executor(sandbox, store, clock)
+    env = await _envelope(requester, store)
+    with pytest.raises(BadSignature):
+        await executor.execute(env, (await _identity()).ed25519_public)
+    clock.advance(60_001)
+    with pytest.raises(TaskDeadlinePassed):
+        await executor.execute(env, requester.ed25519_public)
+
+
+async def test_tampered_receipt_is_refused(sandbox):
+    clock, store, requester = FakeClock(START), ArtifactStore(), await _identity()
+    env = await _envelope(requester, store)
+    executor = await _executor(sandbox, store, clock)
+    receipt = await executor.execute(env, requester.ed25519_public)
+    key = executor.identity.ed25519_public
+    with pytest.raises(BadSignature):
+        await verify_receipt(dataclasses.replace(receipt, fuel_used=1), env, key, crypto=CRYPTO)
+    forged_output = store.store_artifact(b"\x00\x00\x00\x00")
+    forged = dataclasses.replace(receipt, output_cid=forged_output, output_hash=hashlib.sha256(b"\x00" * 4).digest())
+    with pytest.raises(BadSignature):
+        await verify_receipt(forged, env, key, crypto=CRYPTO)
+    resigned = await forged.sign(executor.identity)  # the executor itself lies: hashes still bind to the artifacts
+    await verify_receipt(resigned, env, key, crypto=CRYPTO)
+    lying = await dataclasses.replace(receipt, output_hash=hashlib.sha256(b"other").digest()).sign(executor.identity)
+    with pytest.raises(ReceiptMismatch, match="output"):
+        await verify_receipt(lying, env, key, store, crypto=CRYPTO)
+    with pytest.raises(BadSignature):
+        await verify_receipt(receipt, env, (await _identity()).ed25519_public, crypto=CRYPTO)
+    obj = json.loads(receipt.to_json())
+    obj["status"] = "Done"
+    with pytest.raises(MalformedMessage):
+        TaskReceipt.from_dict(obj)
+
+
+async def test_receipt_for_another_envelope_is_refused(sandbox):
+    clock, store, requester = FakeClock(START), ArtifactStore(), await _identity()
+    env = await _envelope(requester, store)
+    executor = await _executor(sandbox, store, clock)
+    receipt = await executor.execute(env, requester.ed25519_public)
+    key = executor.identity.ed25519_public
+    other = await _envelope(requester, store, task_id="t2")
+    with pytest.raises(ReceiptMismatch):
+        await verify_receipt(receipt, other, key, crypto=CRYPTO)
+    same_task_other_budget = await _envelope(requester, store, budgets=Budgets(2_000_000, 2, 2_000))
+    with pytest.raises(ReceiptMismatch, match="another envelope"):
+        await verify_receipt(receipt, same_task_other_budget, key, crypto=CRYPTO)
+
+
+async def test_spot_check_reports_a_mismatch_against_the_executor(sandbox):
+    clock, store, requester = FakeClock(START), ArtifactStore(), await _identity()
+    env = await _envelope(requester, store, data=b"abc")
+    honest = await _executor(sandbox, store, clock, "exec-a")
+    checker = await _executor(sandbox, store, clock, "exec-b")
+    receipt = await honest.execute(env, requester.ed25519_public)
+    assert await spot_check(env, receipt, checker, requester_public_key=requester.ed25519_public, reporter_id="req", reporter=requester) is None
+    cheat_cid = store.store_artifact(b"\xff\xff\xff\xff")
+    cheat = await dataclasses.replace(
+        receipt, output_cid=cheat_cid, output_hash=hashlib.sha256(b"\xff\xff\xff\xff").digest()
+    ).sign(honest.identity)
+    await verify_receipt(cheat, env, honest.identity.ed25519_public, store, crypto=CRYPTO)  # self-consistent lie
+    report = await spot_check(env, cheat, checker, requester_public_key=requester.ed25519_public, reporter_id="req", reporter=requester)
+    assert report is not None and report.executor == "exec-a" and report.checker == "exec-b"
+    assert report.observed_output_hash == receipt.output_hash != report.claimed_output_hash
+    await report.verify(CRYPTO, requester.ed25519_public, swarm_id=SWARM)
+    assert type(report).from_json(report.to_json()) == report
+
+
+# Claims ------------------------------------------------------------------------------------
+
+async def test_claim_is_exclusive_until_the_lease_expires():
+    clock = FakeClock(START)
+    book = ClaimBook(SWARM, lease_ms=10_000)
+    a, b = await _identity(), await _identity()
+    h = hashlib.sha256(b"env").digest()
+    first = await book.claim(a, "exec-a", "t1", h, clock.now_ms())
+    await first.verify(CRYPTO, a.ed25519_public, swarm_id=SWARM)
+    clock.advance(9_999)
+    with pytest.raises(LeaseHeld) as held:
+        await book.claim(b, "exec-b", "t1", h, clock.now_ms())
+    assert held.value.holder == "exec-a" and held.value.expires_at == START + 10_000
+    renewed = await book.claim(a, "exec-a", "t1", h, clock.now_ms())  # the holder may renew
+    assert book.holder("t1", clock.now_ms()) == renewed
+    clock.advance(10_000)
+    assert book.holder("t1", clock.now_ms()) is None
+    takeover = await book.claim(b, "exec-b", "t1", h, clock.now_ms())
+    assert book.holder("t1", clock.now_ms()) == takeover
+    assert Claim.from_json(takeover.to_json()) == takeover
+
+
+async def test_claim_race_resolves_to_the_same_winner_everywhere():
+    a, b = await _identity(), await _identity()
+    h = hashlib.sha256(b"env").digest()
+    book_a, book_b = ClaimBook(SWARM), ClaimBook(SWARM)
+    claim_a = await book_a.claim(a, "exec-a", "t1", h, START)  # both claim at the same millisecond,
+    claim_b = await book_b.claim(b, "exec-b", "t1", h, START)  # each winning locally at first
+    assert book_b.holder("t1", START) == claim_b
+    book_a.accept(Claim.from_json(claim_b.to_json()), START + 5)
+    book_b.accept(Claim.from_json(claim_a.to_json()), START + 5)
+    assert book_a.holder("t1", START + 5) == book_b.holder("t1", START + 5) == claim_a  # tie: smaller claimant
+    with pytest.raises(LeaseHeld):
+        await book_b.claim(b, "exec-b", "t1", h, START + 6)
+    earlier = await dataclasses.replace(claim_b, claimed_at=START - 1).sign(b)
+    for order in ([claim_a, earlier], [earlier, claim_a]):
+        assert resolve_holder(order, START + 5) == earlier  # earliest timestamp wins whatever the arrival order
+    with pytest.raises(StaleTimestamp):
+        book_a.accept(await dataclasses.replace(claim_b, claimed_at=START - 120_000).sign(b), START)
+    with pytest.raises(MalformedMessage):
+        book_a.accept(await dataclasses.replace(claim_b, task_envelope_hash=b"\x01" * 32, claimed_at=START + 1).sign(b), START + 5)
+
+
+# Coordinator -------------------------------------------------------------------------------
+
+def _fake_envelope(task_id: str, priority: int, deadline: int = START + 60_000) -> TaskEnvelope:
+    cid = ArtifactStore().store_artifact(b"m")
+    return TaskEnvelope(SWARM, task_id, cid, "sum", cid, b"\x00" * 32, BUDGETS, "req", deadline, priority, b"\x00" * 64)
+
+
+def test_coordinator_matches_capability_load_and_priority():
+    coord = Coordinator()
+    coord.update_member("busy", {"wasm"}, 0.9, 0, START)
+    coord.update_member("idle", {"wasm"}, 0.1, 0, START)
+    coord.update_member("nowasm", {"vectors"}, 0.0, 0, START)
+    coord.submit(_fake_envelope("low", 1), START)
+    coord.submit(_fake_envelope("high", 9), START)
+    events = coord.poll(START)
+    assert [(e.task_id, e.agent_id) for e in events] == [("high", "idle"), ("low", "idle")]
+    coord.update_member("idle", {"wasm"}, 0.95, 2, START + 1)
+    coord.submit(_fake_envelope("third", 1), START + 1)
+    assert [e.agent_id for e in coord.poll(START + 1)] == ["busy"]
+    with pytest.raises(TaskDeadlinePassed):
+        coord.submit(_fake_envelope("late", 1, deadline=START), START + 1)
+
+
+def test_coordinator_fails_tasks_past_their_deadline():
+    coord = Coordinator()
+    coord.submit(_fake_envelope("t", 1, deadline=START + 1_000), START)
+    assert coord.poll(START) == []  # no member yet
+    assert coord.poll(START + 1_000) == [Failed("t", "deadline")]
+
+
+async def test_killed_executor_lease_expires_and_the_task_is_retried(sandbox):
+    clock, store, requester = FakeClock(START), ArtifactStore(), await _identity()
+    env = await _envelope(requester, store, data=b"\x07")
+    coord = Coordinator(lease_grace_ms=1_000)
+    book = ClaimBook(SWARM, lease_ms=BUDGETS.timeout_ms + 1_000)
+    executors = {name: await _executor(sandbox, store, clock, name) for name in ("exec-a", "exec-b")}
+    for name in executors:
+        coord.update_member(name, {"wasm"}, 0.0 if name == "exec-a" else 0.5, 0, clock.now_ms())
+    coord.submit(env, clock.now_ms())
+    [first] = coord.poll(clock.now_ms())
+    assert first == Assign("t1", "exec-a", 1, START + 3_000)
+    await book.claim(executors["exec-a"].identity, "exec-a", "t1", env.envelope_hash(), clock.now_ms())
+    # exec-a is killed here: no receipt, no heartbeat.
+    clock.advance(2_000)
+    assert coord.poll(clock.now_ms()) == []
+    with pytest.raises(LeaseHeld):
+        await book.claim(executors["exec-b"].identity, "exec-b", "t1", env.envelope_hash(), clock.now_ms())
+    clock.advance(1_000)
+    coord.update_member("exec-b", {"wasm"}, 0.5, 0, clock.now_ms())
+    [retry] = coord.poll(clock.now_ms())
+    assert retry.agent_id == "exec-b" and retry.attempt == 2
+    await book.claim(executors["exec-b"].identity, "exec-b", "t1", env.envelope_hash(), clock.now_ms())
+    receipt = await executors["exec-b"].execute(env, requester.ed25519_public)
+    await verify_receipt(receipt, env, executors["exec-b"].identity.ed25519_public, store, crypto=CRYPTO)
+    assert coord.on_receipt(receipt, clock.now_ms()) == [Completed("t1", receipt)]
+    assert coord.poll(clock.now_ms()) == []
+
+
+async def test_coordinator_retries_a_timeout_elsewhere_and_gives_up_after_max_attempts():
+    coord = Coordinator(max_attempts=2)
+    coord.update_member("a", {"wasm"}, 0.0, 0, START)
+    coord.update_member("b", {"wasm"}, 0.1, 0, START)
+    env = _fake_envelope("t", 1)
+    coord.submit(env, START)
+    assert [e.agent_id for e in coord.poll(START)] == ["a"]
+    timeout = dataclasses.make_dataclass("R", ["task_id", "executor", "status"])
+    assert coord.on_receipt(timeout("t", "a", TaskStatus.TIMEOUT), START) == []
+    assert [e.agent_id for e in coord.poll(START)] == ["b"]
+    coord.on_failure("t", "b")
+    assert coord.poll(START) == [Failed("t", "attempts")]
