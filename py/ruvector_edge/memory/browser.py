@@ -194,7 +194,8 @@ class IndexedDbMemoryStore(MemoryStore):
         entries = sorted(self._mirror.values(), key=lambda entry: entry.seq)
         for entry in entries:
             if len(entry.vector) != 4 * dim:
-                raise ValueError(f"{self.name}: memory {entry.id} has a {len(entry.vector)}-byte embedding, expected {4 * dim}")
+                size = len(entry.vector)
+                raise ValueError(f"{self.name}: memory {entry.id} has a {size}-byte embedding, expected {4 * dim}")
         return entries
 
     def apply(self, put: Sequence[MemoryEntry], delete: Sequence[str]) -> None:
