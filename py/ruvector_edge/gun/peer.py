@@ -1,0 +1,233 @@
+"""GunEngine: a sans-I/O GUN relay peer (what the official `gun` Node relay does on the wire).
+
+Feed it connection events and text frames; it returns the frames to send as
+``(connection, text)`` pairs. Behaviour follows gun 0.2020.1241 (`src/mesh.js`,
+`src/root.js`):
+
+- on open we send ``{"#", "dam": "?", "pid"}``; a peer's ``dam:"?"`` sets its pid
+  and, unless it is itself an answer (``@``), is answered with ours;
+- every message id is remembered in a bounded LRU (``dup``) with the connection it
+  came from; a repeated id is ignored; an answer (``@``) to a message we relayed is
+  routed back to the connection that sent that message;
+- a ``get`` is answered from the graph (the node, or just key ``.``; an empty
+  ``{"@"}`` answer when we have nothing) and relayed to the other peers;
+- a ``put`` is validated, HAM-merged (see ham.py / graph.py), acked to its sender with
+  ``ok``, and relayed to every other connected peer — like the official relay,
+  which forwards to all peers, not only those that asked; relayed messages carry
+  ``><`` (the pids of up to 7 of our peers) and are not sent to peers named in the
+  incoming ``><``;
+- malformed input is counted and answered with ``{"dam": "!", "err"}`` (parse
+  errors, as GUN does) or an ``err`` ack (bad puts); it never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .graph import Graph, GraphLimits, wall_ms
+from .store import SqliteGraphStore
+from .wire import Malformed, WireLimits, encode, parse_frame, random_id, validate_get, validate_put
+
+log = logging.getLogger(__name__)
+
+SELF = object()  # the origin of messages this engine created
+
+
+@dataclass
+class GunLimits:
+    wire: WireLimits = field(default_factory=WireLimits)
+    graph: GraphLimits = field(default_factory=GraphLimits)
+    dup_max: int = 20_000  # message ids remembered
+
+
+@dataclass
+class _Peer:
+    conn: object
+    pid: str | None = None
+
+
+class GunEngine:
+    def __init__(self, store: SqliteGraphStore | str | None = None, limits: GunLimits | None = None,
+                 clock=wall_ms, pid: str | None = None) -> None:
+        if isinstance(store, str):
+            store = SqliteGraphStore(store)
+        self.limits = limits or GunLimits()
+        self.graph = Graph(store, self.limits.graph, clock)
+        self.pid = pid or random_id()
+        self.peers: dict[object, _Peer] = {}
+        self._dup: OrderedDict[str, object] = OrderedDict()
+        self.counts = {"messages": 0, "duplicates": 0, "malformed": 0, "gets": 0, "puts": 0,
+                       "relayed": 0, "acks_routed": 0}
+
+    # -- connections -------------------------------------------------------
+    def open(self, conn) -> list[tuple[object, str]]:
+        self.peers[conn] = _Peer(conn)
+        msg_id = random_id()
+        self._track(msg_id, SELF)
+        return [(conn, encode({"#": msg_id, "dam": "?", "pid": self.pid}))]
+
+    def close(self, conn) -> None:
+        self.peers.pop(conn, None)
+
+    def close_store(self) -> None:
+        if self.graph.store is not None:
+            self.graph.store.close()
+
+    # -- dedup -------------------------------------------------------------
+    def _track(self, msg_id: str, origin) -> None:
+        self._dup[msg_id] = origin
+        self._dup.move_to_end(msg_id)
+        while len(self._dup) > self.limits.dup_max:
+            self._dup.popitem(last=False)
+
+    # -- input -------------------------------------------------------------
+    def receive(self, conn, raw: str) -> list[tuple[object, str]]:
+        out: list[tuple[object, str]] = []
+        try:
+            messages = parse_frame(raw, self.limits.wire)
+        except Malformed as exc:
+            self.counts["malformed"] += 1
+            out.append((conn, encode({"#": random_id(), "dam": "!", "err": str(exc)})))
+            return out
+        for msg in messages:
+            try:
+                self._one(conn, msg, out)
+            except Malformed as exc:
+                self.counts["malformed"] += 1
+                log.debug("gun: malformed message: %s", exc)
+            except Exception:  # never let one message take the connection down
+                self.counts["malformed"] += 1
+                log.exception("gun: message handling failed")
+        self.graph.commit()
+        return out
+
+    def _one(self, conn, msg, out) -> None:
+        if not isinstance(msg, dict):
+            raise Malformed("message is not an object")
+        self.counts["messages"] += 1
+        msg_id = msg.get("#")
+        if msg_id is None:
+            msg_id = msg["#"] = random_id()
+        if not isinstance(msg_id, str) or not msg_id or len(msg_id) > self.limits.wire.max_id_length:
+            raise Malformed("bad message id")
+        if msg_id in self._dup:
+            self.counts["duplicates"] += 1
+            self._dup.move_to_end(msg_id)
+            return
+        self._track(msg_id, conn)
+        peer = self.peers.get(conn)
+        dam = msg.get("dam")
+        if dam is not None:
+            if dam == "?" and peer is not None:
+                pid = msg.get("pid")
+                if isinstance(pid, str) and pid:
+                    if peer.pid is None:
+                        peer.pid = pid[:64]
+                    if "@" in msg:
+                        return
+                answer = random_id()
+                self._track(answer, SELF)
+                out.append((conn, encode({"#": answer, "dam": "?", "pid": self.pid, "@": msg_id})))
+            elif dam == "!":
+                log.info("gun: peer reports error: %.200s", msg.get("err"))
+            return
+        seen = set()
+        yo = msg.get("><")
+        if isinstance(yo, str):
+            seen = set(yo[:99].split(","))
+        answered = msg.get("@")
+        if answered is not None:
+            if not isinstance(answered, str):
+                raise Malformed("bad @")
+            if "put" in msg:
+                self._merge_put(msg["put"])
+            origin = self._dup.get(answered)
+            if origin is not None and origin is not SELF and origin is not conn and origin in self.peers:
+                self.counts["acks_routed"] += 1
+                out.append((origin, encode(msg)))
+            return
+        if "put" in msg:
+            self.counts["puts"] += 1
+            try:
+                self._merge_put(msg["put"])
+            except Malformed as exc:
+                self.counts["malformed"] += 1
+                self._ack(conn, msg_id, out, err=f"Error: Invalid graph! {exc}")
+                return
+            self._relay(conn, msg, seen, out)
+            self._ack(conn, msg_id, out)
+        elif "get" in msg:
+            self.counts["gets"] += 1
+            soul, key = validate_get(msg["get"], self.limits.wire)
+            node = self.graph.node(soul, key)
+            answer = random_id()
+            self._track(answer, SELF)
+            reply = {"#": answer, "@": msg_id}
+            if node is not None:
+                reply["put"] = {soul: node}
+            out.append((conn, encode(reply)))
+            self._relay(conn, msg, seen, out)
+        else:
+            raise Malformed("neither get, put nor dam")
+
+    def _merge_put(self, put) -> None:
+        rows = validate_put(put, self.limits.wire)
+        for _, _, state, _ in rows:
+            if self.graph.too_far(state):
+                raise Malformed("state too far in the future")
+        for soul, key, state, value in rows:
+            self.graph.merge(soul, key, state, value)
+
+    def _ack(self, conn, msg_id, out, err: str | None = None) -> None:
+        answer = random_id()
+        self._track(answer, SELF)
+        reply = {"#": answer, "@": msg_id}
+        if err is None:
+            reply["ok"] = True
+        else:
+            reply["err"] = err
+        out.append((conn, encode(reply)))
+
+    def _relay(self, sender, msg, seen: set, out) -> None:
+        targets = [p for c, p in self.peers.items() if c is not sender and not (p.pid and p.pid in seen)]
+        if not targets:
+            return
+        pids = [p.pid for p in self.peers.values() if p.pid][:7]
+        if len(pids) > 1:
+            msg = dict(msg)
+            msg["><"] = ",".join(pids)
+        text = encode(msg)
+        for p in targets:
+            self.counts["relayed"] += 1
+            out.append((p.conn, text))
+
+    # -- time ---------------------------------------------------------------
+    def tick(self) -> list[tuple[str, str]]:
+        """Merge deferred (future-state) updates that are now due."""
+        return self.graph.tick()
+
+    def next_due(self) -> float | None:
+        return self.graph.next_due()
+
+    # -- native agents: the same graph through the same rules -----------------
+    def put(self, soul: str, values: dict, state: float | None = None) -> list[tuple[object, str]]:
+        """Write keys of one node locally (HAM applies) and relay the put to every peer."""
+        state = self.graph.now() if state is None else state
+        node = {"_": {"#": soul, ">": {k: state for k in values}}, **values}
+        msg_id = random_id()
+        self._track(msg_id, SELF)
+        msg = {"#": msg_id, "put": {soul: node}}
+        self._merge_put(msg["put"])
+        self.graph.commit()
+        out: list[tuple[object, str]] = []
+        self._relay(SELF, msg, set(), out)
+        return out
+
+    def get(self, soul: str, key: str | None = None) -> dict | None:
+        return self.graph.node(soul, key)
+
+    def metrics(self) -> dict:
+        return {**self.counts, **self.graph.counts, "deferred_waiting": self.graph.deferred_count(),
+                "peers": len(self.peers), "souls": len(self.graph.nodes)}
