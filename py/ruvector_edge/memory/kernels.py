@@ -173,9 +173,16 @@ class PurePythonKernel(VectorKernel):
 
 
 def default_kernel(dim: int) -> VectorKernel:
-    """The numpy kernel when numpy imports (native, or a Pyodide build that serves it), else pure Python."""
+    """numpy when it imports (native, or a Pyodide build that serves it); under Pyodide without it the
+    JS Float32Array kernel; else pure Python. Chosen here, once per memory, so callers never ask."""
     try:
         from .numpy_kernel import NumpyKernel
     except ImportError:
-        return PurePythonKernel(dim)
-    return NumpyKernel(dim)
+        pass
+    else:
+        return NumpyKernel(dim)
+    if sys.platform == "emscripten":
+        from .browser import browser_default_kernel
+
+        return browser_default_kernel(dim)
+    return PurePythonKernel(dim)
