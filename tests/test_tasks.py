@@ -178,6 +178,7 @@ def test_infinite_loop_with_huge_fuel_times_out(sandbox):
     result = sandbox.run(GOOD, "spin", b"", Budgets(fuel_limit=10**15, memory_mb=1, timeout_ms=150))
     elapsed = time.monotonic() - begin
     assert result.status is TaskStatus.TIMEOUT and 0.14 <= elapsed < 2.0
+    assert result.fuel_used is None  # stated as unmeasured: wasmtime leaves the counter stale on interrupt
     assert sandbox.run(GOOD, "sum", b"\x05", BUDGETS).status is TaskStatus.SUCCESS  # the next run is not interrupted
 
 
@@ -226,8 +227,14 @@ async def test_execute_returns_a_receipt_that_verifies(sandbox):
 async def test_failed_runs_still_get_signed_receipts(sandbox):
     clock, store, requester = FakeClock(START), ArtifactStore(), await _identity()
     executor = await _executor(sandbox, store, clock)
-    for entrypoint, status in (("spin", TaskStatus.FUEL_EXHAUSTED), ("divzero", TaskStatus.ERROR)):
-        env = await _envelope(requester, store, entrypoint=entrypoint, task_id=entrypoint)
+    quick = Budgets(fuel_limit=10**12, memory_mb=1, timeout_ms=100)
+    for entrypoint, status, budgets in (
+        ("spin", TaskStatus.FUEL_EXHAUSTED, BUDGETS),
+        ("spin", TaskStatus.TIMEOUT, quick),
+        ("divzero", TaskStatus.ERROR, BUDGETS),
+        ("hog", TaskStatus.OUT_OF_MEMORY, BUDGETS),
+    ):
+        env = await _envelope(requester, store, entrypoint=entrypoint, task_id=status.value, budgets=budgets)
         receipt = await executor.execute(env, requester.ed25519_public)
         assert receipt.status is status and receipt.output_cid is None and receipt.output_hash is None
         await verify_receipt(receipt, env, executor.identity.ed25519_public, store, crypto=CRYPTO)

@@ -52,7 +52,12 @@ class TaskStatus(str, enum.Enum):
 
 @dataclass(frozen=True)
 class SandboxResult:
-    """`output` is empty unless Success; `fuel_used` is None where a runtime cannot meter fuel."""
+    """`output` is empty unless Success; `fuel_used` is None where it is not measured.
+
+    wasmtime does not flush the fuel counter when an epoch interrupt stops a
+    loop (it reads back as a handful of units), so a Timeout reports fuel as
+    unmeasured rather than a wrong number; the browser sandbox may not meter at all.
+    """
 
     status: TaskStatus
     output: bytes
@@ -243,7 +248,7 @@ class NativeSandbox:
         return SandboxResult(
             status=status,
             output=output if status is TaskStatus.SUCCESS else b"",
-            fuel_used=budgets.fuel_limit - store.get_fuel(),
+            fuel_used=None if status is TaskStatus.TIMEOUT else budgets.fuel_limit - store.get_fuel(),
             memory_peak=peak,
             exec_us=exec_us,
             detail=detail,
