@@ -410,8 +410,23 @@ async def test_killed_executor_lease_expires_and_the_task_is_retried(sandbox):
     await book.claim(executors["exec-b"].identity, "exec-b", "t1", env.envelope_hash(), clock.now_ms())
     receipt = await executors["exec-b"].execute(env, requester.ed25519_public)
     await verify_receipt(receipt, env, executors["exec-b"].identity.ed25519_public, store, crypto=CRYPTO)
+    stranger = dataclasses.replace(receipt, executor="exec-c")
+    assert coord.on_receipt(stranger, clock.now_ms()) == []  # never assigned: ignored
     assert coord.on_receipt(receipt, clock.now_ms()) == [Completed("t1", receipt)]
     assert coord.poll(clock.now_ms()) == []
+
+
+def test_a_late_receipt_from_an_expired_assignee_settles_the_task():
+    coord = Coordinator(lease_grace_ms=0)
+    coord.update_member("a", {"wasm"}, 0.0, 0, START)
+    coord.update_member("b", {"wasm"}, 0.1, 0, START)
+    coord.submit(_fake_envelope("t", 1), START)
+    assert [e.agent_id for e in coord.poll(START)] == ["a"]
+    later = START + BUDGETS.timeout_ms
+    assert [e.agent_id for e in coord.poll(later)] == ["b"]
+    late = dataclasses.make_dataclass("R", ["task_id", "executor", "status"])("t", "a", TaskStatus.SUCCESS)
+    assert coord.on_receipt(late, later) == [Completed("t", late)]
+    assert coord.members["b"].assigned == 0 and coord.poll(later) == []
 
 
 async def test_coordinator_retries_a_timeout_elsewhere_and_gives_up_after_max_attempts():

@@ -104,13 +104,19 @@ class Coordinator:
         self._tasks[envelope.task_id] = _Task(envelope, capability)
 
     def on_receipt(self, receipt: TaskReceipt, now: int) -> list[Event]:
-        """A receipt the caller verified (verify_receipt) against this task's envelope."""
+        """A receipt the caller verified (verify_receipt) against this task's envelope.
+
+        A late receipt from an earlier assignee whose lease ran out still settles
+        the task (the work is done and signed); one from a member never assigned is ignored.
+        """
         task = self._tasks.get(receipt.task_id)
-        if task is None or receipt.executor != task.agent_id:
+        if task is None or receipt.executor not in task.tried:
+            return []
+        if receipt.status in self.retry_statuses and task.attempts < self.max_attempts:
+            if receipt.executor == task.agent_id:
+                self._release(task)
             return []
         self._release(task)
-        if receipt.status in self.retry_statuses and task.attempts < self.max_attempts:
-            return []
         del self._tasks[receipt.task_id]
         return [Completed(receipt.task_id, receipt)]
 
