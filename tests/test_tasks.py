@@ -12,11 +12,10 @@ import json
 import time
 
 import pytest
+import wasmtime
 
-wasmtime = pytest.importorskip("wasmtime")
-
-from ruvector_edge.artifacts import ArtifactStore  # noqa: E402
-from ruvector_edge.errors import (  # noqa: E402
+from ruvector_edge.artifacts import ArtifactStore
+from ruvector_edge.errors import (
     BadSignature,
     LeaseHeld,
     MalformedMessage,
@@ -27,10 +26,10 @@ from ruvector_edge.errors import (  # noqa: E402
     WrongSwarm,
     WrongType,
 )
-from ruvector_edge.p2p import IdentityManager  # noqa: E402
-from ruvector_edge.platform.base import FakeClock  # noqa: E402
-from ruvector_edge.platform.native import NativeCryptoProvider  # noqa: E402
-from ruvector_edge.tasks import (  # noqa: E402
+from ruvector_edge.p2p import IdentityManager
+from ruvector_edge.platform.base import FakeClock
+from ruvector_edge.platform.native import NativeCryptoProvider
+from ruvector_edge.tasks import (
     Assign,
     Budgets,
     Claim,
