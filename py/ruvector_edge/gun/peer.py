@@ -141,6 +141,13 @@ class GunEngine:
         if answered is not None:
             if not isinstance(answered, str):
                 raise Malformed("bad @")
+            digest = msg.get("##")
+            if isinstance(digest, (int, float, str)) and not isinstance(digest, bool):
+                answer_key = f"{answered}\x00{digest}"  # DAM: the same answer from several peers goes back once
+                if answer_key in self._dup:
+                    self.counts["duplicates"] += 1
+                    return
+                self._track(answer_key, SELF)
             if "put" in msg:
                 self._merge_put(msg["put"])
             origin = self._dup.get(answered)
