@@ -1,0 +1,435 @@
+"""GUN-protocol peer: HAM, wire, SQLite persistence, and real GUN.js (npm `gun`) peers in Node
+talking to our /gun endpoint, with the official Node relay run side by side for comparison."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from ruvector_edge.gun import GunEngine, GunLimits, SqliteGraphStore, add_gun_routes, ham, js_stringify
+from ruvector_edge.gun.graph import GraphLimits
+from ruvector_edge.gun.ham import APPLY, DEFER, DROP
+from ruvector_edge.gun.wire import WireLimits
+
+CLIENTS = Path(__file__).parent / "gun_clients"
+GUN_VERSION = "0.2020.1241"
+pytestmark = pytest.mark.timeout(60)
+
+
+# -- pure HAM ------------------------------------------------------------------
+
+def test_ham_rules_as_gun():
+    now = 1_000_000.0
+    assert ham(10, "a", 5, "b", now) == APPLY               # higher state wins
+    assert ham(4, "z", 5, "b", now) == DROP                 # older loses
+    assert ham(5, "b", 5, "a", now) == APPLY                # tie: higher JSON text wins
+    assert ham(5, "a", 5, "b", now) == DROP
+    assert ham(5, "a", 5, "a", now) == DROP                 # same
+    assert ham(5, 1, 5, "1", now) == APPLY                  # '"1"' < '1' ('"' is 0x22 < '1' 0x31)
+    assert ham(5, "1", 5, 1, now) == DROP
+    assert ham(5, {"#": "x"}, 5, "zzz", now) == APPLY       # '{' > '"'
+    assert ham(5, None, 5, True, now) == DROP               # 'null' < 'true'
+    assert ham(now + 1, "a", 5, "b", now) == DEFER          # future
+    assert ham(5, "a", float("-inf"), None, now, known_present=False) == APPLY
+    # UTF-16 code-unit order, as JavaScript compares strings: U+1F600 is D83D DE00 < FF5E
+    assert ham(5, "\uff5e", 5, "\U0001F600", now) == APPLY
+    assert ham(5, "\U0001F600", 5, "\uff5e", now) == DROP
+
+
+def test_js_stringify_matches_node():
+    values = [0.1, 1.0, 1e21, 1e-7, 123456789012345680000.0, -0.0, 2 ** 53, "a\ud800\"\n\x01é", None, True,
+              {"#": "s/x"}, 1795491861209.123]
+    if not shutil.which("node"):
+        pytest.skip("node not installed")
+    script = "const v=JSON.parse(require('fs').readFileSync(0,'utf8'));console.log(JSON.stringify(v.map(x=>JSON.stringify(x))))"
+    payload = json.dumps(values)
+    expected = json.loads(subprocess.run(["node", "-e", script], input=payload.encode(), capture_output=True,
+                                         check=True).stdout)
+    assert [js_stringify(v) for v in json.loads(payload)] == expected
+
+
+# -- sans-I/O engine ------------------------------------------------------------
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _put(msg_id, soul, key, value, state):
+    return json.dumps({"#": msg_id, "put": {soul: {"_": {"#": soul, ">": {key: state}}, key: value}}})
+
+
+def test_engine_handshake_dedup_relay_and_acks():
+    eng = GunEngine(clock=Clock(1e12), pid="RELAY")
+    (a, hello), = eng.open("A")
+    assert json.loads(hello)["dam"] == "?" and json.loads(hello)["pid"] == "RELAY"
+    eng.open("B")
+    # A answers our handshake: pid learnt, nothing sent back
+    assert eng.receive("A", json.dumps({"#": "h1", "@": json.loads(hello)["#"], "dam": "?", "pid": "PA"})) == []
+    # B opens its own handshake: we answer with ours
+    [(to, text)] = eng.receive("B", json.dumps({"#": "h2", "dam": "?", "pid": "PB"}))
+    assert to == "B" and json.loads(text) == {"#": json.loads(text)["#"], "dam": "?", "pid": "RELAY", "@": "h2"}
+    out = eng.receive("A", _put("p1", "s", "k", "v", 5))
+    sent = {(to, json.loads(t).get("@")) for to, t in out}
+    assert ("A", "p1") in sent and ("B", None) in sent
+    relayed = next(json.loads(t) for to, t in out if to == "B")
+    assert relayed["#"] == "p1" and set(relayed["><"].split(",")) == {"PA", "PB"}
+    assert eng.receive("A", _put("p1", "s", "k", "w", 6)) == []           # duplicate id ignored
+    assert eng.get("s") == {"_": {"#": "s", ">": {"k": 5}}, "k": "v"}
+    # B asks; A is asked too (relayed get); A's answer is routed back to B only
+    out = eng.receive("B", json.dumps({"#": "g1", "get": {"#": "other"}}))
+    assert [json.loads(t) for to, t in out if to == "B"][0] == {"#": json.loads(out[0][1])["#"], "@": "g1"}
+    assert [to for to, t in out if json.loads(t).get("#") == "g1"] == ["A"]
+    out = eng.receive("A", json.dumps({"#": "r1", "@": "g1", "put": {"other": {"_": {"#": "other", ">": {"x": 1}}, "x": 2}}}))
+    assert [to for to, _ in out] == ["B"]
+    assert eng.get("other", "x")["x"] == 2
+    # a peer named in >< is skipped
+    out = eng.receive("A", json.dumps({"#": "p2", "><": "PB,zz", "put": json.loads(_put("p2", "s", "k", "z", 7))["put"]}))
+    assert [to for to, _ in out] == ["A"]
+
+
+def test_engine_malformed_limits_odd_souls_and_deferral(tmp_path):
+    clock = Clock(1e12)
+    limits = GunLimits(wire=WireLimits(max_message_bytes=4096, max_put_keys=10), graph=GraphLimits(max_deferred=2))
+    eng = GunEngine(str(tmp_path / "g.sqlite"), limits=limits, clock=clock)
+    eng.open("A")
+    bad = ["", "{", "[1,2", "null", "[]", "[5, \"x\"]", '{"#": 5, "get": {"#": "s"}}', '{"get": {}}',
+           '{"get": {"#": ""}}', '{"put": 5}', '{"put": {"s": {"_": {"#": "t", ">": {}}}}}',
+           '{"put": {"s": {"_": {"#": "s"}, "k": 1}}}', '{"put": {"s": {"_": {"#": "s", ">": {}}, "k": 1}}}',
+           '{"put": {"s": {"_": {"#": "s", ">": {"k": "x"}}, "k": 1}}}',
+           '{"put": {"s": {"_": {"#": "s", ">": {"k": 1}}, "k": [1]}}}',
+           '{"put": {"s": {"_": {"#": "s", ">": {"k": 1}}, "k": {"#": "x", "y": 1}}}}',
+           '{"put": {"s": {"_": {"#": "s", ">": {"k": NaN}}, "k": 1}}}',
+           '{"put": {"s": {"_": {"#": "s", ">": {"k": 1e999}}, "k": 1}}}',
+           "x" * 5000, "[" * 3000 + "]" * 3000, '{"#": "m", "hello": 1}', '{"dam": "!", "err": "boom"}']
+    for raw in bad:
+        eng.receive("A", raw)
+    assert eng.metrics()["malformed"] >= len(bad) - 2
+    assert eng.graph.nodes == {}
+    keys = {f"k{i}": 1 for i in range(11)}
+    eng.receive("A", json.dumps({"put": {"s": {"_": {"#": "s", ">": keys}, **keys}}}))
+    assert eng.get("s") is None
+    # odd souls and keys round-trip, through SQLite too
+    odd = ["a/b|c", "\u0000nul", "quote\"'\\", "\ud800lone", "emoji\U0001F600", "'; DROP TABLE gun_node; --"]
+    for i, soul in enumerate(odd):
+        [(_, ack)] = eng.receive("A", _put(f"o{i}", soul, soul, soul, 10))
+        assert json.loads(ack)["ok"] is True
+    # future: deferred until due, bounded; far future refused
+    out = eng.receive("A", _put("f1", "fut", "k", "later", clock.t + 5000))
+    assert json.loads(out[0][1])["ok"] is True and eng.get("fut") is None
+    eng.receive("A", _put("f2", "fut", "j", "later", clock.t + 6000))
+    eng.receive("A", _put("f3", "fut", "i", "later", clock.t + 7000))  # queue full: refused
+    [(_, ack)] = eng.receive("A", _put("f4", "fut", "k", "x", clock.t + 10 * 365 * 86400e3))
+    assert "err" in json.loads(ack)
+    m = eng.metrics()
+    assert m["deferred_waiting"] == 2 and m["refused_deferred_full"] == 1
+    eng.close_store()
+    # restart: graph and the deferred queue are back
+    eng2 = GunEngine(str(tmp_path / "g.sqlite"), limits=limits, clock=clock)
+    for soul in odd:
+        assert eng2.get(soul)[soul] == soul
+    assert eng2.get("fut") is None and eng2.metrics()["deferred_waiting"] == 2
+    clock.t += 5500
+    assert eng2.tick() == [("fut", "k")]
+    assert eng2.get("fut") == {"_": {"#": "fut", ">": {"k": 1e12 + 5000}}, "k": "later"}
+    eng2.close_store()
+
+
+# -- real GUN.js peers ------------------------------------------------------------
+
+_NODE_CWD: list[Path] = []  # where GUN.js peers run (they may leave a radata/ folder behind)
+
+
+@pytest.fixture(scope="session")
+def gun_js(tmp_path_factory):
+    _NODE_CWD.append(tmp_path_factory.mktemp("gun-node"))
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node not installed")
+    probe = subprocess.run([node, "-e", "require.resolve('gun')"], cwd=CLIENTS, capture_output=True)
+    if probe.returncode != 0:
+        npm = shutil.which("npm")
+        if not npm:
+            pytest.skip("npm not installed")
+        res = subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund", f"gun@{GUN_VERSION}"],
+                             cwd=CLIENTS, capture_output=True, timeout=180)
+        if res.returncode != 0:
+            pytest.skip(f"cannot install gun: {res.stderr.decode()[-300:]}")
+    return node
+
+
+class NodeGun:
+    """A GUN.js peer in Node (tests/gun_clients/client.js)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.replies: dict[int, asyncio.Future] = {}
+        self.events: dict[int, list] = {}
+        self.seq = 0
+        self.reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, node: str, url: str) -> "NodeGun":
+        proc = await asyncio.create_subprocess_exec(node, str(CLIENTS / "client.js"), url, cwd=_NODE_CWD[-1],
+                                                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        while True:  # GUN greets on stdout first
+            line = await asyncio.wait_for(proc.stdout.readline(), 10)
+            assert line, "GUN client did not start"
+            if line.startswith(b'{"ready"'):
+                return cls(proc)
+
+    async def _read(self) -> None:
+        while line := await self.proc.stdout.readline():
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue  # GUN's own console output
+            if "sub" in msg:
+                self.events.setdefault(msg["sub"], []).append(msg)
+            elif "id" in msg and msg["id"] in self.replies and not self.replies[msg["id"]].done():
+                self.replies[msg["id"]].set_result(msg)
+
+    async def call(self, op: str, path: list, timeout: float = 10, **kw) -> dict:
+        self.seq += 1
+        fut = self.replies[self.seq] = asyncio.get_running_loop().create_future()
+        self.proc.stdin.write((json.dumps({"op": op, "id": self.seq, "path": path, **kw}) + "\n").encode())
+        await self.proc.stdin.drain()
+        reply = await asyncio.wait_for(fut, timeout)
+        reply["sub"] = self.seq
+        return reply
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self.reader.cancel()
+
+
+async def until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+class Ours:
+    def __init__(self, db: Path) -> None:
+        self.db = db
+
+    async def __aenter__(self):
+        self.engine = GunEngine(SqliteGraphStore(self.db))
+        app = web.Application()
+        add_gun_routes(app, self.engine)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/gun"
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.runner.cleanup()
+        self.engine.close_store()
+
+
+class Official:
+    def __init__(self, node: str, data_dir: Path) -> None:
+        self.node, self.data_dir = node, data_dir
+
+    async def __aenter__(self):
+        self.proc = await asyncio.create_subprocess_exec(
+            self.node, str(CLIENTS / "relay.js"), str(self.data_dir), cwd=_NODE_CWD[-1], stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        while True:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), 10)
+            assert line, "official relay did not start"
+            try:
+                port = json.loads(line)["port"]
+                break
+            except (ValueError, KeyError, TypeError):
+                continue
+        self.url = f"http://127.0.0.1:{port}/gun"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.proc.kill()
+        await self.proc.wait()
+
+
+async def test_put_get_on_map_through_our_relay(gun_js, tmp_path):
+    async with Ours(tmp_path / "g.sqlite") as relay:
+        a, b = await NodeGun.start(gun_js, relay.url), await NodeGun.start(gun_js, relay.url)
+        try:
+            on = await b.call("on", ["swarm", "presence", "agent-1"])
+            mapped = await b.call("map", ["swarm", "patterns"])
+            await asyncio.sleep(0.3)
+            ack = await a.call("put", ["swarm", "patterns", "edit_ts|coder"], data={"q": 0.9, "visits": 3})
+            assert ack["ok"], ack
+            ack = await a.call("put", ["swarm", "presence", "agent-1"], data={"online": True})
+            assert ack["ok"], ack
+            await until(lambda: any(e["data"] == {"online": True} for e in b.events.get(on["sub"], [])))
+            await until(lambda: any(e["key"] == "edit_ts|coder" and e["data"] == {"q": 0.9, "visits": 3}
+                                    for e in b.events.get(mapped["sub"], [])))
+            got = await b.call("once", ["swarm", "patterns", "edit_ts|coder"])
+            assert got["data"] == {"q": 0.9, "visits": 3}
+            assert relay.engine.get("swarm/patterns/edit_ts|coder")["visits"] == 3
+        finally:
+            await a.stop()
+            await b.stop()
+        # a fresh peer reads it from our graph (no other peer holds it)
+        c = await NodeGun.start(gun_js, relay.url)
+        try:
+            assert (await c.call("once", ["swarm", "patterns", "edit_ts|coder"]))["data"] == {"q": 0.9, "visits": 3}
+        finally:
+            await c.stop()
+
+
+async def test_data_survives_restart(gun_js, tmp_path):
+    db = tmp_path / "g.sqlite"
+    async with Ours(db) as relay:
+        a = await NodeGun.start(gun_js, relay.url)
+        try:
+            assert (await a.call("put", ["persist", "me"], data={"v": "kept", "n": 7}))["ok"]
+        finally:
+            await a.stop()
+    async with Ours(db) as relay:
+        c = await NodeGun.start(gun_js, relay.url)
+        try:
+            assert (await c.call("once", ["persist", "me"]))["data"] == {"v": "kept", "n": 7}
+        finally:
+            await c.stop()
+
+
+async def _raw_session(url: str, frames: list[str]) -> list[dict]:
+    """Send raw frames over a plain WebSocket; returns what came back within a short while."""
+    got = []
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url.replace("http", "ws"), max_msg_size=0) as ws:
+            for frame in frames:
+                await ws.send_str(frame)
+            end = time.monotonic() + 0.6
+            while time.monotonic() < end:
+                try:
+                    msg = await ws.receive(timeout=end - time.monotonic())
+                except asyncio.TimeoutError:
+                    break
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                data = json.loads(msg.data)
+                got.extend(data if isinstance(data, list) else [data])
+    return got
+
+
+def _scenario(now_ms: float) -> tuple[list[str], dict]:
+    """Crafted puts with fixed states (ties, older, nearer future) and the keys to read back."""
+    s = 1_700_000_000_000
+    frames = []
+    writes = [  # (key, value, state) in arrival order
+        ("tie_str", "apple", s), ("tie_str", "banana", s), ("tie_str", "aardvark", s),
+        ("tie_num_str", "1", s), ("tie_num_str", 1, s),
+        ("tie_link", "zzz", s), ("tie_link", {"#": "other"}, s),
+        ("tie_null", True, s), ("tie_null", None, s),
+        ("tie_unicode", "\U0001F600", s), ("tie_unicode", "\uff5e", s),
+        ("older", "new", s + 10), ("older", "old", s),
+        ("newer", "old", s), ("newer", "new", s + 10),
+        ("float", 0.5, s), ("float", 0.25, s),
+        ("soon", "now", s), ("soon", "future", now_ms + 60_000),
+    ]
+    for i, (key, value, state) in enumerate(writes):
+        frames.append(json.dumps({"#": f"w{i}x{int(now_ms)}",
+                                  "put": {"cmp": {"_": {"#": "cmp", ">": {key: state}}, key: value}}}))
+    return frames, sorted({k for k, _, _ in writes})
+
+
+async def test_conflicts_resolve_as_the_official_relay(gun_js, tmp_path):
+    frames, keys = _scenario(time.time() * 1000)
+    results = {}
+    async with Ours(tmp_path / "g.sqlite") as ours, Official(gun_js, tmp_path / "radata") as official:
+        for name, relay in (("ours", ours), ("official", official)):
+            # the same writes, each as its own message, on two connections in turn
+            await asyncio.gather(_raw_session(relay.url, frames[0::2]), _raw_session(relay.url, frames[1::2]))
+            reader = await NodeGun.start(gun_js, relay.url)
+            try:
+                results[name] = (await reader.call("once", ["cmp"], wait=800))["data"]
+            finally:
+                await reader.stop()
+    assert results["ours"] == results["official"], results
+    assert results["ours"]["tie_str"] == "banana" and results["ours"]["soon"] == "now"
+
+
+async def test_concurrent_gun_writers_converge_like_official(gun_js, tmp_path):
+    outcome = {}
+    async with Ours(tmp_path / "g.sqlite") as ours, Official(gun_js, tmp_path / "radata") as official:
+        for name, relay in (("ours", ours), ("official", official)):
+            a, b = await NodeGun.start(gun_js, relay.url), await NodeGun.start(gun_js, relay.url)
+            try:
+                await asyncio.sleep(0.3)
+                acks = await asyncio.gather(*(c.call("put", ["race", f"k{i}"], timeout=4, data={"by": tag})
+                                              for i in range(10) for c, tag in ((a, "A"), (b, "B"))),
+                                            return_exceptions=True)
+                if name == "ours":  # the official relay leaves some of these concurrent puts unacked
+                    assert all(isinstance(ack, dict) and ack["ok"] for ack in acks), acks
+                await asyncio.sleep(0.5)
+                views = []
+                for c in (a, b, await NodeGun.start(gun_js, relay.url)):
+                    got = await asyncio.gather(*(c.call("once", ["race", f"k{i}"]) for i in range(10)))
+                    views.append([g["data"] for g in got])
+                    if c not in (a, b):
+                        await c.stop()
+                outcome[name] = views
+            finally:
+                await a.stop()
+                await b.stop()
+    for name, (va, vb, vc) in outcome.items():
+        assert va == vb == vc, (name, outcome[name])  # every peer agrees on each key
+        assert all(v in ({"by": "A"}, {"by": "B"}) for v in va)
+
+
+async def test_malformed_oversized_odd_and_far_future_over_the_wire(gun_js, tmp_path):
+    async with Ours(tmp_path / "g.sqlite") as relay:
+        eng = relay.engine
+        now = time.time() * 1000
+        big = {f"k{i}": i for i in range(eng.limits.wire.max_put_keys + 1)}
+        # ('#' and '~' in souls mean content-addressed / user space to GUN.js's SEA, which checks them)
+        odd = "sw\u00e4rm/\u0000/\"'\\/\U0001F600|.._> \u2028"
+        frames = ["not json", "[{\"put\": 1}, 7, null]", '{"get": {"#": 5}}',
+                  json.dumps({"#": "big", "put": {"b": {"_": {"#": "b", ">": {k: now for k in big}}, **big}}}),
+                  _put("odd", odd, odd, "odd value \u2028", now - 1),
+                  _put("far", "far", "k", "never", now + 1e13),
+                  _put("near", "near", "k", "later", now + 700)]
+        got = await _raw_session(relay.url, frames)
+        by = {m.get("@"): m for m in got if "@" in m}
+        assert "err" in by["big"] and "err" in by["far"] and by["odd"]["ok"] and by["near"]["ok"]
+        assert any(m.get("dam") == "!" for m in got)
+        assert eng.get("b") is None and eng.get("far") is None and eng.get("near") is None
+        assert eng.metrics()["malformed"] >= 6
+        # oversized frame: the WebSocket is closed, the endpoint lives on
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(relay.url.replace("http", "ws")) as ws:
+                await ws.send_str("x" * (eng.limits.wire.max_message_bytes + 10))
+                msg = await ws.receive(timeout=5)
+                while msg.type == aiohttp.WSMsgType.TEXT:  # our handshake
+                    msg = await ws.receive(timeout=5)
+                assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        c = await NodeGun.start(gun_js, relay.url)
+        try:
+            assert (await c.call("once", [odd, odd]))["data"] == "odd value \u2028"
+            await until(lambda: eng.get("near") is not None, timeout=5)  # deferred state applied when due
+            assert (await c.call("once", ["near", "k"]))["data"] == "later"
+        finally:
+            await c.stop()
