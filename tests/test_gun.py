@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from ruvector_edge.gun import GunEngine, GunLimits, SqliteGraphStore, add_gun_routes, ham, js_stringify
+from ruvector_edge.gun import GunEngine, GunLimits, SqliteGraphStore, add_gun_routes, ham, js_stringify, peer_with
 from ruvector_edge.gun.graph import GraphLimits
 from ruvector_edge.gun.ham import APPLY, DEFER, DROP
 from ruvector_edge.gun.wire import WireLimits
@@ -299,6 +299,21 @@ async def test_put_get_on_map_through_our_relay(gun_js, tmp_path):
             await c.stop()
 
 
+async def test_native_agent_writes_reach_gun_js(gun_js, tmp_path):
+    from ruvector_edge.gun.endpoint import _dispatch
+    async with Ours(tmp_path / "g.sqlite") as relay:
+        b = await NodeGun.start(gun_js, relay.url)
+        try:
+            watch = await b.call("on", ["native/agent"])  # the soul itself
+            await asyncio.sleep(0.3)
+            _dispatch(relay.engine, relay.engine.put("native/agent", {"role": "coder", "load": 0.25}))
+            await until(lambda: any(e["data"] == {"role": "coder", "load": 0.25} for e in b.events.get(watch["sub"], [])))
+            assert (await b.call("put", ["native/agent"], data={"load": 0.5}))["ok"]
+            assert relay.engine.get("native/agent", "load")["load"] == 0.5
+        finally:
+            await b.stop()
+
+
 async def test_data_survives_restart(gun_js, tmp_path):
     db = tmp_path / "g.sqlite"
     async with Ours(db) as relay:
@@ -369,6 +384,7 @@ async def test_conflicts_resolve_as_the_official_relay(gun_js, tmp_path):
             finally:
                 await reader.stop()
     assert results["ours"] == results["official"], results
+    assert sorted(results["ours"]) == keys
     assert results["ours"]["tie_str"] == "banana" and results["ours"]["soon"] == "now"
 
 
@@ -398,6 +414,34 @@ async def test_concurrent_gun_writers_converge_like_official(gun_js, tmp_path):
     for name, (va, vb, vc) in outcome.items():
         assert va == vb == vc, (name, outcome[name])  # every peer agrees on each key
         assert all(v in ({"by": "A"}, {"by": "B"}) for v in va)
+
+
+async def test_peered_with_the_official_relay(gun_js, tmp_path):
+    async with Ours(tmp_path / "g.sqlite") as ours, Official(gun_js, tmp_path / "radata") as official:
+        up = asyncio.Event()
+        link = asyncio.create_task(peer_with(ours.engine, official.url, connected=up))
+        try:
+            await asyncio.wait_for(up.wait(), 5)
+            x = await NodeGun.start(gun_js, official.url)
+            y = await NodeGun.start(gun_js, ours.url)
+            try:
+                watch = await y.call("on", ["peered", "from-official"])
+                await asyncio.sleep(0.3)
+                assert (await x.call("put", ["peered", "from-official"], data={"v": 1}))["ok"]
+                await until(lambda: any(e["data"] == {"v": 1} for e in y.events.get(watch["sub"], [])))
+                assert ours.engine.get("peered/from-official")["v"] == 1  # stored on our side too
+                assert (await y.call("put", ["peered", "from-ours"], data={"v": 2}))["ok"]
+            finally:
+                await x.stop()
+                await y.stop()
+            z = await NodeGun.start(gun_js, official.url)  # only the official relay can answer it
+            try:
+                assert (await z.call("once", ["peered", "from-ours"]))["data"] == {"v": 2}
+            finally:
+                await z.stop()
+        finally:
+            link.cancel()
+            await asyncio.gather(link, return_exceptions=True)
 
 
 async def test_malformed_oversized_odd_and_far_future_over_the_wire(gun_js, tmp_path):

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 
+import aiohttp
 from aiohttp import WSMsgType, web
 
 from .peer import GunEngine
@@ -21,7 +22,7 @@ _STATE_KEY = web.AppKey("gun_state", dict)
 class _Conn:
     __slots__ = ("conn_id", "ws", "queue", "dropped")
 
-    def __init__(self, conn_id: int, ws: web.WebSocketResponse) -> None:
+    def __init__(self, conn_id: int, ws) -> None:
         self.conn_id = conn_id
         self.ws = ws
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_LENGTH)
@@ -48,6 +49,56 @@ def _dispatch(engine: GunEngine, out) -> None:
                 engine.counts["dropped_slow"] = engine.counts.get("dropped_slow", 0) + 1
 
 
+async def _pump(engine: GunEngine, conn: _Conn, ws) -> None:
+    writer = asyncio.create_task(conn.writer())
+    _dispatch(engine, engine.open(conn))
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                _dispatch(engine, engine.receive(conn, message.data))
+            elif message.type == WSMsgType.BINARY:
+                try:
+                    text = message.data.decode("utf-8")
+                except UnicodeDecodeError:
+                    engine.counts["malformed"] += 1
+                    continue
+                _dispatch(engine, engine.receive(conn, text))
+            elif message.type == WSMsgType.ERROR:
+                break
+    finally:
+        engine.close(conn)
+        try:
+            conn.queue.put_nowait(None)
+        except asyncio.QueueFull:
+            writer.cancel()
+        try:
+            await asyncio.wait_for(writer, 1.0)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            writer.cancel()
+
+
+async def peer_with(engine: GunEngine, url: str, *, retry_s: float = 2.0,
+                    connected: asyncio.Event | None = None) -> None:
+    """Keep an outbound connection to another GUN relay (e.g. the official Node one) at `url`
+    (http(s)://host/gun or ws(s)://…); it is one more peer to the engine. Runs until cancelled."""
+    ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    ids = itertools.count(1)
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.ws_connect(ws_url, max_msg_size=engine.limits.wire.max_message_bytes,
+                                              heartbeat=30) as ws:
+                    conn = _Conn(-next(ids), ws)
+                    if connected is not None:
+                        connected.set()
+                    await _pump(engine, conn, ws)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                log.info("gun: peer %s unreachable: %s", url, exc)
+            if connected is not None:
+                connected.clear()
+            await asyncio.sleep(retry_s)
+
+
 def add_gun_routes(app: web.Application, engine: GunEngine) -> None:
     """Serve GUN peers on /gun of `app` and run the engine's deferral timer with the app."""
     app[_ENGINE_KEY] = engine
@@ -57,31 +108,7 @@ def add_gun_routes(app: web.Application, engine: GunEngine) -> None:
         ws = web.WebSocketResponse(max_msg_size=engine.limits.wire.max_message_bytes, heartbeat=30)
         await ws.prepare(request)
         conn = _Conn(next(app[_STATE_KEY]["ids"]), ws)
-        writer = asyncio.create_task(conn.writer())
-        _dispatch(engine, engine.open(conn))
-        try:
-            async for message in ws:
-                if message.type == WSMsgType.TEXT:
-                    _dispatch(engine, engine.receive(conn, message.data))
-                elif message.type == WSMsgType.BINARY:
-                    try:
-                        text = message.data.decode("utf-8")
-                    except UnicodeDecodeError:
-                        engine.counts["malformed"] += 1
-                        continue
-                    _dispatch(engine, engine.receive(conn, text))
-                elif message.type == WSMsgType.ERROR:
-                    break
-        finally:
-            engine.close(conn)
-            try:
-                conn.queue.put_nowait(None)
-            except asyncio.QueueFull:
-                writer.cancel()
-            try:
-                await asyncio.wait_for(writer, 1.0)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                writer.cancel()
+        await _pump(engine, conn, ws)
         return ws
 
     async def ticker() -> None:
