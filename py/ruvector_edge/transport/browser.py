@@ -42,7 +42,7 @@ from ..p2p.records import Registration
 from ..p2p.swarm import P2PSwarm
 from ..protocol import MessageKind, SwarmMessage
 from . import relay_wire as rw
-from .relay_session import FrameHandler, LeftHandler, MemberHandler, RelaySession
+from .relay_link import ReconnectingRelayLink
 
 log = logging.getLogger(__name__)
 
@@ -141,154 +141,52 @@ class _Events:
 
 
 # Relay ------------------------------------------------------------------------------------
-class BrowserRelayLink:
-    """Link to an edge-relay over the browser's WebSocket; same interface as the native RelayClient."""
+class BrowserRelayLink(ReconnectingRelayLink):
+    """Link to an edge-relay over the browser's WebSocket; same behaviour as the native RelayClient."""
 
-    def __init__(
-        self,
-        url: str,
-        swarm: P2PSwarm,
-        *,
-        on_envelope: FrameHandler,
-        on_member: MemberHandler | None = None,
-        on_left: LeftHandler | None = None,
-        topics: Iterable[str] = (),
-        queue_limit: int = 1024,
-        backoff_initial_s: float = 0.1,
-        backoff_max_s: float = 5.0,
-        max_frame_bytes: int = 2 * 1024 * 1024,
-    ) -> None:
+    def __init__(self, url: str, swarm: P2PSwarm, **options: Any) -> None:
+        super().__init__(url, swarm, **options)
         self.url = url
-        self.session = RelaySession(
-            swarm, on_envelope=on_envelope, on_member=on_member, on_left=on_left, topics=topics,
-            queue_limit=queue_limit, max_frame_bytes=max_frame_bytes,
-        )
-        self.agent_id = swarm.agent_id
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
-        self.connected = asyncio.Event()
-        self.reconnects = 0
         self.close_codes: list[int] = []  # the relay's close codes, most recent last (bounded)
         self._events: _Events | None = None
         self._closed: asyncio.Queue[int] = asyncio.Queue()
         self._sock: Any = None
         self._sock_send: Callable[[str], bool] | None = None
-        self._task: asyncio.Task | None = None
-        self._stopped = False
-        self._welcomed = False
-        self._ping_id = 0
 
-    @property
-    def undeliverable(self):
-        return self.session.undeliverable
-
-    # Lifecycle -----------------------------------------------------------------
-    async def start(self) -> None:
+    async def _open(self) -> None:
         self._events = _Events(f"relay-{self.agent_id}", self._on_event)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"relay-link-{self.agent_id}")
 
-    async def wait_connected(self, timeout: float = 10.0) -> None:
-        await asyncio.wait_for(self.connected.wait(), timeout)
-
-    async def stop(self, leave: bool = True) -> None:
-        self._stopped = True
-        sock, send = self._sock, self._sock_send
-        if sock is not None:
-            if leave and send is not None:
-                send(rw.encode("leave"))
-            sock.close(rw.CLOSE_NORMAL, "bye")  # detaches our callback in JS first
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+    async def _close(self, leave: bool) -> None:
+        if self._sock is not None:
+            self._sock.close(rw.CLOSE_NORMAL, "bye")  # detaches our callback in JS first
         if self._events is not None:
             await self._events.close()
-        self.connected.clear()
 
-    # Sending -------------------------------------------------------------------
-    async def send(self, frame: bytes | str) -> None:
-        """Send now if welcomed, else queue (bounded, `SendQueueFull`). Order survives reconnects."""
-        if self._stopped:
-            raise TransportClosed("relay link stopped")
-        text = _text(frame)
+    async def _send_text(self, text: str) -> None:
         send = self._sock_send
-        if send is not None and self.session.can_send_now() and send(text):
-            return
-        self.session.queue(text)
+        if send is None or not send(text):
+            raise TransportClosed("relay WebSocket is not open")
 
-    def reaches(self, peer_id: str) -> bool:
-        """A relay reaches every member (frames wait in the queue while reconnecting)."""
-        return True
-
-    async def subscribe(self, *topics: str) -> None:
-        frame = self.session.subscribe_frame(topics)
-        if frame is not None and self._sock_send is not None:
-            self._sock_send(frame)
-
-    async def ping(self, timeout: float = 5.0) -> float:
-        """Round trip to the relay in seconds."""
-        loop = asyncio.get_running_loop()
-        if self._sock_send is None or not self.session.ready:
-            raise TransportClosed("not connected")
-        self._ping_id += 1
-        future = loop.create_future()
-        self.session.pongs[self._ping_id] = lambda: future.done() or future.set_result(None)
-        start = loop.time()
-        self._sock_send(rw.encode("ping", id=self._ping_id))
+    async def _connect_once(self) -> None:
+        assert self._events is not None
+        self._sock = _bridge().webSocket(self.url, self._events.proxy)
+        self._sock_send = self._sock.send
         try:
-            await asyncio.wait_for(future, timeout)
+            code = await self._closed.get()
         finally:
-            self.session.pongs.pop(self._ping_id, None)
-        return loop.time() - start
-
-    # Connection loop -------------------------------------------------------------
-    async def _run(self) -> None:
-        delay = self.backoff_initial_s
-        bridge = _bridge()
-        while not self._stopped:
-            assert self._events is not None
-            self._welcomed = False
-            self._sock = bridge.webSocket(self.url, self._events.proxy)
-            self._sock_send = self._sock.send
-            try:
-                code = await self._closed.get()
-            finally:
-                self.session.connection_lost()
-                self.connected.clear()
-                self._sock = self._sock_send = None
-            self.close_codes = (self.close_codes + [code])[-16:]
-            log.info("%s: relay connection closed (code %s)", self.agent_id, code)
-            if self._stopped:
-                break
-            if self._welcomed:
-                delay = self.backoff_initial_s  # a session that got going resets the backoff
-            await asyncio.sleep(random.uniform(0, delay))
-            delay = min(self.backoff_max_s, delay * 2)
-            self.reconnects += 1
+            self._sock = self._sock_send = None
+        self.close_codes = (self.close_codes + [code])[-16:]
+        log.info("%s: relay connection closed (code %s)", self.agent_id, code)
 
     async def _on_event(self, kind: str, data: Any, reason: Any) -> None:
         if kind == "message":
-            await self._on_message(data)
+            try:
+                await self._received(data)
+            except self.retryable as exc:  # the socket is closing; its close event ends _connect_once
+                log.debug("%s: reply not sent: %s", self.agent_id, exc)
         elif kind == "close":
             self._closed.put_nowait(int(data) if data is not None else 1006)
         # "open": nothing to do, the relay speaks first (challenge)
-
-    async def _on_message(self, text: str) -> None:
-        queued = {id(t) for t in self.session.pending} if self.session.pending else ()
-        replies = await self.session.receive(text)
-        send = self._sock_send
-        for index, reply in enumerate(replies):
-            if send is None or not send(reply):
-                # The socket is going away mid-flush: queued frames go back to the front of the
-                # queue (the next welcome flushes them); control frames are re-made by the next handshake.
-                unsent = [r for r in replies[index:] if id(r) in queued]
-                self.session.pending.extendleft(reversed(unsent))
-                return
-        if self.session.ready and not self.connected.is_set():
-            self._welcomed = True
-            self.connected.set()
 
 
 # BroadcastChannel -------------------------------------------------------------------------

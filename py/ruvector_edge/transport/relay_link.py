@@ -145,8 +145,17 @@ class ReconnectingRelayLink(abc.ABC):
 
     # Connection loop -----------------------------------------------------------------
     async def _received(self, text: str) -> None:
-        for reply in await self.session.receive(text):
-            await self._send_text(reply)
+        queued = {id(frame) for frame in self.session.pending} if self.session.pending else ()
+        replies = await self.session.receive(text)
+        for index, reply in enumerate(replies):
+            try:
+                await self._send_text(reply)
+            except self.retryable:
+                # The connection went away mid-flush: queued frames go back to the front of the
+                # queue for the next welcome; control frames are re-made by the next handshake.
+                unsent = [r for r in replies[index:] if id(r) in queued]
+                self.session.pending.extendleft(reversed(unsent))
+                raise
         if self.session.ready and not self.connected.is_set():
             self._welcomed = True
             self.connected.set()
