@@ -104,7 +104,7 @@ class Graph:
         while self._deferred and self._deferred[0][0] <= now:
             state, _, soul, key, value = heapq.heappop(self._deferred)
             if self.store is not None:
-                self.store.remove_deferred(soul, key, state)
+                self.store.remove_deferred(soul, key, state, value)
             if self.merge(soul, key, state, value) == APPLY:
                 applied.append((soul, key))
         if self.store is not None:

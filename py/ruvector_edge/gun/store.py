@@ -17,7 +17,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS gun_node (soul TEXT NOT NULL, key TEXT NOT NULL, state REAL NOT NULL,
                                      value TEXT NOT NULL, PRIMARY KEY (soul, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gun_deferred (soul TEXT NOT NULL, key TEXT NOT NULL, state REAL NOT NULL,
-                                         value TEXT NOT NULL, PRIMARY KEY (soul, key, state));
+                                         value TEXT NOT NULL, PRIMARY KEY (soul, key, state, value));
 """
 
 
@@ -50,9 +50,9 @@ class SqliteGraphStore:
         self._db.execute("INSERT OR REPLACE INTO gun_deferred VALUES (?, ?, ?, ?)",
                          (_enc(soul), _enc(key), state, _enc(value)))
 
-    def remove_deferred(self, soul: str, key: str, state: float) -> None:
-        self._db.execute("DELETE FROM gun_deferred WHERE soul = ? AND key = ? AND state = ?",
-                         (_enc(soul), _enc(key), state))
+    def remove_deferred(self, soul: str, key: str, state: float, value) -> None:
+        self._db.execute("DELETE FROM gun_deferred WHERE soul = ? AND key = ? AND state = ? AND value = ?",
+                         (_enc(soul), _enc(key), state, _enc(value)))
 
     def commit(self) -> None:
         self._db.commit()
