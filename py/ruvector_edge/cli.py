@@ -35,19 +35,22 @@ def relay_main(argv: list[str] | None = None) -> int:
                         help="built web app to serve (default: ./dist if it exists)")
     parser.add_argument("--shm-hub", default=None, metavar="NAME",
                         help="also accept agents on this machine over shared memory (they join shm://NAME)")
+    parser.add_argument("--gun-store", default=None, metavar="FILE",
+                        help="SQLite file keeping the GUN graph served on /gun (default: in memory)")
     parser.add_argument("--version", action="version", version=f"edge-relay {__version__}")
     args = parser.parse_args(argv)
     configure_logging()
     web_root = args.web if args.web is not None else (Path("dist") if Path("dist/index.html").exists() else None)
     if web_root is not None and not (web_root / "index.html").exists():
         parser.error(f"{web_root}/index.html not found; build the app first: bash scripts/build-web.sh")
-    return asyncio.run(_serve_relay(*args.listen, web_root, args.shm_hub))
+    return asyncio.run(_serve_relay(*args.listen, web_root, args.shm_hub, args.gun_store))
 
 
-async def _serve_relay(host: str, port: int, web_root: Path | None, shm_hub: str | None = None) -> int:
+async def _serve_relay(host: str, port: int, web_root: Path | None, shm_hub: str | None = None,
+                       gun_store: str | None = None) -> int:
     from .relay.server import RelayServer
 
-    server = RelayServer(host, port, web_root, shm_hub=shm_hub)
+    server = RelayServer(host, port, web_root, shm_hub=shm_hub, gun_store=gun_store)
     try:
         await server.start()
     except OSError as exc:
@@ -55,7 +58,8 @@ async def _serve_relay(host: str, port: int, web_root: Path | None, shm_hub: str
         return 2
     shown = f"[{host}]" if ":" in host else host
     port = server.port
-    print(f"edge-relay {__version__} listening on http://{shown}:{port}/ (agents: ws://{shown}:{port}/ws)", flush=True)
+    print(f"edge-relay {__version__} listening on http://{shown}:{port}/ (agents: ws://{shown}:{port}/ws, "
+          f"GUN peers: http://{shown}:{port}/gun)", flush=True)
     if shm_hub:
         print(f"shared-memory hub: shm://{shm_hub}", flush=True)
     if web_root is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
+from ..gun import GunEngine, add_gun_routes
 from ..platform.native import NativeCryptoProvider
 from ..transport import relay_wire as rw
 from .http import add_http_routes
@@ -79,7 +80,8 @@ class _Connection:
 
 class RelayServer:
     def __init__(self, host: str, port: int, web_root: Path | None, limits: RelayLimits | None = None,
-                 shm_hub: str | None = None) -> None:
+                 shm_hub: str | None = None, gun_store: str | None = None) -> None:
+        """`gun_store`: SQLite file of the GUN graph served on /gun (None keeps it in memory)."""
         self.host, self.port, self.web_root = host, port, web_root
         self.shm_hub_name = shm_hub
         self._shm_hub = None
@@ -91,6 +93,7 @@ class RelayServer:
         self._runner: web.AppRunner | None = None
         self._pinger: asyncio.Task | None = None
         self.metrics.queue_depths = self._queue_depths
+        self.gun = GunEngine(gun_store)
 
     def _queue_depths(self) -> tuple[int, int]:
         depths = [c.queue.qsize() for c in self._connections.values()]
@@ -102,6 +105,7 @@ class RelayServer:
     def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/ws", self._websocket)
+        add_gun_routes(app, self.gun)
         add_http_routes(app, self.web_root, self.metrics, self._health)
         return app
 
@@ -135,6 +139,7 @@ class RelayServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.gun.close_store()
 
     async def _ping_loop(self) -> None:
         slices = PING_SLICES

@@ -1,5 +1,5 @@
 // A GUN.js peer driven by JSON lines on stdin; answers with JSON lines on stdout.
-// node client.js http://127.0.0.1:PORT/gun
+// node client.cjs (CommonJS: the repo root package.json says "type": "module") http://127.0.0.1:PORT/gun
 const Gun = require('gun');
 const gun = Gun({ peers: [process.argv[2]], localStorage: false, radisk: false, file: false,
                   axe: false, multicast: false });
