@@ -492,6 +492,8 @@ async def test_the_relay_node_serves_gun_on_its_one_port(tmp_path):
                     if reply.get("@") == "m1":
                         break
                 assert reply.get("ok") is True
+            async with http.get(f"http://127.0.0.1:{server.port}/metrics") as response:
+                assert 'edge_relay_gun{what="puts"} 1' in await response.text()
     finally:
         await server.stop()
     again = RelayServer("127.0.0.1", 0, None, gun_store=store)

@@ -25,6 +25,7 @@ class RelayMetrics:
         self.rtt_counts = [0] * (len(RTT_BUCKETS) + 1)
         self.rtt_sum = 0.0
         self.queue_depths: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        self.gun_counts: Callable[[], dict[str, int]] = dict  # the /gun engine's counters, when served
 
     def drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
@@ -72,6 +73,11 @@ class RelayMetrics:
             out.append(f"edge_relay_rtt_seconds{suffix} {value}")
         out.append(f"edge_relay_rtt_seconds_sum {round(self.rtt_sum, 6)}")
         out.append(f"edge_relay_rtt_seconds_count {cumulative}")
+        gun = self.gun_counts()
+        if gun:
+            metric("edge_relay_gun", "gauge", "GUN endpoint counters (messages, puts, gets, relayed, malformed, ...).",
+                   [(f'{{what="{name}"}}', value) for name, value in sorted(gun.items())
+                    if isinstance(value, int) and not isinstance(value, bool)])
         metric("edge_relay_http_requests_total", "counter", "HTTP requests by kind and status.",
                [(f'{{kind="{k}",status="{s}"}}', n) for (k, s), n in sorted(self.http_requests.items())])
         return "\n".join(out) + "\n"

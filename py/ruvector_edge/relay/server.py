@@ -94,6 +94,7 @@ class RelayServer:
         self._pinger: asyncio.Task | None = None
         self.metrics.queue_depths = self._queue_depths
         self.gun = GunEngine(gun_store)
+        self.metrics.gun_counts = self.gun.metrics
 
     def _queue_depths(self) -> tuple[int, int]:
         depths = [c.queue.qsize() for c in self._connections.values()]
