@@ -9,18 +9,17 @@ verify with comes from the member registry, never from the pointer.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from ..canonical import canonicalize
-from ..errors import BadSignature, MalformedMessage, WrongSwarm, WrongType
+from ..errors import BadSignature, MalformedMessage, WrongSwarm
 from ..p2p import wire
+from ..p2p.records import SignedRecord
 from ..platform.base import CryptoProvider
 from .cid import parse_cid
 
 __all__ = ["ArtifactPointer", "ArtifactType"]
 
-MAX_POINTER_BYTES = 8 * 1024
 MAX_DIMENSIONS = 8
 
 
@@ -32,7 +31,7 @@ class ArtifactType(str, enum.Enum):
 
 
 @dataclass(frozen=True)
-class ArtifactPointer:
+class ArtifactPointer(SignedRecord):
     """`checksum` is the SHA-256 of the artifact's decoded bytes; `schema_hash` the SHA-256 of its schema."""
 
     TYPE: ClassVar[str] = "artifact_pointer"
@@ -60,20 +59,9 @@ class ArtifactPointer:
             "version": self.version,
         }
 
-    def signing_bytes(self) -> bytes:
-        return canonicalize(self.unsigned_fields())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.unsigned_fields(), "sig": self.sig.hex()}
-
-    def to_json(self) -> bytes:
-        return canonicalize(self.to_dict())
-
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> "ArtifactPointer":
-        wire.expect_keys(obj, _KEYS, "artifact pointer")
-        if obj["type"] != cls.TYPE:
-            raise WrongType(f"expected type {cls.TYPE!r}, got {obj['type']!r}")
+        cls._expect(obj)
         try:
             artifact_type = ArtifactType(obj["artifact_type"])
         except ValueError:
@@ -94,10 +82,6 @@ class ArtifactPointer:
             sig=wire.get_hex(obj, "sig", 64),
         )
 
-    @classmethod
-    def from_json(cls, data: bytes | str) -> "ArtifactPointer":
-        return cls.from_dict(wire.parse_json_object(data, MAX_POINTER_BYTES))
-
     async def sign(self, identity: Any) -> "ArtifactPointer":
         """A copy signed by `identity` (an IdentityManager or anything with `async sign(bytes)`)."""
         return replace(self, sig=await identity.sign(self.signing_bytes()))
@@ -109,5 +93,3 @@ class ArtifactPointer:
         if len(self.sig) != 64 or not await crypto.verify(public_key, self.signing_bytes(), self.sig):
             raise BadSignature(f"artifact pointer {self.cid} is not signed by this key")
 
-
-_KEYS = frozenset(["type", *(f.name for f in fields(ArtifactPointer))])
