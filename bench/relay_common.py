@@ -361,6 +361,19 @@ class Commands:
         asyncio.get_running_loop().remove_reader(self.conn.fileno())
 
 
+def shutdown(workers: list, *servers) -> None:
+    """Stop every client worker (even those whose pipe already broke), then the servers."""
+    for worker in workers:
+        try:
+            worker.send("stop")
+        except (BrokenPipeError, OSError):
+            pass
+    for worker in workers:
+        worker.join()
+    for server in servers:
+        server.stop()
+
+
 def split(items: list, parts: int) -> list[list]:
     return [items[i::parts] for i in range(parts)]
 

@@ -21,7 +21,7 @@ import aiohttp
 
 from relay_common import (ENVELOPE_PREFIX, Commands, RelayLimits, ServerProcess, Worker, connect_many,
                           control_reply, cpu_plan, cpu_seconds, emit, make_agents, open_lite, open_link,
-                          payload_for_frame, raise_nofile, split)
+                          payload_for_frame, raise_nofile, shutdown, split)
 
 TOPIC = "fanout"
 
@@ -217,15 +217,7 @@ def main() -> None:
                 worker.join()
                 workers.remove(worker)
     finally:
-        for worker in workers:
-            try:
-                worker.send("stop")
-            except (BrokenPipeError, OSError):
-                pass
-        for worker in workers:
-            worker.join()
-        relay.stop()
-        bare.stop()
+        shutdown(workers, relay, bare)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import os
 import time
 
 from relay_common import (Commands, LoopLag, RelayLimits, ServerProcess, Worker, connect_many, cpu_plan, emit,
-                          make_agents, open_lite, percentile, raise_nofile, rss_kib, split)
+                          make_agents, open_lite, percentile, raise_nofile, rss_kib, shutdown, split)
 from ruvector_edge.p2p.envelope import Envelope, EnvelopeHeader
 
 
@@ -236,15 +236,7 @@ def main() -> None:
             summary["bare_p50_ms"], summary["bare_p99_ms"] = results["bare"]["p50_ms"], results["bare"]["p99_ms"]
         emit(bench="relay_load", relay_p50_ms=relay_line["p50_ms"], **summary)
     finally:
-        for worker in workers:
-            try:
-                worker.send("stop")
-            except (BrokenPipeError, OSError):
-                pass
-        for worker in workers:
-            worker.join()
-        relay.stop()
-        bare.stop()
+        shutdown(workers, relay, bare)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 import aiohttp
 
 from relay_common import (ENVELOPE_PREFIX, Commands, RelayLimits, ServerProcess, Worker, control_reply, cpu_plan, emit,
-                          make_agents, open_link, percentile)
+                          make_agents, open_link, percentile, shutdown)
 
 SEAL_CAP = 500  # frames sealed per size; the loop cycles through them (the relay does not look at counters)
 
@@ -174,15 +174,7 @@ def main() -> None:
             emit(bench="relay_rtt", event="relay_profile", top=relay.call("profile_off", 20))
         emit(bench="relay_rtt", event="relay_stats", **relay.call("stats"))
     finally:
-        for worker in workers:
-            try:
-                worker.send("stop")
-            except (BrokenPipeError, OSError):
-                pass
-        for worker in workers:
-            worker.join()
-        relay.stop()
-        bare.stop()
+        shutdown(workers, relay, bare)
 
 
 if __name__ == "__main__":
