@@ -4,40 +4,17 @@
 // Needs a built app (bash scripts/build-web.sh). Loopback only; every loop is bounded.
 //   node bench/browser_crypto.mjs [--n 500] [--rounds 3] [--cold 3]
 import { chromium } from "@playwright/test";
-import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
+import { readFileSync } from "node:fs";
 import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config.js";
+import { arg, emit, startRelay } from "./browser_common.mjs";
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
 const N = arg("n", 500);
 const ROUNDS = arg("rounds", 3);
 const COLD = arg("cold", 3);
 const PAYLOAD = arg("payload", 1024);
 const PORT = arg("port", 4183);
 const BASE = `http://127.0.0.1:${PORT}`;
-const emit = (obj) => console.log(JSON.stringify(obj));
 
-// Serve dist/ with the native relay as in production; Vite's preview server if the venv lacks it.
-const RELAY = new URL("../.venv/bin/edge-relay", import.meta.url).pathname;
-
-async function startServer() {
-  const [cmd, args] = existsSync(RELAY)
-    ? [RELAY, ["--listen", `127.0.0.1:${PORT}`, "--web", "dist"]]
-    : ["npx", ["--no-install", "vite", "preview", "--host", "127.0.0.1", "--port", String(PORT), "--strictPort"]];
-  const server = spawn(cmd, args, { stdio: "ignore", detached: true });
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(BASE + "/")).ok) return server;
-    } catch {}
-    await sleep(100);
-  }
-  process.kill(-server.pid);
-  throw new Error(`${cmd} did not start on ${BASE}`);
-}
 
 async function openReady(browser) {
   const context = await browser.newContext();
@@ -50,7 +27,7 @@ async function openReady(browser) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-const server = await startServer();
+const server = await startRelay(PORT);
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
 try {
   const cold = [];

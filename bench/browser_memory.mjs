@@ -5,15 +5,9 @@
 // Needs a built app (bash scripts/build-web.sh). Loopback only; every loop is bounded.
 //   node bench/browser_memory.mjs [--n 10000] [--dim 384] [--k 10] [--queries 200] [--py-queries 20] [--port 4184]
 import { chromium } from "@playwright/test";
-import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
 import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config.js";
+import { arg, emit, startRelay } from "./browser_common.mjs";
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
 const N = arg("n", 10_000);
 const DIM = arg("dim", 384);
 const K = arg("k", 10);
@@ -23,25 +17,7 @@ const BATCH = arg("batch", 100);
 const PORT = arg("port", 4184);
 const GOAL_MS = 20;
 const BASE = `http://127.0.0.1:${PORT}`;
-const emit = (obj) => console.log(JSON.stringify(obj));
 
-// Serve dist/ with the native relay as in production; Vite's preview server if the venv lacks it.
-const RELAY = new URL("../.venv/bin/edge-relay", import.meta.url).pathname;
-
-async function startServer() {
-  const [cmd, args] = existsSync(RELAY)
-    ? [RELAY, ["--listen", `127.0.0.1:${PORT}`, "--web", "dist"]]
-    : ["npx", ["--no-install", "vite", "preview", "--host", "127.0.0.1", "--port", String(PORT), "--strictPort"]];
-  const server = spawn(cmd, args, { stdio: "ignore", detached: true });
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(BASE + "/")).ok) return server;
-    } catch {}
-    await sleep(100);
-  }
-  process.kill(-server.pid);
-  throw new Error(`${cmd} did not start on ${BASE}`);
-}
 
 // Runs in the worker. Timings are time.perf_counter() around each call, in ms.
 // Data: seeded uniform vectors (normalised on store), queries drawn the same way.
@@ -96,7 +72,7 @@ res["same_top_k"] = same
 json.dumps({k: v if not isinstance(v, list) else {"p50": pct(v, 50), "p99": pct(v, 99), "n": len(v)} for k, v in res.items()})
 `;
 
-const server = await startServer();
+const server = await startRelay(PORT);
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
 try {
   const page = await (await browser.newContext()).newPage();

@@ -10,15 +10,11 @@
 // Needs a built app (bash scripts/build-web.sh). Loopback only; every loop is bounded.
 //   node bench/browser_transport.mjs [--n 500] [--warmup 50] [--port 4184]
 import { chromium } from "@playwright/test";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config.js";
+import { arg, emit, startRelay } from "./browser_common.mjs";
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
 const N = Math.min(arg("n", 500), 5000);
 const WARMUP = arg("warmup", 50);
 const PORT = arg("port", 4184);
@@ -26,20 +22,7 @@ const PORT = arg("port", 4184);
 // loop well below that, the same on every path so the figures compare (the gap is not timed).
 const GAP_S = arg("gap-ms", 5) / 1000;
 const BASE = `http://127.0.0.1:${PORT}`;
-const RELAY = new URL("../.venv/bin/edge-relay", import.meta.url).pathname;
-const emit = (obj) => console.log(JSON.stringify(obj));
 
-async function startRelay() {
-  const server = spawn(RELAY, ["--listen", `127.0.0.1:${PORT}`, "--web", "dist"], { stdio: "ignore", detached: true });
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(BASE + "/healthz")).ok) return server;
-    } catch {}
-    await sleep(100);
-  }
-  process.kill(-server.pid);
-  throw new Error(`edge-relay did not start on ${BASE}`);
-}
 
 const py = (page, code) => page.evaluate((c) => window.edge.py(c), code);
 
@@ -139,7 +122,7 @@ _ms.sort()
   }
 }
 
-const server = await startRelay();
+const server = await startRelay(PORT);
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
 try {
   const key = randomBytes(32).toString("hex");
