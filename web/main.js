@@ -99,3 +99,73 @@ window.edge = {
   /** Run Python code in the worker; resolves with its (converted) last expression. */
   py: (code) => call("py", { code }),
 };
+
+// The swarm panel. The invite lives in the URL fragment (#swarm_key=<64 hex>&role=…&id=…),
+// which browsers never send to the server; once Python is ready the page's agent joins
+// the swarm through the relay on this same host, and the panel polls one snapshot a second.
+const invite = () => Object.fromEntries(new URLSearchParams(location.hash.slice(1)));
+const relayWs = () => new URL("/ws", location.href).href.replace(/^http/, "ws");
+let joining = null;
+
+function cell(row, text, cls) {
+  const td = row.insertCell();
+  td.textContent = text ?? "—";
+  if (cls) td.className = cls;
+}
+
+function render(snap) {
+  $("me").hidden = false;
+  $("me-id").textContent = snap.agent_id;
+  $("me-role").textContent = snap.role;
+  $("me-fp").textContent = snap.fingerprint;
+  $("me-swarm").textContent = snap.swarm_id;
+  const body = $("peers").tBodies[0];
+  body.replaceChildren();
+  for (const p of snap.peers) {
+    const row = body.insertRow();
+    row.dataset.agentId = p.agent_id;
+    cell(row, p.agent_id);
+    cell(row, p.role);
+    cell(row, p.transport);
+    cell(row, p.status, `status-${p.status}`);
+    cell(row, p.last_heartbeat_age_s == null ? null : `${p.last_heartbeat_age_s.toFixed(1)} s ago`);
+  }
+  $("peer-count").textContent = `(${snap.peers.length})`;
+  $("peers-empty").hidden = snap.peers.length > 0;
+}
+
+function showInvite() {
+  $("invite").hidden = false;
+  $("invite-link").value = location.href;
+}
+
+async function joinFromFragment() {
+  const inv = invite();
+  if (!inv.swarm_key || joining) return;
+  $("create").hidden = true;
+  showInvite();
+  const args = JSON.stringify({ swarm_key: inv.swarm_key, role: inv.role, id: inv.id, relay_url: relayWs() });
+  joining = call("py", { code: `import json\nfrom ruvector_edge import browser_app\nawait browser_app.start(json.loads(${JSON.stringify(args)}))` })
+    .then((snap) => {
+      render(snap);
+      setInterval(() => call("py", { code: "from ruvector_edge import browser_app\nbrowser_app.snapshot()" }).then(render, () => {}), 1000);
+      return snap;
+    })
+    .catch((err) => {
+      showError(`joining the swarm failed: ${err.message}`);
+      throw err;
+    });
+  window.edge.joined = joining;
+}
+
+ready.then(() => {
+  $("swarm").hidden = false;
+  if (invite().swarm_key) return joinFromFragment();
+  $("create").hidden = false;
+});
+$("create-btn").onclick = () => {
+  const key = Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0")).join("");
+  location.hash = `swarm_key=${key}`; // fires hashchange → join
+};
+addEventListener("hashchange", () => ready.then(joinFromFragment, () => {}));
+$("copy-btn").onclick = () => navigator.clipboard?.writeText($("invite-link").value).catch(() => {});
