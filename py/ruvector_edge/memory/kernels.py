@@ -173,16 +173,11 @@ class PurePythonKernel(VectorKernel):
 
 
 def default_kernel(dim: int) -> VectorKernel:
-    """numpy when it imports (native, or a Pyodide build that serves it); under Pyodide without it the
-    JS Float32Array kernel; else pure Python. Chosen here, once per memory, so callers never ask."""
+    """numpy when it imports (native, or a Pyodide build that serves it), else pure Python.
+
+    The runtime's own choice (the JS kernel in a browser) is `platform.default_vector_kernel`."""
     try:
         from .numpy_kernel import NumpyKernel
     except ImportError:
-        pass
-    else:
-        return NumpyKernel(dim)
-    if sys.platform == "emscripten":
-        from .browser import browser_default_kernel
-
-        return browser_default_kernel(dim)
-    return PurePythonKernel(dim)
+        return PurePythonKernel(dim)
+    return NumpyKernel(dim)

@@ -27,7 +27,8 @@ from typing import Any
 from ..errors import MalformedMessage, OversizedMessage, RejectedInput
 from ..p2p import wire
 from .entry import MemoryEntry, check_content, check_metadata, memory_id
-from .kernels import VectorKernel, default_kernel, pack_unit_vector
+from ..platform import default_vector_kernel
+from .kernels import VectorKernel, pack_unit_vector
 from .persistence import MemoryStore
 
 __all__ = ["MAX_IMPORT_BATCH", "ImportResult", "MemoryHit", "Rejection", "VectorMemory"]
@@ -81,7 +82,7 @@ class VectorMemory:
             raise ValueError(f"dimension must be a positive integer, not {dim!r}")
         if type(capacity) is not int or capacity < 1:
             raise ValueError(f"capacity must be a positive integer, not {capacity!r}")
-        kernel = default_kernel(dim) if kernel is None else kernel
+        kernel = default_vector_kernel(dim) if kernel is None else kernel
         if kernel.dim != dim or len(kernel):
             raise ValueError(f"the kernel must be empty and {dim}-dimensional")
         self.owner_agent_id = wire.check_id(owner_agent_id, "owner agent id")

@@ -10,7 +10,7 @@ import sys
 
 from .base import Clock, CryptoProvider, FakeClock, RandomSource, Runtime
 
-__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_runtime"]
+__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_runtime", "default_vector_kernel"]
 
 _default: Runtime | None = None
 
@@ -28,3 +28,15 @@ def default_runtime() -> Runtime:
 
             _default = native_runtime()
     return _default
+
+
+def default_vector_kernel(dim: int):
+    """The vector kernel for this runtime: the browser's (numpy, else JS Float32Array) under Pyodide,
+    numpy (else pure Python) natively."""
+    if sys.platform == "emscripten":
+        from ..memory.browser import browser_default_kernel
+
+        return browser_default_kernel(dim)
+    from ..memory.kernels import default_kernel
+
+    return default_kernel(dim)
