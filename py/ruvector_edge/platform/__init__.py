@@ -10,7 +10,7 @@ import sys
 
 from .base import Clock, CryptoProvider, FakeClock, RandomSource, Runtime
 
-__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_runtime", "default_vector_kernel"]
+__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_codec", "default_runtime", "default_sandbox", "default_vector_kernel"]
 
 _default: Runtime | None = None
 
@@ -40,3 +40,25 @@ def default_vector_kernel(dim: int):
     from ..memory.kernels import default_kernel
 
     return default_kernel(dim)
+
+
+def default_codec():
+    """The LZ4/deflate codec for this runtime: npm lz4-wasm through the FFI under Pyodide, the `lz4` package natively."""
+    if sys.platform == "emscripten":
+        from ..compression.browser_codec import JsLz4Codec
+
+        return JsLz4Codec()
+    from ..compression.lz4codec import NativeLz4Codec
+
+    return NativeLz4Codec()
+
+
+def default_sandbox():
+    """The WebAssembly task sandbox for this runtime: a dedicated Web Worker under Pyodide, wasmtime natively."""
+    if sys.platform == "emscripten":
+        from ..tasks.browser_sandbox import BrowserSandbox
+
+        return BrowserSandbox()
+    from ..tasks.sandbox import NativeSandbox
+
+    return NativeSandbox()
