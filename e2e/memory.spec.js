@@ -96,6 +96,42 @@ json.dumps({"len": len(mem), "present": [e is not None for e in entries],
   expect(back.other_dim).toContain("128-dimensional");
 });
 
+test("a SwarmAgent in the page keeps what store_memory acknowledged in IndexedDB across a reload", async ({ page }) => {
+  const agent = agentId("agent");
+  const newAgent = (persist) => `
+from ruvector_edge.agent import SwarmAgent, SwarmConfig
+agent = await SwarmAgent.new(SwarmConfig(agent_id=${JSON.stringify(agent)}, swarm_key=bytes(range(32)), memory_dim=64,
+                                         memory_persist=${persist ? "True" : "False"}))
+`;
+  await openReady(page);
+  const stored = JSON.parse(await py(page, `
+import json
+${newAgent(true)}
+ids = [await agent.store_memory(t, metadata={"n": n}) for n, t in enumerate(["tabs share a relay", "receipts are signed"])]
+json.dumps({"store": type(agent.memory.store).__name__, "unflushed": agent.memory.store.unflushed, "ids": ids})
+`));
+  expect(stored.store).toBe("IndexedDbMemoryStore");
+  expect(stored.unflushed).toBe(0); // store_memory returned only after the IndexedDB commit
+
+  await page.reload(); // no explicit flush or close: what was acknowledged must already be on disk
+  await openReady(page);
+  const back = JSON.parse(await py(page, `
+import json
+${newAgent(true)}
+hits = await agent.search_memory("receipts are signed", 1)
+json.dumps({"len": len(agent.memory), "hit": hits[0].content, "owner": hits[0].owner,
+            "meta": [agent.memory.get(i).metadata for i in ${JSON.stringify(stored.ids)}]})
+`));
+  expect(back).toEqual({ len: 2, hit: "receipts are signed", owner: agent, meta: [{ n: 0 }, { n: 1 }] });
+
+  const volatile = JSON.parse(await py(page, `
+import json
+${newAgent(false)}
+json.dumps({"store": agent.memory.store is None, "len": len(agent.memory)})
+`));
+  expect(volatile).toEqual({ store: true, len: 0 });
+});
+
 test("writes behind without an explicit flush, and a failed write stays queued and raises OSError", async ({ page }) => {
   const agent = agentId("behind");
   await openReady(page);

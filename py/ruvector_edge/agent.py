@@ -24,6 +24,7 @@ from .intelligence import IntelligenceSync
 from .memory import HashingEmbedder, VectorMemory
 from .p2p import P2PSwarm, Registration, wire
 from .p2p.wire import b64
+from .platform import open_memory_store
 from .p2p.records import Heartbeat
 from .p2p.registry import MemberStatus
 from .protocol import MessageKind, SwarmMessage
@@ -77,6 +78,7 @@ class SwarmConfig:
     memory_dim: int = 384
     memory_capacity: int = 10_000
     memory_path: str | None = None  # SQLite file for memories that survive restarts (native)
+    memory_persist: bool = True  # browser: keep memories in IndexedDB under the agent id
 
     def with_agent_id(self, agent_id: str) -> "SwarmConfig":
         return replace(self, agent_id=agent_id)
@@ -125,7 +127,8 @@ class Link(Protocol):
 
 
 class SwarmAgent:
-    def __init__(self, config: SwarmConfig, swarm: P2PSwarm) -> None:
+    def __init__(self, config: SwarmConfig, swarm: P2PSwarm, memory_store: Any = None) -> None:
+        """`memory_store` overrides where memories persist (SwarmAgent.new opens the runtime's own)."""
         self.config = config
         self.swarm = swarm
         self.peers: dict[str, PeerInfo] = {}
@@ -149,8 +152,8 @@ class SwarmAgent:
         self.intelligence = IntelligenceSync(config.agent_id, clock=swarm.runtime.clock)
         self._own_version_sent = 0
         self.embedder = HashingEmbedder(config.memory_dim)
-        store = None
-        if config.memory_path:
+        store = memory_store
+        if store is None and config.memory_path:
             from .memory import SqliteMemoryStore
 
             store = SqliteMemoryStore(config.memory_path)
@@ -163,7 +166,8 @@ class SwarmAgent:
         swarm = await P2PSwarm.create(
             config.agent_id, config.swarm_key, config.effective_capabilities(), **swarm_options
         )
-        return cls(config, swarm)
+        store = await open_memory_store(config.agent_id, config.memory_path, persist=config.memory_persist)
+        return cls(config, swarm, memory_store=store)
 
     @property
     def agent_id(self) -> str:
@@ -403,7 +407,11 @@ class SwarmAgent:
                            metadata: dict[str, Any] | None = None) -> str:
         """Store a memory (embedded with the offline hashing embedder when no vector is given); returns its id."""
         vector = self.embedder.embed(content) if embedding is None else embedding
-        return self.memory.store_memory(content, vector, metadata)
+        memory_id = self.memory.store_memory(content, vector, metadata)
+        flush = getattr(self.memory.store, "flush", None)  # write-behind stores (IndexedDB): wait for the commit
+        if flush is not None:
+            await flush()
+        return memory_id
 
     async def search_memory(self, query: str | list[float], k: int = 5) -> list[Any]:
         """Top-k memories by cosine similarity, across everything this agent and its peers stored."""

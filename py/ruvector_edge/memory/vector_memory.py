@@ -97,6 +97,11 @@ class VectorMemory:
         if store is not None:
             self._load(store)
 
+    @property
+    def store(self) -> MemoryStore | None:
+        """Where entries persist (None: this process only)."""
+        return self._store
+
     def _load(self, store: MemoryStore) -> None:
         entries = store.load(self.dim)
         excess = len(entries) - self.capacity

@@ -10,7 +10,7 @@ import sys
 
 from .base import Clock, CryptoProvider, FakeClock, RandomSource, Runtime
 
-__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_codec", "default_runtime", "default_sandbox", "default_vector_kernel"]
+__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_codec", "default_runtime", "default_sandbox", "default_vector_kernel", "open_memory_store"]
 
 _default: Runtime | None = None
 
@@ -62,3 +62,30 @@ def default_sandbox():
     from ..tasks.sandbox import NativeSandbox
 
     return NativeSandbox()
+
+
+async def open_memory_store(agent_id: str, sqlite_path: str | None = None, *, persist: bool = True):
+    """Where an agent's memories persist: IndexedDB (per agent id) under Pyodide when `persist`,
+    SQLite natively when a path is given, else None (memory only).
+
+    A browser that refuses IndexedDB (private mode, quota) degrades to memory only
+    with a warning rather than leaving the page without an agent.
+    """
+    if sys.platform == "emscripten":
+        if not persist:
+            return None
+        from ..errors import ProviderUnavailable
+        from ..memory.browser import IndexedDbMemoryStore
+
+        try:
+            return await IndexedDbMemoryStore.open(agent_id)
+        except ProviderUnavailable as error:
+            import logging
+
+            logging.getLogger(__name__).warning("memories will not persist: %s", error)
+            return None
+    if sqlite_path:
+        from ..memory.persistence import SqliteMemoryStore
+
+        return SqliteMemoryStore(sqlite_path)
+    return None
