@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SWARM_TOPIC = "swarm"
 MAX_VERSION_VECTOR = 100_000  # origins in one REQUEST_PATTERNS
+PATTERN_CHUNK_BYTES = 96 * 1024  # one SYNC_PATTERNS state: ~170 KB once base64'd twice, under WebRTC's 256 KiB message cap
 MEMORY_PAGE = 32  # memories per SYNC_MEMORIES message: 32 × (16 KiB content + 2 KiB vector) fits a 1 MiB payload
 
 
@@ -387,8 +388,8 @@ class SwarmAgent:
             return False
         since = {origin: version for origin, version in vv.items() if origin != self.agent_id}
         since[self.agent_id] = self._own_version_sent
-        data = self.intelligence.serialize_state(since=since)
-        await self.broadcast(MessageKind.SYNC_PATTERNS, state=b64(data))
+        for chunk in self.intelligence.serialize_chunks(since, PATTERN_CHUNK_BYTES):
+            await self.broadcast(MessageKind.SYNC_PATTERNS, state=b64(chunk))
         self._own_version_sent = own
         return True
 
@@ -454,7 +455,8 @@ class SwarmAgent:
                 raise MalformedMessage("version vector values must be non-negative integers")
         if len(self.intelligence) == 0:
             return
-        await self.send_to(sender, MessageKind.SYNC_PATTERNS, state=b64(self.intelligence.delta_for(vv)))
+        for chunk in self.intelligence.serialize_chunks(vv, PATTERN_CHUNK_BYTES):
+            await self.send_to(sender, MessageKind.SYNC_PATTERNS, state=b64(chunk))
 
     # Views ---------------------------------------------------------------------------
     def peer_table(self) -> list[dict[str, Any]]:

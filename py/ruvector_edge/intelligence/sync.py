@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from ..errors import MalformedMessage
+from ..errors import MalformedMessage, OversizedMessage
 from ..learning.pattern import Pattern
 from ..platform.base import Clock
 from . import wire
@@ -139,6 +139,38 @@ class IntelligenceSync:
         """The canonical compressed state; with `since`, only entries above that version vector."""
         return self._table.encode(since)
 
+    def serialize_chunks(self, since: dict[str, int] | None, max_bytes: int) -> list[bytes]:
+        """`serialize_state(since)` cut into frames of at most `max_bytes`, each a valid state on its own.
+
+        Every chunk holds, per origin, a contiguous version range, and chunks come in
+        ascending version order, so a receiver that got the first k chunks holds
+        everything up to the version its version vector then claims: a lost chunk is
+        found again by the next REQUEST_PATTERNS instead of hidden behind a higher
+        version. One pattern that alone exceeds `max_bytes` raises OversizedMessage.
+        """
+        whole = self.serialize_state(since)
+        if len(whole) <= max_bytes:
+            return [whole]
+        base = dict(since or {})
+        versions = self._table.versions_above(base)
+        chunks: list[bytes] = []
+        pending = [(base, versions)]  # a stack, so ranges are emitted in ascending order
+        while pending:
+            floor, ranges = pending.pop()
+            until = {origin: (v[-1] if v else floor.get(origin, 0)) for origin, v in ranges.items()}
+            data = self._table.encode(floor, until)
+            if len(data) <= max_bytes:
+                chunks.append(data)
+                continue
+            if sum(map(len, ranges.values())) <= 1:
+                raise OversizedMessage(f"one pattern encodes to {len(data)} bytes, over the {max_bytes}-byte chunk limit")
+            left, right = _halve(ranges)
+            middle = dict(floor)
+            middle.update({origin: v[-1] for origin, v in left.items() if v})
+            pending.append((middle, right))
+            pending.append((floor, left))
+        return chunks
+
     def version_vector(self) -> dict[str, int]:
         """origin -> highest version held: what to send in a REQUEST_PATTERNS."""
         return self._table.version_vector()
@@ -223,3 +255,14 @@ class IntelligenceSync:
     def __len__(self) -> int:
         """Entries held (one per (state, action, origin))."""
         return len(self._table)
+
+
+def _halve(ranges: dict[str, list[int]]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Split each origin's ascending versions at its middle (or the origins themselves, when each has one)."""
+    cuts = {origin: len(v) // 2 for origin, v in ranges.items()}
+    if not any(cuts.values()):
+        holders = sorted(origin for origin, v in ranges.items() if v)
+        cuts = {origin: len(ranges[origin]) if origin in holders[: len(holders) // 2] else 0 for origin in ranges}
+    left = {origin: v[: cuts[origin]] for origin, v in ranges.items()}
+    right = {origin: v[cuts[origin] :] for origin, v in ranges.items()}
+    return left, right

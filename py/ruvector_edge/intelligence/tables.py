@@ -106,8 +106,13 @@ class PatternTable(abc.ABC):
         """Join a decoded batch in; raises OversizedMessage before any change if the table would overflow."""
 
     @abc.abstractmethod
-    def encode(self, since: dict[str, int] | None) -> bytes:
-        """The canonical frame of every entry whose version exceeds since[origin] (0 when absent)."""
+    def encode(self, since: dict[str, int] | None, until: dict[str, int] | None = None) -> bytes:
+        """The canonical frame of every entry with since[origin] < version <= until[origin]
+        (0 and unbounded when absent)."""
+
+    @abc.abstractmethod
+    def versions_above(self, since: dict[str, int] | None) -> dict[str, list[int]]:
+        """origin -> ascending versions of the entries `encode(since)` would hold."""
 
     @abc.abstractmethod
     def version_vector(self) -> dict[str, int]: ...
@@ -232,13 +237,13 @@ class PyTable(PatternTable):
         self._count += inserted
         return MergeCounts(inserted, len(plan) - inserted, unchanged, conflicts, len(new_keys), len(batch))
 
-    def encode(self, since: dict[str, int] | None) -> bytes:
-        since = since or {}
+    def encode(self, since: dict[str, int] | None, until: dict[str, int] | None = None) -> bytes:
+        since, until = since or {}, until or {}
         rows = [
             (state, action, origin, entry)
             for (state, action), origins in self._keys.items()
             for origin, entry in origins.items()
-            if entry.version > since.get(origin, 0)
+            if since.get(origin, 0) < entry.version <= until.get(origin, MAX_INT63)
         ]
         strings = sorted({name for row in rows for name in row[:3]})
         index = {name: i for i, name in enumerate(strings)}
@@ -255,6 +260,15 @@ class PyTable(PatternTable):
             )
         )
         return wire.frame(strings, columns, len(rows))
+
+    def versions_above(self, since: dict[str, int] | None) -> dict[str, list[int]]:
+        since = since or {}
+        out: dict[str, list[int]] = {}
+        for origins in self._keys.values():
+            for origin, entry in origins.items():
+                if entry.version > since.get(origin, 0):
+                    out.setdefault(origin, []).append(entry.version)
+        return {origin: sorted(versions) for origin, versions in out.items()}
 
     def version_vector(self) -> dict[str, int]:
         return dict(self._vv)
@@ -495,17 +509,39 @@ class NumpyTable(PatternTable):
         rank[np.array(ordered, np.int64)] = np.arange(len(ordered))
         return rank, [names[i] for i in ordered]
 
-    def encode(self, since: dict[str, int] | None) -> bytes:
+    def _window(self, since: dict[str, int] | None, until: dict[str, int] | None):
+        """Row selector for since[origin] < version <= until[origin]."""
+        np = self._np
+        select = slice(None)
+        if since or until:
+            floor = np.zeros(len(self._names), np.int64)
+            ceiling = np.full(len(self._names), MAX_INT63, np.int64)
+            for bound, values in ((floor, since or {}), (ceiling, until or {})):
+                for origin, version in values.items():
+                    if origin in self._ids:
+                        bound[self._ids[origin]] = version
+            origin_of = self._key & _MASK
+            select = (self._version > floor[origin_of]) & (self._version <= ceiling[origin_of])
+        return select
+
+    def versions_above(self, since: dict[str, int] | None) -> dict[str, list[int]]:
+        np = self._np
+        self._flush()
+        select = self._window(since, None)
+        origins, versions = self._key[select] & _MASK, self._version[select]
+        order = np.lexsort((versions, origins))
+        origins, versions = origins[order], versions[order]
+        out: dict[str, list[int]] = {}
+        for o in np.unique(origins).tolist():
+            lo, hi = np.searchsorted(origins, o), np.searchsorted(origins, o, side="right")
+            out[self._names[o]] = versions[lo:hi].tolist()
+        return out
+
+    def encode(self, since: dict[str, int] | None, until: dict[str, int] | None = None) -> bytes:
         np = self._np
         self._flush()
         key = self._key
-        select = slice(None)
-        if since:
-            floor = np.zeros(len(self._names), np.int64)
-            for origin, version in since.items():
-                if origin in self._ids:
-                    floor[self._ids[origin]] = version
-            select = self._version > floor[key & _MASK]
+        select = self._window(since, until)
         key = key[select]
         s, a, o = key >> _STATE_SHIFT, key >> ID_BITS & _MASK, key & _MASK
         used = self._present(s, a, o)
