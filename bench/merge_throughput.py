@@ -8,14 +8,19 @@ keys (a grid of states x actions; the second agent's grid is shifted by
 - merge: the CRDT join of the decoded columns into A's table;
 - parse+merge: `merge_peer_state` end to end;
 - aggregate: the swarm value (visit-weighted mean q) of every distinct pattern afterwards,
-  as arrays (numpy kernel) or Python lists (pure kernel).
+  as arrays (numpy kernel) or Python lists (pure kernel);
+- merge+aggregate: both, i.e. from decoded columns to every pattern's swarm value:
+  the counterpart of "fedavg_per_key+alignment" below.
 
 "patterns merged/s" counts the entries of both states (2 x patterns) per second,
 the same count Flower gets. Flower's side (`flwr.server.strategy.aggregate.aggregate`)
 gets the same q-values laid out as dense arrays over the union of keys (0 where a
 client has no pattern): FedAvg weights a client by a scalar, so "fedavg" weights
 each client by its total visits, and "fedavg_per_key" passes [q*visits, visits]
-layers with weight 1 and divides, which is the per-key visit weighting we compute.
+layers with weight 1 and divides, which is the per-key visit weighting we compute;
+"fedavg_per_key+alignment" starts from the two clients' sparse (key, q, visits)
+columns and builds that dense layout first (key union + scatter), which is what
+aggregating pattern tables with FedAvg takes when clients learned different keys.
 Flower is not a dependency of the package: without it those lines are skipped.
 
 Prints JSON lines; bounded: fixed sizes, best of `--rounds`.
@@ -79,9 +84,16 @@ def ours(kernel: str, factory, a_bytes: bytes, b_bytes: bytes, patterns: int, ro
     result = merged.merge_peer_state("agent-b", b_bytes)
     table = merged._table
     agg_s = best(lambda _: getattr(table, "swarm_arrays", table.aggregate)(), rounds)
+
+    def merge_then_aggregate(agent):
+        agent._table.merge(decoded, limits)
+        getattr(agent._table, "swarm_arrays", agent._table.aggregate)()
+
+    merge_agg_s = best(merge_then_aggregate, rounds, lambda: replica(a_bytes, factory))
     total = 2 * patterns
     rows = []
-    for step, seconds in (("parse", parse_s), ("merge", merge_s), ("parse+merge", both_s), ("aggregate", agg_s)):
+    for step, seconds in (("parse", parse_s), ("merge", merge_s), ("parse+merge", both_s), ("aggregate", agg_s),
+                          ("merge+aggregate", merge_agg_s)):
         rows.append(
             {
                 "bench": "merge_throughput",
@@ -93,9 +105,9 @@ def ours(kernel: str, factory, a_bytes: bytes, b_bytes: bytes, patterns: int, ro
                 "incoming_entries_per_s": round(patterns / seconds),
             }
         )
-    rows[-1]["distinct_patterns"] = merged.get_swarm_stats().total_patterns
-    rows[-1]["merge_result"] = result.__dict__
-    rows[-1]["state_bytes"] = len(b_bytes)
+    rows[-2]["distinct_patterns"] = merged.get_swarm_stats().total_patterns
+    rows[-2]["merge_result"] = result.__dict__
+    rows[-2]["state_bytes"] = len(b_bytes)
     return rows
 
 
@@ -124,9 +136,26 @@ def flower(a_bytes: bytes, b_bytes: bytes, patterns: int, rounds: int) -> list[d
         weighted, visits = aggregate(per_key)
         return np.divide(weighted, visits, out=np.zeros_like(weighted), where=visits > 0)
 
+    # The same per-key FedAvg when the clients hold sparse (key, q, visits) tables, as agents do:
+    # the dense layout Flower needs is built from the keys first (union, then scatter).
+    sparse = [(keys[m], table._q[m], table._visits[m].astype(np.float64)) for m in (mask_a, ~mask_a)]
+
+    def fedavg_per_key_aligned(_):
+        union_keys, slots = np.unique(np.concatenate([k for k, _, _ in sparse]), return_inverse=True)
+        layers, start = [], 0
+        for k, qv, vv in sparse:
+            at, start = slots[start : start + len(k)], start + len(k)
+            dq, dv = np.zeros(len(union_keys)), np.zeros(len(union_keys))
+            dq[at], dv[at] = qv * vv, vv
+            layers.append(([dq, dv], 1))
+        weighted, visits = aggregate(layers)
+        return np.divide(weighted, visits, out=np.zeros_like(weighted), where=visits > 0)
+
     total = 2 * patterns
     rows = []
-    for step, run in (("fedavg", lambda _: aggregate(client)), ("fedavg_per_key", fedavg_per_key)):
+    steps = (("fedavg", lambda _: aggregate(client)), ("fedavg_per_key", fedavg_per_key),
+             ("fedavg_per_key+alignment", fedavg_per_key_aligned))
+    for step, run in steps:
         seconds = best(run, rounds)
         rows.append(
             {
@@ -164,6 +193,7 @@ def main() -> None:
         if row["impl"] == "ruvector_edge[numpy]" and ref:
             row["vs_flwr_fedavg"] = round(row["patterns_merged_per_s"] / ref["fedavg"], 3)
             row["vs_flwr_fedavg_per_key"] = round(row["patterns_merged_per_s"] / ref["fedavg_per_key"], 3)
+            row["vs_flwr_fedavg_per_key_aligned"] = round(row["patterns_merged_per_s"] / ref["fedavg_per_key+alignment"], 3)
         print(json.dumps(row), flush=True)
 
 
