@@ -183,3 +183,9 @@ class ReceiptMismatch(RejectedInput):
 
 class TaskDeadlinePassed(RejectedInput):
     """A task was submitted, claimed or executed after its deadline."""
+
+
+# GUN: swarm state kept in a public graph.
+
+class UnsignedValue(MalformedMessage):
+    """A value in the GUN graph where swarm state belongs carries no signature (anyone can write to GUN)."""

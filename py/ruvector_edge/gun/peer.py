@@ -60,6 +60,7 @@ class GunEngine:
         self._dup: OrderedDict[str, object] = OrderedDict()
         self.counts = {"messages": 0, "duplicates": 0, "malformed": 0, "gets": 0, "puts": 0,
                        "relayed": 0, "acks_routed": 0}
+        self.on_answer = None  # called with the id of our own request when a peer answers it
 
     # -- connections -------------------------------------------------------
     def open(self, conn) -> list[tuple[object, str]]:
@@ -151,6 +152,8 @@ class GunEngine:
             if "put" in msg:
                 self._merge_put(msg["put"])
             origin = self._dup.get(answered)
+            if origin is SELF and self.on_answer is not None:
+                self.on_answer(answered)
             if origin is not None and origin is not SELF and origin is not conn and origin in self.peers:
                 self.counts["acks_routed"] += 1
                 out.append((origin, encode(msg)))
@@ -221,6 +224,10 @@ class GunEngine:
     # -- native agents: the same graph through the same rules -----------------
     def put(self, soul: str, values: dict, state: float | None = None) -> list[tuple[object, str]]:
         """Write keys of one node locally (HAM applies) and relay the put to every peer."""
+        return self.put_tracked(soul, values, state)[1]
+
+    def put_tracked(self, soul: str, values: dict, state: float | None = None) -> tuple[str, list[tuple[object, str]]]:
+        """`put`, also returning the message id, whose acks reach `on_answer`."""
         state = self.graph.now() if state is None else state
         node = {"_": {"#": soul, ">": {k: state for k in values}}, **values}
         msg_id = random_id()
@@ -230,10 +237,17 @@ class GunEngine:
         self.graph.commit()
         out: list[tuple[object, str]] = []
         self._relay(SELF, msg, set(), out)
-        return out
+        return msg_id, out
 
     def get(self, soul: str, key: str | None = None) -> dict | None:
         return self.graph.node(soul, key)
+
+    def request(self, soul: str) -> tuple[str, list[tuple[object, str]]]:
+        """Ask every peer for a node; answers merge into the graph and reach `on_answer` with the id."""
+        msg_id = random_id()
+        self._track(msg_id, SELF)
+        text = encode({"#": msg_id, "get": {"#": soul}})
+        return msg_id, [(p.conn, text) for p in self.peers.values()]
 
     def metrics(self) -> dict:
         return {**self.counts, **self.graph.counts, "deferred_waiting": self.graph.deferred_count(),

@@ -10,7 +10,7 @@ import sys
 
 from .base import Clock, CryptoProvider, FakeClock, RandomSource, Runtime
 
-__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_codec", "default_runtime", "default_sandbox", "default_vector_kernel", "open_memory_store"]
+__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_codec", "default_gun_graph", "default_runtime", "default_sandbox", "default_vector_kernel", "open_memory_store"]
 
 _default: Runtime | None = None
 
@@ -51,6 +51,17 @@ def default_codec():
     from ..compression.lz4codec import NativeLz4Codec
 
     return NativeLz4Codec()
+
+
+def default_gun_graph(relays):
+    """GunSwarm's graph for this runtime: GUN.js in the worker through the FFI under Pyodide, our GunEngine natively."""
+    if sys.platform == "emscripten":
+        from ..gun.browser import BrowserGunGraph
+
+        return BrowserGunGraph(relays)
+    from ..gun.native import NativeGunGraph
+
+    return NativeGunGraph(relays)
 
 
 def default_sandbox():

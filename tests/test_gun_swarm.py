@@ -1,0 +1,251 @@
+"""GunSwarm: swarm state in GUN, signed (and encrypted), read and written by native agents through a real
+relay's /gun, with a raw GUN.js client (npm `gun` in Node) writing forgeries into the same graph."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+
+import pytest
+
+from ruvector_edge.errors import MalformedMessage, OversizedMessage
+from ruvector_edge.gun import GunSwarmBuilder
+from ruvector_edge.gun.native import NativeGunGraph
+from ruvector_edge.gun.sealed import GunStateRecord, StateSealer
+from ruvector_edge.p2p import P2PSwarm
+from ruvector_edge.relay.server import RelayServer
+from test_gun import NodeGun, gun_js, until  # noqa: F401 - gun_js is a fixture
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def members(*names: str, key: bytes | None = None) -> list[P2PSwarm]:
+    key = key or os.urandom(32)
+    swarms = [await P2PSwarm.create(name, key) for name in names]
+    for s in swarms:
+        for t in swarms:
+            if s is not t:
+                await s.register_member(t.registration)
+    return swarms
+
+
+class Relay:
+    def __init__(self, store=None) -> None:
+        self.server = RelayServer("127.0.0.1", 0, None, gun_store=store)
+
+    async def __aenter__(self) -> "Relay":
+        await self.server.start()
+        self.url = f"http://127.0.0.1:{self.server.port}/gun"
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.server.stop()
+
+
+async def gun_swarm(p2p: P2PSwarm, url: str, encrypted: bool, **kw):
+    swarm = GunSwarmBuilder("edge").with_relays([url]).encrypted(encrypted).build(p2p.agent_id, p2p, **kw)
+    await swarm.connect(timeout=5)
+    return swarm
+
+
+def pattern_map(patterns):
+    return {(p.state, p.action): (round(p.q_value, 6), p.visits) for p in patterns}
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+async def test_two_native_agents_sync_patterns_and_presence_through_the_relay(encrypted):
+    a_id, b_id = await members("agent-a", "agent-b")
+    async with Relay() as relay:
+        a, b = await gun_swarm(a_id, relay.url, encrypted), await gun_swarm(b_id, relay.url, encrypted)
+        try:
+            await a.publish_pattern("edit_ts", "coder", 0.9, 3)
+            await b.publish_pattern("edit_ts", "reviewer", 0.4, 2)
+            await a.announce_peer(["wasm"])
+            seen = pattern_map(await b.get_patterns())
+            assert seen == {("edit_ts", "coder"): (0.9, 3), ("edit_ts", "reviewer"): (0.4, 2)}
+            assert pattern_map(await a.get_patterns()) == seen
+            assert (await b.get_peers())["agent-a"]["capabilities"] == ["wasm"]
+            # a later write replaces the earlier one (the same GUN key), the CRDT joins it
+            await a.publish_pattern("edit_ts", "coder", 0.5, 4)
+            assert pattern_map(await b.get_patterns())[("edit_ts", "coder")] == (0.5, 4)
+            assert b.stats["accepted"] >= 2 and sum(v for k, v in b.stats.items() if k != "accepted") == 0
+            # the relay's graph holds both agents' values under the swarm's soul
+            assert set(relay.server.gun.get(a.soul("learning"))) == {"_", "agent-a", "agent-b"}
+        finally:
+            await a.close()
+            await b.close()
+
+
+async def test_an_embedded_agent_shares_the_relays_own_engine_with_a_remote_one():
+    a_id, b_id = await members("agent-a", "agent-b")
+    async with Relay() as relay:
+        embedded = GunSwarmBuilder("edge").encrypted(True).build("agent-a", a_id,
+                                                              graph=NativeGunGraph(engine=relay.server.gun))
+        remote = await gun_swarm(b_id, relay.url, True)
+        await embedded.connect()
+        try:
+            await embedded.publish_pattern("s", "a", 1.0, 1)
+            assert pattern_map(await remote.get_patterns()) == {("s", "a"): (1.0, 1)}
+            await remote.publish_pattern("s", "b", -1.0, 5)
+            # the remote write reached the relay's engine, which is the embedded agent's graph
+            await until(lambda: "agent-b" in (relay.server.gun.get(embedded.soul("learning")) or {}))
+            assert pattern_map(await embedded.get_patterns())[("s", "b")] == (-1.0, 5)
+        finally:
+            await remote.close()
+            await embedded.close()
+
+
+async def test_sync_interval_spreads_patterns_without_explicit_calls():
+    a_id, b_id = await members("agent-a", "agent-b")
+    async with Relay() as relay:
+        builder = GunSwarmBuilder("edge").with_relays([relay.url]).encrypted(True).sync_interval(100)
+        a, b = builder.build("agent-a", a_id), builder.build("agent-b", b_id)
+        await a.connect(5)
+        await b.connect(5)
+        try:
+            a.learning.set_pattern("s", "x", 0.25, 7)  # learnt locally, never published by hand
+            await until(lambda: pattern_map(b.learning.patterns()).get(("s", "x")) == (0.25, 7), timeout=10)
+        finally:
+            await a.close()
+            await b.close()
+
+
+def _soul_path(soul: str) -> list[str]:
+    return [soul]  # GUN.js gun.get(soul) addresses a node by its whole soul
+
+
+async def test_forged_unsigned_oversized_and_stranger_values_from_gun_js_are_ignored_and_counted(gun_js):
+    a_id, b_id = await members("agent-a", "agent-b")
+    [stranger] = await members("mallory")  # a valid identity, but not a member of this swarm
+    async with Relay() as relay:
+        a, b = await gun_swarm(a_id, relay.url, False), await gun_swarm(b_id, relay.url, False)
+        raw = await NodeGun.start(gun_js, relay.url)
+        try:
+            await a.publish_pattern("s", "good", 0.5, 2)
+            soul = a.soul("learning")
+            genuine = relay.server.gun.get(soul, "agent-a")["agent-a"]
+            record = json.loads(genuine)
+            tampered = dict(record, agent_id="agent-b")  # agent-a's signature, now claiming to be agent-b
+            foreign = GunStateRecord(a_id.swarm_id, "mallory", "gun.learning", 1, 1, b"x")
+            foreign = GunStateRecord(**{**foreign.__dict__, "sig": await stranger.identity.sign(foreign.signing_bytes())})
+            writes = {
+                "agent-b": json.dumps(tampered),          # bad signature, under the key it claims
+                "agent-c": genuine,                      # agent-a's genuine value moved to another key
+                "mallory": foreign.to_json().decode(),   # signed, but by no member
+                "plain": "just text",                    # unsigned
+                "json": json.dumps({"payload": "AAAA"}),  # unsigned object
+                "number": 42,                            # not even a string
+                "huge": "x" * (StateSealer(a_id, encrypted=False).max_value_chars + 1),
+            }
+            for key, value in writes.items():
+                ack = await raw.call("put", _soul_path(soul), data={key: value})
+                assert ack["ok"], ack
+            got = pattern_map(await b.get_patterns())
+            assert got == {("s", "good"): (0.5, 2)}
+            assert b.stats == {"accepted": 1, "unsigned": 2, "malformed": 1, "oversized": 1, "wrong_swarm": 0,
+                               "misplaced": 1, "unknown_sender": 1, "bad_signature": 1, "undecryptable": 0,
+                               "stale": 0, "bad_state": 0}
+            # reading again does not recount what was already judged
+            await b.get_patterns()
+            assert b.stats["unsigned"] == 2 and b.stats["bad_signature"] == 1
+        finally:
+            await raw.stop()
+            await a.close()
+            await b.close()
+
+
+async def test_a_rolled_back_value_is_refused_as_stale(gun_js):
+    a_id, b_id = await members("agent-a", "agent-b")
+    async with Relay() as relay:
+        a, b = await gun_swarm(a_id, relay.url, True), await gun_swarm(b_id, relay.url, True)
+        raw = await NodeGun.start(gun_js, relay.url)
+        try:
+            await a.publish_pattern("s", "x", 0.1, 1)
+            old = relay.server.gun.get(a.soul("learning"), "agent-a")["agent-a"]
+            assert pattern_map(await b.get_patterns()) == {("s", "x"): (0.1, 1)}
+            await a.publish_pattern("s", "x", 0.9, 9)
+            assert pattern_map(await b.get_patterns()) == {("s", "x"): (0.9, 9)}
+            # someone re-puts the older genuine value with a newer GUN state: GUN takes it, we do not
+            assert (await raw.call("put", [a.soul("learning")], data={"agent-a": old}))["ok"]
+            await until(lambda: relay.server.gun.get(a.soul("learning"), "agent-a")["agent-a"] == old)
+            assert pattern_map(await b.get_patterns()) == {("s", "x"): (0.9, 9)}
+            assert b.stats["stale"] == 1
+        finally:
+            await raw.stop()
+            await a.close()
+            await b.close()
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+async def test_encrypted_values_are_unreadable_in_the_raw_graph(gun_js, encrypted):
+    a_id, b_id = await members("agent-a", "agent-b")
+    [outsider] = await members("agent-a")  # same name, other swarm key: a relay operator or a stranger
+    async with Relay() as relay:
+        a = await gun_swarm(a_id, relay.url, encrypted)
+        raw = await NodeGun.start(gun_js, relay.url)
+        try:
+            await a.publish_pattern("secret_state", "secret_action", 0.75, 3)
+            state = a.learning.serialize_state()
+            seen = (await raw.call("once", [a.soul("learning")]))["data"]["agent-a"]
+            assert isinstance(seen, str) and seen == relay.server.gun.get(a.soul("learning"), "agent-a")["agent-a"]
+            in_clear = base64.b64encode(state).decode() in seen
+            assert in_clear is (not encrypted)
+            if encrypted:
+                assert set(json.loads(seen)) == {"ct", "header", "iv", "sig"}
+            # an outsider's GunSwarm learns nothing from it: wrong swarm, nothing merged
+            spy = GunSwarmBuilder("edge").encrypted(encrypted).build("agent-a", outsider,
+                                                                      graph=NativeGunGraph([relay.url]))
+            await spy.connect(5)
+            try:
+                node = await spy.graph.read(a.soul("learning"))
+                assert node["agent-a"] == seen
+                assert await spy.sealer.open_node("learning", node) == {}
+                assert spy.stats["wrong_swarm"] == 1
+            finally:
+                await spy.close()
+            # a member with the key reads it
+            b = await gun_swarm(b_id, relay.url, encrypted)
+            try:
+                assert pattern_map(await b.get_patterns()) == {("secret_state", "secret_action"): (0.75, 3)}
+            finally:
+                await b.close()
+        finally:
+            await raw.stop()
+            await a.close()
+
+
+async def test_builder_refuses_bad_input_with_typed_errors():
+    [p2p] = await members("agent-a")
+    builder = GunSwarmBuilder("edge")
+    for bad in (["ftp://x/gun"], ["not a url"], [None], ["http:///gun"]):
+        with pytest.raises(MalformedMessage):
+            builder.with_relays(bad)
+    assert builder._relays == []
+    for bad in ([], "http://127.0.0.1:1/gun"):
+        with pytest.raises(MalformedMessage):
+            builder.with_public_relays(bad)
+    with pytest.raises(MalformedMessage):
+        GunSwarmBuilder("bad name/with slash")
+    with pytest.raises(MalformedMessage):
+        builder.sync_interval(0)
+    with pytest.raises(MalformedMessage):
+        builder.build("someone-else", p2p)
+    # offline first: nothing to connect to unless the user says so
+    offline = builder.build("agent-a", p2p)
+    assert offline.relays == () and offline.graph.relays == []
+    await offline.connect()
+    await offline.publish_pattern("s", "a", 0.5, 1)
+    assert pattern_map(await offline.get_patterns()) == {("s", "a"): (0.5, 1)}
+    await offline.close()
+    public = GunSwarmBuilder("edge").with_public_relays(["https://relay.example.org/gun"]).build("agent-a", p2p)
+    assert public.relays == ("https://relay.example.org/gun",)
+
+
+async def test_sealing_refuses_a_value_bigger_than_the_limit():
+    [p2p] = await members("agent-a")
+    sealer = StateSealer(p2p, encrypted=True, max_value_chars=2_000)
+    with pytest.raises(OversizedMessage):
+        await sealer.seal("learning", b"\x01" * 4_000)
+    assert len(await sealer.seal("learning", b"\x01" * 100)) < 2_000
