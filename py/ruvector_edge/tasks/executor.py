@@ -80,6 +80,9 @@ class TaskExecutor:
     async def _run(self, module: bytes, envelope: TaskEnvelope, data: bytes) -> SandboxResult:
         args = (module, envelope.entrypoint, data, envelope.budgets)
         try:
+            run_async = getattr(self.sandbox, "run_async", None)
+            if run_async is not None:  # the browser sandbox: it waits on a worker, it has no blocking run
+                return await run_async(*args)
             if self.offload:
                 return await asyncio.to_thread(self.sandbox.run, *args)
             return self.sandbox.run(*args)

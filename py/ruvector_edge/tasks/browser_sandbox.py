@@ -1,0 +1,124 @@
+"""Browser WebAssembly sandbox: the task ABI of tasks/sandbox.py, run in a dedicated Web Worker through the `edgeSandbox` bridge.
+
+Imported only under Pyodide (platform.default_sandbox()). The module's outline
+is read here (wasm_module.py) because the browser's reflection has no
+signatures: a module outside the ABI is refused before anything runs, with the
+native wording. Budgets map onto what a browser can enforce:
+
+* memory: the memory section's maximum is lowered to the budget, so a
+  `memory.grow` past it returns -1 inside the module as under wasmtime's limit;
+  a failed run whose memory reached the cap is re-run once with twice the cap
+  (the native probe) and is OutOfMemory if it then goes past the budget;
+* time: web/bridges/sandbox.js terminates the worker at the deadline (Timeout)
+  and starts a fresh one for the next task;
+* fuel: not metered. `fuel_used` is None and the receipt's detail says so,
+  rather than a number the browser never counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import OrderedDict
+
+import js  # type: ignore[import-not-found]
+from pyodide.ffi import JsProxy  # type: ignore[import-not-found]
+
+from ..errors import ModuleRejected, ProviderUnavailable
+from .envelope import Budgets
+from .sandbox import WASM_PAGE, SandboxResult, TaskStatus
+from .wasm_module import MAX_PAGES, ModuleOutline, outline, require_abi, with_memory_maximum
+
+__all__ = ["BrowserSandbox", "FUEL_UNMETERED"]
+
+FUEL_UNMETERED = "fuel unmetered (browser sandbox)"
+
+
+def _bridge() -> JsProxy:
+    bridge = getattr(js, "edgeSandbox", None)
+    if bridge is None:
+        raise ProviderUnavailable("globalThis.edgeSandbox is missing: load web/bridges/sandbox.js in the worker first")
+    return bridge
+
+
+def _u8(data: bytes) -> JsProxy:
+    arr = js.Uint8Array.new(len(data))
+    if data:
+        arr.assign(data)
+    return arr
+
+
+def _with_note(detail: str) -> str:
+    return f"{detail}; {FUEL_UNMETERED}" if detail else FUEL_UNMETERED
+
+
+class BrowserSandbox:
+    """Same `SandboxResult`s as NativeSandbox, from `await run_async(...)` (a browser cannot block on a worker).
+
+    Outlines and memory-capped binaries are cached by SHA-256; the bridge keeps
+    the compiled modules and one warm worker, so a repeated task pays neither
+    compilation nor worker start-up.
+    """
+
+    def __init__(self, *, max_output_bytes: int = 16 << 20, module_cache: int = 64) -> None:
+        self._js = _bridge()
+        self.max_output_bytes = max_output_bytes
+        self._outlines: OrderedDict[bytes, ModuleOutline] = OrderedDict()
+        self._capped: OrderedDict[tuple[bytes, int], tuple[str, bytes]] = OrderedDict()
+        self._cache_size = module_cache
+
+    def _outline(self, module: bytes, digest: bytes) -> ModuleOutline:
+        info = self._outlines.get(digest)
+        if info is None:
+            info = self._outlines[digest] = outline(module)
+            while len(self._outlines) > self._cache_size:
+                self._outlines.popitem(last=False)
+        else:
+            self._outlines.move_to_end(digest)
+        return info
+
+    def _capped_module(self, module: bytes, digest: bytes, pages: int) -> tuple[str, bytes]:
+        """(key, bytes) of the module with its memory maximum at `pages`; the key names it in the bridge's cache."""
+        entry = self._capped.get((digest, pages))
+        if entry is None:
+            capped = with_memory_maximum(module, pages)
+            entry = self._capped[(digest, pages)] = (hashlib.sha256(capped).hexdigest(), capped)
+            while len(self._capped) > self._cache_size:
+                self._capped.popitem(last=False)
+        return entry
+
+    async def run_async(self, module_bytes: bytes, entrypoint: str, data: bytes, budgets: Budgets) -> SandboxResult:
+        """Run one task; raises ModuleRejected (before running) for a module outside the ABI."""
+        digest = hashlib.sha256(module_bytes).digest()
+        info = self._outline(module_bytes, digest)
+        require_abi(info, entrypoint)
+        pages = min(budgets.memory_mb * (1 << 20) // WASM_PAGE, MAX_PAGES)
+        if info.memory_min is not None and info.memory_min > pages:
+            return SandboxResult(
+                TaskStatus.OUT_OF_MEMORY, b"", None, 0, 0,
+                _with_note(f"initial memory of {info.memory_min} pages exceeds the budget of {pages}"),
+            )
+        result = await self._attempt(module_bytes, digest, entrypoint, data, budgets, pages)
+        if result.status is TaskStatus.ERROR and result.memory_peak and pages < MAX_PAGES:
+            probe = await self._attempt(module_bytes, digest, entrypoint, data, budgets, min(2 * pages, MAX_PAGES))
+            if probe.memory_peak > pages * WASM_PAGE:
+                detail = "needs more memory than the budget: " + result.detail
+                return dataclasses.replace(result, status=TaskStatus.OUT_OF_MEMORY, detail=detail[:256])
+        return result
+
+    async def _attempt(self, module: bytes, digest: bytes, entrypoint: str, data: bytes, budgets: Budgets, pages: int) -> SandboxResult:
+        key, capped = self._capped_module(module, digest, pages)
+        payload = None if self._js.has(key) else _u8(capped)
+        answer = await self._js.run(key, payload, entrypoint, _u8(data), budgets.timeout_ms, self.max_output_bytes)
+        if getattr(answer, "rejected", None):
+            raise ModuleRejected(f"not a valid WebAssembly module: {answer.rejected}"[:256])
+        status = TaskStatus(answer.status)
+        output = answer.output.to_bytes() if status is TaskStatus.SUCCESS else b""
+        return SandboxResult(
+            status=status,
+            output=output,
+            fuel_used=None,
+            memory_peak=int(answer.memoryPeak),
+            exec_us=int(answer.execUs),
+            detail=_with_note(str(answer.detail))[:256],
+        )
