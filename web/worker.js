@@ -8,8 +8,6 @@
 // the slow loading afterwards; the page sends nothing until it sees "boot".
 import "./bridges/crypto.js";
 import "./bridges/vectors.js";
-import "./bridges/lz4.js";
-import "./bridges/artifact-idb.js";
 import "./bridges/sandbox.js";
 import { edgeTransport } from "./bridges/transport.js";
 
