@@ -16,6 +16,7 @@ def test_kinds_are_exactly_the_issue_list():
     assert [k.value for k in MessageKind] == [
         "JOIN", "LEAVE", "PING", "PONG", "HEARTBEAT", "SYNC_PATTERNS", "REQUEST_PATTERNS",
         "SYNC_MEMORIES", "BROADCAST_TASK", "TASK_RESULT", "SIGNAL",
+        "REQUEST_BLOCK", "BLOCK", "TASK_CLAIM", "TASK_ASSIGN", "SPOT_CHECK", "SPOT_RESULT",
     ]
 
 

@@ -3,9 +3,10 @@
 It owns a `P2PSwarm` (identity, registry, envelopes) and a link to a relay;
 every incoming frame goes through the P2PSwarm receive path before a handler
 sees it, and each protocol kind has exactly one handler here. Application
-kinds the agent does not consume itself (patterns, memories, tasks, signals)
-are delivered to subscribers registered with `on()`; unconsumed ones wait in a
-bounded inbox.
+messages are also delivered to subscribers registered with `on()`; those no
+handler consumes (signals, task messages without an envelope or receipt) wait
+in a bounded inbox when nobody subscribes. Tasks and artifact exchange are in
+tasks/swarm.py and artifacts/exchange.py; this class only routes to them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Protocol
 
 from .errors import MalformedMessage, Misaddressed, RejectedInput, ReplayDetected
+from .artifacts import ArtifactStore
+from .artifacts.exchange import ArtifactExchange
 from .intelligence import IntelligenceSync
 from .memory import HashingEmbedder, VectorMemory
 from .p2p import P2PSwarm, Registration, wire
@@ -30,6 +33,8 @@ from .p2p.registry import MemberStatus
 from .protocol import MessageKind, SwarmMessage
 from .protocol import decode as decode_message
 from .protocol import encode as encode_message
+from .tasks import Budgets, Claim, Coordinator, MismatchReport, TaskReceipt
+from .tasks.swarm import SwarmTasks
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +85,9 @@ class SwarmConfig:
     memory_capacity: int = 10_000
     memory_path: str | None = None  # SQLite file for memories that survive restarts (native)
     memory_persist: bool = True  # browser: keep memories in IndexedDB under the agent id
+    task_lease_ms: int = 10_000  # a claim's lease; the executor renews it at half-life while running
+    task_settle_ms: int = 150  # how long a claimant waits for earlier claims in flight before running
+    task_poll_ms: int = 200  # coordinator assignment / lease takeover tick
 
     def with_agent_id(self, agent_id: str) -> "SwarmConfig":
         return replace(self, agent_id=agent_id)
@@ -97,7 +105,12 @@ class SwarmConfig:
         return replace(self, capabilities=tuple(capabilities))
 
     def effective_capabilities(self) -> tuple[str, ...]:
-        return self.capabilities or (self.role.value,)
+        """Explicit capabilities, else the role's; workers and specialists run WebAssembly tasks by default."""
+        if self.capabilities:
+            return self.capabilities
+        if self.role in (AgentRole.WORKER, AgentRole.SPECIALIST):
+            return (self.role.value, "wasm")
+        return (self.role.value,)
 
 
 @dataclass
@@ -160,6 +173,22 @@ class SwarmAgent:
             store = SqliteMemoryStore(config.memory_path)
         self.memory = VectorMemory(config.agent_id, config.memory_dim, config.memory_capacity, store=store)
         self._memory_seq_sent = 0
+        self.artifacts = ArtifactStore()
+        self.exchange = ArtifactExchange(self.artifacts, self.send_to, self._live_peers)
+        self.swarm_tasks = SwarmTasks(
+            self, lease_ms=config.task_lease_ms, settle_ms=config.task_settle_ms, poll_ms=config.task_poll_ms,
+            coordinator=Coordinator() if config.role is AgentRole.COORDINATOR else None,
+        )
+        self._handlers.update({
+            MessageKind.REQUEST_BLOCK: self.exchange.on_request,
+            MessageKind.BLOCK: self.exchange.on_block,
+            MessageKind.BROADCAST_TASK: self.swarm_tasks.on_broadcast_task,
+            MessageKind.TASK_CLAIM: self.swarm_tasks.on_claim,
+            MessageKind.TASK_ASSIGN: self.swarm_tasks.on_assign,
+            MessageKind.TASK_RESULT: self.swarm_tasks.on_result,
+            MessageKind.SPOT_CHECK: self.swarm_tasks.on_spot_check,
+            MessageKind.SPOT_RESULT: self.swarm_tasks.on_spot_result,
+        })
 
     @classmethod
     async def new(cls, config: SwarmConfig | None = None, **swarm_options: Any) -> "SwarmAgent":
@@ -210,6 +239,7 @@ class SwarmAgent:
                              capabilities=list(self.config.effective_capabilities()))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
         self._tasks.append(asyncio.create_task(self._sync_loop()))
+        self._tasks.append(asyncio.create_task(self.swarm_tasks.run_loop()))
         # Catch up: every member answers with what our (empty or stale) version vector lacks.
         await self.broadcast(MessageKind.REQUEST_PATTERNS, vv=self.intelligence.version_vector())
 
@@ -223,6 +253,7 @@ class SwarmAgent:
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
+        self.swarm_tasks.close()
         if self.links:
             try:
                 await self.broadcast(MessageKind.LEAVE, reason="shutdown")
@@ -322,12 +353,12 @@ class SwarmAgent:
         try:
             handler = self._handlers.get(message.kind)
             if handler is not None:
-                await handler(sender, message)
+                handled = await handler(sender, message)
             subscribers = self._subscribers.get(message.kind)
             if subscribers:
                 for subscriber in subscribers:
                     await subscriber(sender, message)
-            elif handler is None:
+            elif handler is None or handled is False:  # False: a plain BROADCAST_TASK/TASK_RESULT, not a task
                 self.inbox.append((sender, message))
         except RejectedInput as exc:
             self.rejected[type(exc).__name__] += 1
@@ -457,6 +488,42 @@ class SwarmAgent:
             return
         for chunk in self.intelligence.serialize_chunks(vv, PATTERN_CHUNK_BYTES):
             await self.send_to(sender, MessageKind.SYNC_PATTERNS, state=b64(chunk))
+
+    # Artifacts and tasks (the protocol is in artifacts/exchange.py and tasks/swarm.py) ---------
+    def _live_peers(self) -> list[str]:
+        return [p for p, info in self.peers.items() if not info.left]
+
+    def store_artifact(self, data: bytes, compressed: bool = False) -> str:
+        return self.artifacts.store_artifact(data, compressed)
+
+    def get_artifact(self, cid: str) -> bytes:
+        """Local only; MissingChunks when a block is not here (see fetch_artifact)."""
+        return self.artifacts.get_artifact(cid)
+
+    async def fetch_artifact(self, cid: str, timeout: float = 10.0, prefer: list[str] | tuple[str, ...] = ()) -> bytes:
+        """Local if held, else fetched from peers chunk by chunk (`prefer` asked first), every chunk verified."""
+        return await self.exchange.fetch(cid, timeout, prefer)
+
+    async def submit_task(self, module: bytes, input: bytes, *, entrypoint: str = "run", budgets: Budgets | None = None,
+                          priority: int = 0, deadline_ms: int | None = None, capability: str = "wasm") -> str:
+        """Store module and input as artifacts, sign the envelope and broadcast it; returns the task id."""
+        return await self.swarm_tasks.submit(module, input, entrypoint=entrypoint, budgets=budgets, priority=priority,
+                                             deadline_ms=deadline_ms, capability=capability)
+
+    async def claim_task(self, task_id: str) -> Claim:
+        """A signed lease on a known task, broadcast to the swarm; LeaseHeld while another member holds one."""
+        return await self.swarm_tasks.claim(task_id)
+
+    async def wait_receipt(self, task_id: str, timeout: float = 30.0) -> TaskReceipt:
+        """The task's receipt once verified (for our own tasks: against the envelope and every artifact hash)."""
+        return await self.swarm_tasks.wait_receipt(task_id, timeout)
+
+    async def spot_check(self, task_id: str, executor_id: str, timeout: float = 30.0) -> MismatchReport | None:
+        """Have `executor_id` re-run our task; a signed MismatchReport if its result disagrees with the receipt's."""
+        return await self.swarm_tasks.spot_check(task_id, executor_id, timeout)
+
+    def task_table(self) -> list[dict[str, Any]]:
+        return self.swarm_tasks.table()
 
     # Views ---------------------------------------------------------------------------
     def peer_table(self) -> list[dict[str, Any]]:

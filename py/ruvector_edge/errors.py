@@ -189,3 +189,17 @@ class TaskDeadlinePassed(RejectedInput):
 
 class UnsignedValue(MalformedMessage):
     """A value in the GUN graph where swarm state belongs carries no signature (anyone can write to GUN)."""
+
+
+# Tasks and artifacts over the swarm.
+
+class ArtifactUnavailable(EdgeError):
+    """An artifact could not be fetched: some block has no member left to ask, or the fetch ran out of time."""
+
+
+class UnsolicitedReply(RejectedInput):
+    """A block or spot-check reply answers no request this member has outstanding to that sender."""
+
+
+class UnknownTask(RejectedInput):
+    """A claim, assignment, result or spot-check names a task this member has no envelope for."""

@@ -30,6 +30,14 @@ class MessageKind(str, enum.Enum):
     BROADCAST_TASK = "BROADCAST_TASK"
     TASK_RESULT = "TASK_RESULT"
     SIGNAL = "SIGNAL"
+    # Artifacts and tasks over the swarm (issues 5 and 7): direct block exchange, signed leases,
+    # coordinator assignments and spot-check re-runs.
+    REQUEST_BLOCK = "REQUEST_BLOCK"
+    BLOCK = "BLOCK"
+    TASK_CLAIM = "TASK_CLAIM"
+    TASK_ASSIGN = "TASK_ASSIGN"
+    SPOT_CHECK = "SPOT_CHECK"
+    SPOT_RESULT = "SPOT_RESULT"
 
 
 _KINDS = {kind.value: kind for kind in MessageKind}

@@ -1,0 +1,327 @@
+"""Tasks over the swarm: native agents over a real relay submit, claim, execute and verify (issue 7).
+
+Modules are the hand-encoded sample (tasks/samples.py) and WAT compiled here;
+every agent runs its own wasmtime sandbox. Tasks with capability "manual" are
+run by nobody automatically, so a test can drive claims and receipts by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+
+import pytest
+import wasmtime
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relay_fixtures import running_relay, wait_for, ws_url
+from ruvector_edge.agent import AgentRole, SwarmAgent, SwarmConfig
+from ruvector_edge.errors import LeaseHeld
+from ruvector_edge.protocol import MessageKind
+from ruvector_edge.tasks import Budgets, NativeSandbox, TaskStatus
+from ruvector_edge.tasks.samples import SAMPLE_ENTRYPOINT, sample_module
+
+pytestmark = pytest.mark.timeout(90)
+
+KEY = bytes(range(32))
+ABI = """
+ (memory (export "memory") 1)
+ (global $top (mut i32) (i32.const 1024))
+ (func $alloc (export "alloc") (param $n i32) (result i32) (local $p i32)
+   (local.set $p (global.get $top))
+   (global.set $top (i32.add (global.get $top) (local.get $n)))
+   (local.get $p))
+"""
+# `count` loops as many times as the input's first u32 says (about 1 ns each) and returns the count.
+MISBEHAVING = wasmtime.wat2wasm(f"""(module {ABI}
+ (func (export "spin") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))
+ (func (export "divzero") (param i32 i32) (result i64) (i64.div_u (i64.const 1) (i64.const 0)))
+ (func (export "count") (param $p i32) (param $n i32) (result i64) (local $i i32) (local $k i32)
+   (local.set $k (i32.load (local.get $p)))
+   (block $done (loop $next
+     (br_if $done (i32.ge_u (local.get $i) (local.get $k)))
+     (local.set $i (i32.add (local.get $i) (i32.const 1)))
+     (br $next)))
+   (i32.store (local.get $p) (local.get $i))
+   (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.const 4))))""")
+SLOW_INPUT = (1_500_000_000).to_bytes(4, "little")
+BIG_BUDGETS = Budgets(fuel_limit=10**12, memory_mb=4, timeout_ms=60_000)
+
+
+# --- the sample module ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with NativeSandbox() as box:
+        yield box
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=3000))
+def test_sample_module_upper_cases_ascii_in_the_native_sandbox(sandbox, data):
+    result = sandbox.run(sample_module(), SAMPLE_ENTRYPOINT, data, Budgets(10_000_000, 2, 5_000))
+    assert result.status is TaskStatus.SUCCESS and result.output == data.upper()
+
+
+def test_sample_module_grows_memory_for_large_inputs(sandbox):
+    data = b"abc" * 500_000  # 1.5 MB: 23 pages
+    result = sandbox.run(sample_module(), SAMPLE_ENTRYPOINT, data, Budgets(100_000_000, 2, 5_000))
+    assert result.status is TaskStatus.SUCCESS and result.output == data.upper() and result.memory_peak > 65536
+    assert sandbox.run(sample_module(), SAMPLE_ENTRYPOINT, data, Budgets(100_000_000, 1, 5_000)).status is TaskStatus.OUT_OF_MEMORY
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def config(agent_id: str, role: AgentRole = AgentRole.WORKER, **options) -> SwarmConfig:
+    return SwarmConfig(agent_id=agent_id, role=role, swarm_key=KEY, coordinator_url=None, **options)
+
+
+async def joined(url: str, *configs: SwarmConfig) -> list[SwarmAgent]:
+    agents = []
+    for cfg in configs:
+        agent = await SwarmAgent.new(cfg)
+        await agent.join_swarm(url, timeout=10)
+        agents.append(agent)
+    ids = {a.agent_id for a in agents}
+    for agent in agents:
+        await wait_for(lambda: all(agent.peers.get(p) is not None and agent.peers[p].joined
+                                   for p in ids - {agent.agent_id}), what=f"{agent.agent_id} to see every JOIN")
+    for agent in agents:
+        await agent.links["relay"].ping()
+    return agents
+
+
+async def leave_all(agents) -> None:
+    for agent in agents:
+        await agent.leave()
+
+
+def row(agent: SwarmAgent, task_id: str) -> dict:
+    [found] = [r for r in agent.task_table() if r["task_id"] == task_id]
+    return found
+
+
+async def kill(agent: SwarmAgent) -> None:
+    """Vanish without LEAVE, as a crashed process would: loops and runs stop, the socket closes."""
+    for task in agent._tasks:
+        task.cancel()
+    agent.swarm_tasks.close()
+    for link in agent.links.values():
+        await link.stop()
+    agent.links.clear()
+
+
+@pytest.fixture
+async def relay():
+    async with running_relay() as server:
+        yield server
+
+
+# --- end to end -----------------------------------------------------------------------------
+
+
+async def test_submit_runs_once_and_the_requester_verifies_the_receipt(relay):
+    agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1"), config("w2"), config("w3"))
+    requester, *workers = agents
+    try:
+        task_id = await requester.submit_task(sample_module(), b"hello, swarm", priority=3)
+        receipt = await requester.wait_receipt(task_id, timeout=20)
+        assert receipt.status is TaskStatus.SUCCESS and receipt.executor in {"w1", "w2", "w3"}
+        assert requester.get_artifact(receipt.output_cid) == b"HELLO, SWARM"  # fetched from the executor
+        assert receipt.output_hash == hashlib.sha256(b"HELLO, SWARM").digest()
+        mine = row(requester, task_id)
+        assert mine["state"] == "done" and mine["verified"] and mine["executor"] == receipt.executor
+        assert mine["status"] == "Success" and mine["output_cid"] == receipt.output_cid and mine["round_trip_ms"] > 0
+        assert sum(w.swarm_tasks.executed for w in workers) == 1  # three capable members raced; one ran it
+        for worker in workers:
+            await wait_for(lambda: row(worker, task_id)["state"] == "done", what=f"{worker.agent_id} to see the result")
+            assert row(worker, task_id)["executor"] == receipt.executor
+        assert sum(sum(a.rejected.values()) for a in agents) == 0
+    finally:
+        await leave_all(agents)
+
+
+async def test_claim_race_between_two_executors_one_lease_everywhere(relay):
+    agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1"), config("w2"))
+    requester, w1, w2 = agents
+    try:
+        task_id = await requester.submit_task(sample_module(), b"race", capability="manual")
+        await wait_for(lambda: all(task_id in a.swarm_tasks.rows for a in agents), what="the envelope everywhere")
+        results = await asyncio.gather(w1.claim_task(task_id), w2.claim_task(task_id), return_exceptions=True)
+        claims = [r for r in results if not isinstance(r, BaseException)]
+        assert claims and all(isinstance(r, LeaseHeld) for r in results if isinstance(r, BaseException))
+
+        def holders():
+            now = requester.swarm.runtime.clock.now_ms()
+            return {a.agent_id: getattr(a.swarm_tasks.book.holder(task_id, now), "claimant", None) for a in agents}
+
+        await wait_for(lambda: len(set(holders().values())) == 1 and None not in holders().values()
+                       and all(len(a.swarm_tasks.book.claims(task_id)) == len(claims) for a in agents),
+                       what="every member to name the same holder")
+        holder = holders()["req"]
+        loser = w2 if holder == "w1" else w1
+        with pytest.raises(LeaseHeld):
+            await loser.claim_task(task_id)
+        assert row(requester, task_id)["state"] == "claimed" and row(requester, task_id)["claimant"] == holder
+    finally:
+        await leave_all(agents)
+
+
+async def test_executor_killed_mid_task_lease_expires_and_another_finishes(relay):
+    fast = dict(task_lease_ms=600, task_poll_ms=100)
+    agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1", **fast), config("w2", **fast))
+    requester, w1, w2 = agents
+    try:
+        task_id = await requester.submit_task(MISBEHAVING, SLOW_INPUT, entrypoint="count", budgets=BIG_BUDGETS)
+        await wait_for(lambda: w1.swarm_tasks.executed + w2.swarm_tasks.executed == 1, timeout=10, what="a run to start")
+        first = w1 if w1.swarm_tasks.executed else w2
+        other = w2 if first is w1 else w1
+        await asyncio.sleep(0.8)  # longer than a lease: the running executor has renewed it
+        assert row(requester, task_id)["claimant"] == first.agent_id and row(requester, task_id)["state"] == "claimed"
+        await kill(first)
+        receipt = await requester.wait_receipt(task_id, timeout=40)
+        assert receipt.executor == other.agent_id and receipt.status is TaskStatus.SUCCESS
+        assert requester.get_artifact(receipt.output_cid) == SLOW_INPUT
+        assert row(requester, task_id)["state"] == "done" and other.swarm_tasks.executed == 1
+    finally:
+        await leave_all([a for a in agents if a.links])
+
+
+async def test_trap_is_an_error_receipt_and_loops_run_out_of_fuel_or_time(relay):
+    agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1"))
+    requester, worker = agents
+    try:
+        trap = await requester.submit_task(MISBEHAVING, b"", entrypoint="divzero")
+        fuel = await requester.submit_task(MISBEHAVING, b"", entrypoint="spin", budgets=Budgets(100_000, 2, 10_000))
+        clock = await requester.submit_task(MISBEHAVING, b"", entrypoint="spin", budgets=Budgets(10**12, 2, 300))
+        expected = {trap: TaskStatus.ERROR, fuel: TaskStatus.FUEL_EXHAUSTED, clock: TaskStatus.TIMEOUT}
+        for task_id, status in expected.items():
+            receipt = await requester.wait_receipt(task_id, timeout=20)
+            assert receipt.status is status and receipt.output_cid is None, receipt.detail
+            assert row(requester, task_id)["state"] == "failed" and row(requester, task_id)["verified"]
+        assert (await requester.wait_receipt(fuel)).fuel_used == 100_000
+        assert (await requester.wait_receipt(clock)).fuel_used is None  # unmeasured on a timeout, not faked
+    finally:
+        await leave_all(agents)
+
+
+async def test_tampered_receipt_and_receipt_for_another_envelope_are_refused(relay):
+    agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1"))
+    requester, worker = agents
+    try:
+        first = await requester.submit_task(sample_module(), b"first", capability="manual")
+        second = await requester.submit_task(sample_module(), b"second", capability="manual")
+        await wait_for(lambda: {first, second} <= set(worker.swarm_tasks.rows), what="the envelopes at the worker")
+        rows = worker.swarm_tasks.rows
+        genuine = await worker.swarm_tasks._execute(rows[second])  # a real run, its receipt signed by w1
+        other = await worker.swarm_tasks._execute(rows[first])
+
+        tampered = dataclasses.replace(genuine, output_hash=hashlib.sha256(b"SOMETHING ELSE").digest())
+        await worker.broadcast(MessageKind.TASK_RESULT, receipt=tampered.to_dict())
+        await wait_for(lambda: requester.rejected["BadSignature"] == 1, what="the tampered receipt refused")
+
+        moved = await dataclasses.replace(other, task_id=second, input_cid=genuine.input_cid,
+                                          input_hash=genuine.input_hash).sign(worker.swarm.identity)
+        await worker.broadcast(MessageKind.TASK_RESULT, receipt=moved.to_dict())
+        await wait_for(lambda: requester.rejected["ReceiptMismatch"] == 1, what="the moved receipt refused")
+        assert row(requester, second)["state"] == "submitted" and not row(requester, second)["verified"]
+
+        await worker.broadcast(MessageKind.TASK_RESULT, receipt=genuine.to_dict())
+        receipt = await requester.wait_receipt(second, timeout=10)
+        assert receipt == genuine and requester.get_artifact(receipt.output_cid) == b"SECOND"
+        assert row(requester, first)["state"] == "submitted"
+    finally:
+        await leave_all(agents)
+
+
+async def test_coordinator_assigns_to_a_capable_member(relay):
+    agents = await joined(ws_url(relay.port), config("coord", AgentRole.COORDINATOR), config("req", AgentRole.SCOUT),
+                          config("w1"), config("gpu", capabilities=("gpu",)))
+    coordinator, requester, worker, gpu = agents
+    try:
+        task_id = await requester.submit_task(sample_module(), b"assigned", priority=9)
+        receipt = await requester.wait_receipt(task_id, timeout=20)
+        assert receipt.executor == "w1" and worker.swarm_tasks.executed == 1
+        await wait_for(lambda: row(coordinator, task_id)["state"] == "done", what="the coordinator to settle it")
+        assert coordinator.swarm_tasks.coordinator.assignment(task_id) is None
+        assert gpu.swarm_tasks.rows[task_id].receipt is not None and gpu.swarm_tasks.executed == 0
+    finally:
+        await leave_all(agents)
+
+
+class LyingSandbox(NativeSandbox):
+    """A dishonest executor's sandbox: runs the module, then reports a different output."""
+
+    def run(self, module, entrypoint, data, budgets):
+        result = super().run(module, entrypoint, data, budgets)
+        return dataclasses.replace(result, output=result.output[::-1])
+
+
+async def test_spot_check_agrees_with_an_honest_executor_and_reports_a_lying_one(relay):
+    agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("liar"), config("w2"))
+    requester, liar, honest = agents
+    liar.swarm_tasks._sandbox = LyingSandbox()
+    try:
+        task_id = await requester.submit_task(sample_module(), b"check me", capability="manual")
+        await wait_for(lambda: task_id in liar.swarm_tasks.rows, what="the envelope at the liar")
+        await liar.claim_task(task_id)
+        receipt = await liar.swarm_tasks._execute(liar.swarm_tasks.rows[task_id])
+        await liar.broadcast(MessageKind.TASK_RESULT, receipt=receipt.to_dict())
+        assert (await requester.wait_receipt(task_id, timeout=10)).executor == "liar"  # well-formed, just wrong
+
+        report = await requester.spot_check(task_id, "w2", timeout=20)
+        assert report is not None and report.executor == "liar" and report.checker == "w2"
+        assert report.observed_output_hash == hashlib.sha256(b"CHECK ME").digest()
+        assert report.claimed_output_hash == hashlib.sha256(b"EM KCEHC").digest()
+        await report.verify(requester.swarm.runtime.crypto, requester.swarm.identity.ed25519_public,
+                            swarm_id=requester.swarm.swarm_id)
+        assert requester.swarm_tasks.mismatches == [report]
+
+        liar.swarm_tasks.close()  # the liar mends its ways: two honest executors must agree
+        liar.swarm_tasks._sandbox, liar.swarm_tasks._executor = NativeSandbox(), None
+        honest_task = await requester.submit_task(sample_module(), b"honest")
+        honest_receipt = await requester.wait_receipt(honest_task, timeout=20)
+        checker = "liar" if honest_receipt.executor == "w2" else "w2"
+        assert await requester.spot_check(honest_task, checker, timeout=20) is None
+        assert requester.swarm_tasks.mismatches == [report]
+    finally:
+        await leave_all(agents)
+
+
+async def test_hostile_task_messages_are_refused_and_change_nothing(relay):
+    agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1"), config("m", AgentRole.SCOUT))
+    requester, worker, mallory = agents
+    try:
+        task_id = await requester.submit_task(sample_module(), b"x", capability="manual")
+        await wait_for(lambda: task_id in mallory.swarm_tasks.rows and task_id in worker.swarm_tasks.rows,
+                       what="the envelope everywhere")
+        envelope = requester.swarm_tasks.rows[task_id].envelope
+        claim = await mallory.claim_task(task_id)
+        await wait_for(lambda: row(worker, task_id)["claimant"] == "m", what="mallory's claim")
+        before = {a.agent_id: a.task_table() for a in agents}
+        forged_claim = dataclasses.replace(claim, claimed_at=claim.claimed_at + 1).to_dict()
+        hostile = [
+            (MessageKind.BROADCAST_TASK, {"envelope": envelope.to_dict(), "capability": "wasm"}, "MalformedMessage"),
+            (MessageKind.BROADCAST_TASK, {"envelope": {"type": "task_envelope"}, "capability": "wasm"}, "MalformedMessage"),
+            (MessageKind.BROADCAST_TASK, {"envelope": envelope.to_dict(), "capability": "x" * 65}, "MalformedMessage"),
+            (MessageKind.TASK_CLAIM, {"claim": forged_claim}, "BadSignature"),
+            (MessageKind.TASK_CLAIM, {"claim": {**claim.to_dict(), "task_id": "task-unknown"}}, "UnknownTask"),
+            (MessageKind.TASK_CLAIM, {"claim": claim.to_dict(), "extra": 1}, "MalformedMessage"),
+            (MessageKind.TASK_ASSIGN, {"task_id": task_id}, "MalformedMessage"),  # mallory is no coordinator
+            (MessageKind.TASK_RESULT, {"receipt": {"type": "task_receipt"}}, "MalformedMessage"),
+            (MessageKind.SPOT_CHECK, {"task_id": task_id, "req": "r1"}, "MalformedMessage"),  # not the requester
+            (MessageKind.SPOT_RESULT, {"req": "r1", "receipt": {}}, "UnsolicitedReply"),
+        ]
+        for kind, body, error in hostile:
+            count = worker.rejected[error]
+            await mallory.send_to("w1", kind, **body)
+            await wait_for(lambda: worker.rejected[error] == count + 1, what=f"{kind.value} refused with {error}")
+        await worker.links["relay"].ping()
+        assert {a.agent_id: a.task_table() for a in agents} == before
+        assert worker.swarm_tasks.executed == 0
+    finally:
+        await leave_all(agents)
