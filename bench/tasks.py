@@ -2,7 +2,7 @@
 tasks/s per native executor, and the in-process submit → claim → execute → verified receipt round trip.
 
 Prints JSON lines. Bounded: a fixed number of tasks per measurement. The round
-trip here has no transport; the relay-based one (issue 7) is measured separately.
+trip here has no transport; bench/task_roundtrip.py measures it through the relay.
 """
 
 from __future__ import annotations

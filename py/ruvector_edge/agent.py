@@ -88,6 +88,7 @@ class SwarmConfig:
     task_lease_ms: int = 10_000  # a claim's lease; the executor renews it at half-life while running
     task_settle_ms: int = 150  # how long a claimant waits for earlier claims in flight before running
     task_poll_ms: int = 200  # coordinator assignment / lease takeover tick
+    task_max_running: int = 4  # leases an uncoordinated executor holds at once (runs are still one at a time)
 
     def with_agent_id(self, agent_id: str) -> "SwarmConfig":
         return replace(self, agent_id=agent_id)
@@ -178,6 +179,7 @@ class SwarmAgent:
         self.swarm_tasks = SwarmTasks(
             self, lease_ms=config.task_lease_ms, settle_ms=config.task_settle_ms, poll_ms=config.task_poll_ms,
             coordinator=Coordinator() if config.role is AgentRole.COORDINATOR else None,
+            max_running=config.task_max_running,
         )
         self._handlers.update({
             MessageKind.REQUEST_BLOCK: self.exchange.on_request,

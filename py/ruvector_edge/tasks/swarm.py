@@ -9,8 +9,8 @@ their outputs into messages:
   with one, they wait for its TASK_ASSIGN.
 * TASK_CLAIM {claim}: a signed lease, recorded by everyone; the holder is the same
   everywhere (resolve_holder). A claimant waits `settle_ms` for earlier claims in
-  flight before running, renews its lease while running, and a lease that runs out
-  without a receipt is taken over.
+  flight before running (unless no other live member has the capability), renews
+  its lease while running, and a lease that runs out without a receipt is taken over.
 * TASK_RESULT {receipt}: verified against the envelope and the executor's registry
   key by everyone; the requester also fetches the output by CID and checks every
   hash before the receipt counts as verified.
@@ -78,7 +78,7 @@ class SwarmTasks:
     """One agent's part in the task protocol. `agent` supplies identity, links, artifacts and fetching."""
 
     def __init__(self, agent: Any, *, sandbox: Any = None, lease_ms: int = 10_000, settle_ms: int = 150,
-                 poll_ms: int = 200, coordinator: Coordinator | None = None) -> None:
+                 poll_ms: int = 200, coordinator: Coordinator | None = None, max_running: int = 1) -> None:
         self.agent = agent
         self.swarm = agent.swarm
         self.clock = agent.swarm.runtime.clock
@@ -86,6 +86,7 @@ class SwarmTasks:
         self.book = ClaimBook(self.swarm.swarm_id, lease_ms=lease_ms)
         self.settle_ms = settle_ms
         self.poll_ms = poll_ms
+        self.max_running = max_running  # leases held at once when uncoordinated (the sandbox runs one task at a time)
         self.coordinator = coordinator
         self.rows: dict[str, _Row] = {}
         self.mismatches: list[MismatchReport] = []
@@ -207,19 +208,48 @@ class SwarmTasks:
     def _capable(self, row: _Row) -> bool:
         return row.capability in self.capabilities
 
-    def _consider(self, task_id: str) -> None:
-        """Claim and run `task_id` in the background if this member should (capable, uncoordinated, unheld)."""
-        row = self.rows.get(task_id)
-        if row is None or not self._capable(row) or self.coordinated() or task_id in self._running:
-            return
-        if row.receipt is not None or row.failed is not None or self.book.holder(task_id, self.clock.now_ms()):
-            return
-        self._start(task_id)
+    def _rivals(self, row: _Row) -> bool:
+        """Another live member could be claiming this task too (so a claim must wait to settle)."""
+        return any(row.capability in info.capabilities and not info.left for info in self.agent.peers.values())
 
-    def _start(self, task_id: str) -> None:
-        task = asyncio.create_task(self._claim_and_run(task_id))
+    def _claimable(self, task_id: str, now: int) -> bool:
+        row = self.rows.get(task_id)
+        return (row is not None and self._capable(row) and task_id not in self._running and row.receipt is None
+                and row.failed is None and now < row.envelope.deadline and self.book.holder(task_id, now) is None)
+
+    def _consider(self, task_id: str | None = None) -> None:
+        """Uncoordinated: claim and run in the background while this member has a free run slot.
+
+        `task_id` first (a new envelope), then the open tasks by priority and deadline; among
+        equals each member's order is its own (hash of its id and the task id), so idle members
+        mostly reach for different tasks instead of all racing for the same one.
+        """
+        if self.coordinated():
+            return
+        now = self.clock.now_ms()
+        if task_id is not None and len(self._running) < self.max_running and self._claimable(task_id, now):
+            self._start(task_id)
+        if len(self._running) >= self.max_running:
+            return
+        me = self.agent.agent_id.encode()
+        open_tasks = sorted(
+            (t for t in self.rows if self._claimable(t, now)),
+            key=lambda t: (-self.rows[t].envelope.priority, self.rows[t].envelope.deadline,
+                           hashlib.sha256(me + t.encode()).digest()),
+        )
+        for open_task in open_tasks[: self.max_running - len(self._running)]:
+            self._start(open_task)
+
+    def _start(self, task_id: str, wait_for_lease: bool = False) -> None:
+        task = asyncio.create_task(self._claim_and_run(task_id, wait_for_lease))
         self._running[task_id] = task
-        task.add_done_callback(lambda _: self._running.pop(task_id, None))
+
+        def finished(_: asyncio.Task) -> None:
+            self._running.pop(task_id, None)
+            if not task.cancelled():
+                self._consider()  # a slot is free: take the next open task
+
+        task.add_done_callback(finished)
 
     async def _claim_and_run(self, task_id: str, wait_for_lease: bool = False) -> None:
         row = self.rows[task_id]
@@ -231,7 +261,8 @@ class SwarmTasks:
                     return
                 await asyncio.sleep(max(0, min(held.expires_at, row.envelope.deadline) - self.clock.now_ms()) / 1000)
                 await self.claim(task_id)
-            await asyncio.sleep(self.settle_ms / 1000)  # earlier claims still in flight would win
+            if self._rivals(row):
+                await asyncio.sleep(self.settle_ms / 1000)  # earlier claims still in flight would win
             holder = self.book.holder(task_id, self.clock.now_ms())
             if holder is None or holder.claimant != self.agent.agent_id or row.receipt is not None:
                 return
@@ -286,11 +317,10 @@ class SwarmTasks:
                     row = self.rows.get(event.task_id)
                     if row is not None and row.receipt is None:
                         row.failed = event.reason
-        for task_id, row in list(self.rows.items()):
+        for row in self.rows.values():
             if row.receipt is None and row.failed is None and now >= row.envelope.deadline:
                 row.failed = "deadline"
-            else:
-                self._consider(task_id)
+        self._consider()
 
     async def run_loop(self) -> None:
         while True:
@@ -343,9 +373,7 @@ class SwarmTasks:
             raise MalformedMessage(f"TASK_ASSIGN from {sender!r}, which is not a coordinator")
         row = self._row(task_id)
         if self._capable(row) and row.receipt is None and task_id not in self._running:
-            task = asyncio.create_task(self._claim_and_run(task_id, wait_for_lease=True))
-            self._running[task_id] = task
-            task.add_done_callback(lambda _: self._running.pop(task_id, None))
+            self._start(task_id, wait_for_lease=True)
 
     async def on_result(self, sender: str, message: SwarmMessage) -> bool:
         body = message.body
