@@ -23,7 +23,7 @@ async function openJoined(browser, fragment) {
 }
 
 const peerIds = (page) => page.locator("#peers tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.agentId));
-const leave = (page) => page.evaluate(() => window.edge.py("from ruvector_edge import browser_app\nawait browser_app._agent.leave()")).catch(() => {});
+const leave = (page) => page.evaluate(() => window.edge.py("from ruvector_edge import browser_app\nawait browser_app.leave()")).catch(() => {});
 
 test("pages opened with one invite fragment list each other and a native agent", async ({ browser }) => {
   const key = randomBytes(32).toString("hex");
@@ -60,16 +60,56 @@ test("pages opened with one invite fragment list each other and a native agent",
   }
 });
 
-test("without an invite the page offers to create a swarm, which puts a key in the fragment and joins", async ({ page }) => {
+test("without an invite the page offers to create a swarm; the role/id picker joins, and a reload keeps the identity", async ({ page }) => {
   await page.goto("/");
   await expect(page.locator("#status")).toHaveAttribute("data-state", "ready", { timeout: 45_000 });
   await expect(page.locator("#create-btn")).toBeVisible();
   await expect(page.locator("#me")).toBeHidden();
   await page.locator("#create-btn").click();
   await expect.poll(() => page.evaluate(() => location.hash)).toMatch(/^#swarm_key=[0-9a-f]{64}$/);
-  await expect(page.locator("#me-id")).toHaveText(/^tab-[0-9a-f]{4}$/, { timeout: 30_000 });
+  // the picker comes first, with a random tab id as default
+  await expect(page.locator("#picker")).toBeVisible();
+  await expect(page.locator("#pick-id")).toHaveValue(/^tab-[0-9a-f]{4}$/);
+  await page.locator("#pick-role").selectOption("scout");
+  await page.locator("#pick-id").fill("picked-1");
+  await page.locator("#join-btn").click();
+  await expect(page.locator("#me-id")).toHaveText("picked-1", WAIT);
+  await expect(page.locator("#me-role")).toHaveText("scout");
   await expect(page.locator("#create")).toBeHidden();
-  await expect(page.locator("#invite-link")).toHaveValue(/#swarm_key=[0-9a-f]{64}$/);
+  await expect(page.locator("#picker")).toBeHidden();
+  await expect(page.locator("#invite-link")).toHaveValue(/#swarm_key=[0-9a-f]{64}$/); // the key alone, not our id
   await expect(page.locator("#peers-empty")).toBeVisible();
+  await expect(page.locator("#scout-feed")).toBeVisible(); // a scout is given a feed box
+  const fp = await page.locator("#me-fp").textContent();
+  expect(fp).toMatch(/^([0-9a-f]{4}:){7}[0-9a-f]{4}$/);
+  expect(await page.evaluate(() => location.hash)).toMatch(/&role=scout&id=picked-1$/);
   await leave(page);
+
+  // Reload: the fragment names this agent now, so it rejoins at once with the identity kept in IndexedDB.
+  await page.reload();
+  await expect(page.locator("#me-id")).toHaveText("picked-1", { timeout: 45_000 });
+  await expect(page.locator("#me-role")).toHaveText("scout");
+  await expect(page.locator("#me-fp")).toHaveText(fp);
+  await expect(page.locator("#picker")).toBeHidden();
+  await leave(page);
+});
+
+test("a saved identity is per swarm and id: another id in the same browser gets another fingerprint", async ({ browser }) => {
+  const key = randomBytes(32).toString("hex");
+  const context = await browser.newContext();
+  try {
+    const fps = [];
+    for (const id of ["same-a", "same-b", "same-a"]) {
+      const page = await context.newPage();
+      await page.goto(`/#swarm_key=${key}&id=${id}`);
+      await expect(page.locator("#me-id")).toHaveText(id, { timeout: 45_000 });
+      fps.push(await page.locator("#me-fp").textContent());
+      await leave(page);
+      await page.close();
+    }
+    expect(fps[0]).not.toBe(fps[1]);
+    expect(fps[2]).toBe(fps[0]);
+  } finally {
+    await context.close();
+  }
 });

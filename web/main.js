@@ -3,8 +3,9 @@
 // Playwright tests and benchmarks drive Python in the worker.
 
 import { hostWebRtc } from "./bridges/rtc-host.js";
+import { Charts } from "./ui/charts.js";
+import { $, renderAll, renderSearch } from "./ui/panels.js";
 
-const $ = (id) => document.getElementById(id);
 const STAGES = ["boot", "pyodide", "manifest", "wheel", "import"];
 
 function setStatus(state, text) {
@@ -100,55 +101,60 @@ window.edge = {
   py: (code) => call("py", { code }),
 };
 
-// The swarm panel. The invite lives in the URL fragment (#swarm_key=<64 hex>&role=…&id=…),
-// which browsers never send to the server; once Python is ready the page's agent joins
-// the swarm through the relay on this same host, and the panel polls one snapshot a second.
-const invite = () => Object.fromEntries(new URLSearchParams(location.hash.slice(1)));
+// The swarm. The invite lives in the URL fragment (#swarm_key=<64 hex>&role=…&id=…&caps=…),
+// which browsers never send to the server. With an id in it the page joins at once (a reload
+// rejoins as the same agent, with the identity kept in IndexedDB); without one it offers the
+// role/id picker first. Once joined, the dashboard renders one snapshot a second.
+const fragment = () => Object.fromEntries(new URLSearchParams(location.hash.slice(1)));
 const relayWs = () => new URL("/ws", location.href).href.replace(/^http/, "ws");
+const pyString = (value) => JSON.stringify(JSON.stringify(value)); // a Python string literal holding JSON
+const randomId = () => `tab-${Array.from(crypto.getRandomValues(new Uint8Array(2)), (b) => b.toString(16).padStart(2, "0")).join("")}`;
 let joining = null;
+let charts = null;
 
-function cell(row, text, cls) {
-  const td = row.insertCell();
-  td.textContent = text ?? "—";
-  if (cls) td.className = cls;
-}
+/** Run one page action in the worker (browser_app.PageAgent.act_<name>). */
+const act = (name, args = {}) =>
+  call("py", { code: `from ruvector_edge import browser_app\nawait browser_app.act(${JSON.stringify(name)}, ${pyString(args)})` });
+const snapshot = () => call("py", { code: "from ruvector_edge import browser_app\nbrowser_app.snapshot()" });
+window.edge.act = act;
+window.edge.snapshot = snapshot;
 
 function render(snap) {
+  if (!snap.joined) return;
   $("me").hidden = false;
-  $("me-id").textContent = snap.agent_id;
-  $("me-role").textContent = snap.role;
-  $("me-fp").textContent = snap.fingerprint;
-  $("me-swarm").textContent = snap.swarm_id;
-  const body = $("peers").tBodies[0];
-  body.replaceChildren();
-  for (const p of snap.peers) {
-    const row = body.insertRow();
-    row.dataset.agentId = p.agent_id;
-    cell(row, p.agent_id);
-    cell(row, p.role);
-    cell(row, p.transport);
-    cell(row, p.status, `status-${p.status}`);
-    cell(row, p.last_heartbeat_age_s == null ? null : `${p.last_heartbeat_age_s.toFixed(1)} s ago`);
-  }
-  $("peer-count").textContent = `(${snap.peers.length})`;
-  $("peers-empty").hidden = snap.peers.length > 0;
+  renderAll(snap);
+  charts ??= new Charts($("charts"), $("curve"));
+  charts.update(snap);
 }
 
-function showInvite() {
-  $("invite").hidden = false;
-  $("invite-link").value = location.href;
+function refreshForever() {
+  const tick = () => snapshot().then(render, () => {}).finally(() => setTimeout(tick, 1000));
+  setTimeout(tick, 1000);
 }
 
-async function joinFromFragment() {
-  const inv = invite();
-  if (!inv.swarm_key || joining) return;
+function showPicker(inv) {
   $("create").hidden = true;
-  showInvite();
-  const args = JSON.stringify({ swarm_key: inv.swarm_key, role: inv.role, id: inv.id, relay_url: relayWs() });
-  joining = call("py", { code: `import json\nfrom ruvector_edge import browser_app\nawait browser_app.start(json.loads(${JSON.stringify(args)}))` })
+  $("picker").hidden = false;
+  $("pick-role").value = inv.role || "worker";
+  $("pick-id").value = inv.id || randomId();
+  $("pick-caps").value = inv.caps || "";
+}
+
+function join(inv) {
+  if (joining) return joining;
+  $("create").hidden = true;
+  $("picker").hidden = true;
+  const invite = { swarm_key: inv.swarm_key, role: inv.role, id: inv.id, caps: inv.caps, relay_url: relayWs() };
+  joining = call("py", { code: `import json\nfrom ruvector_edge import browser_app\nawait browser_app.start(json.loads(${pyString(invite)}))` })
     .then((snap) => {
+      // The fragment now names this agent, so a reload rejoins as it; the invite shared is the key alone.
+      const mine = new URLSearchParams({ swarm_key: inv.swarm_key, role: snap.role, id: snap.agent_id });
+      if (inv.caps) mine.set("caps", inv.caps);
+      history.replaceState(null, "", `#${mine}`);
+      $("invite").hidden = false;
+      $("invite-link").value = `${location.origin}${location.pathname}#swarm_key=${inv.swarm_key}`;
       render(snap);
-      setInterval(() => call("py", { code: "from ruvector_edge import browser_app\nbrowser_app.snapshot()" }).then(render, () => {}), 1000);
+      refreshForever();
       return snap;
     })
     .catch((err) => {
@@ -156,16 +162,70 @@ async function joinFromFragment() {
       throw err;
     });
   window.edge.joined = joining;
+  return joining;
+}
+
+function route() {
+  const inv = fragment();
+  if (joining) return;
+  if (!inv.swarm_key) {
+    $("create").hidden = false;
+    return;
+  }
+  if (inv.id) return join(inv);
+  showPicker(inv);
 }
 
 ready.then(() => {
   $("swarm").hidden = false;
-  if (invite().swarm_key) return joinFromFragment();
-  $("create").hidden = false;
+  route();
 });
+addEventListener("hashchange", () => ready.then(route, () => {}));
 $("create-btn").onclick = () => {
   const key = Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0")).join("");
-  location.hash = `swarm_key=${key}`; // fires hashchange → join
+  location.hash = `swarm_key=${key}`; // fires hashchange → picker
 };
-addEventListener("hashchange", () => ready.then(joinFromFragment, () => {}));
+$("picker").onsubmit = (e) => {
+  e.preventDefault();
+  join({ ...fragment(), role: $("pick-role").value, id: $("pick-id").value.trim(), caps: $("pick-caps").value.trim() || undefined });
+};
 $("copy-btn").onclick = () => navigator.clipboard?.writeText($("invite-link").value).catch(() => {});
+
+/** Wire a form to an action: `args()` reads its inputs, `show(result)` renders the answer in `out`. */
+function onSubmit(formId, out, name, args, show) {
+  $(formId).onsubmit = (e) => {
+    e.preventDefault();
+    $(out).textContent = "…";
+    act(name, args()).then(
+      (result) => {
+        $(out).textContent = "";
+        show(result);
+      },
+      (err) => ($(out).textContent = `error: ${err.message.split("\n").filter(Boolean).pop()}`),
+    );
+  };
+}
+
+onSubmit("best-form", "best-result", "best_action",
+  () => ({ state: $("best-state").value, actions: $("best-actions").value }),
+  (r) => ($("best-result").textContent = r ? `best: ${r.action} (confidence ${r.confidence})` : "no pattern known for that state"));
+onSubmit("learn-form", "best-result", "learn",
+  () => ({ state: $("learn-state").value, action: $("learn-action").value, reward: Number($("learn-reward").value) }),
+  () => ($("best-result").textContent = "learned; peers get it at the next sync"));
+onSubmit("store-form", "memory-result", "store_memory", () => ({ text: $("store-text").value }),
+  (r) => ($("store-text").value = "", $("memory-result").textContent = `stored ${r.id}`));
+onSubmit("search-form", "memory-result", "search_memory", () => ({ query: $("search-text").value, k: 5 }), renderSearch);
+onSubmit("task-form", "task-result", "submit_sample_task", () => ({ input: $("task-input").value }), (r) => {
+  $("task-result").textContent = `submitted ${r.task_id}; waiting for a verified receipt…`;
+  act("wait_receipt", { task_id: r.task_id, timeout: 30 }).then(
+    (rc) => ($("task-result").textContent = `receipt verified: ${rc.executor} → ${rc.status}, output “${rc.output}”`),
+    (err) => ($("task-result").textContent = `no verified receipt: ${err.message.split("\n").filter(Boolean).pop()}`),
+  );
+});
+onSubmit("artifact-form", "task-result", "store_artifact", () => ({ text: $("artifact-text").value }),
+  (r) => ($("artifact-text").value = "", $("task-result").textContent = `stored ${r.cid}`));
+$("feed-btn").onclick = () =>
+  act("scout_feed", { text: $("feed-text").value }).then(
+    (r) => ($("feed-result").textContent = `${r.stored} new memories`),
+    (err) => ($("feed-result").textContent = `error: ${err.message}`),
+  );

@@ -8,6 +8,7 @@
 // the slow loading afterwards; the page sends nothing until it sees "boot".
 import "./bridges/crypto.js";
 import "./bridges/vectors.js";
+import "./bridges/identity-idb.js";
 import "./bridges/sandbox.js";
 import { edgeTransport } from "./bridges/transport.js";
 

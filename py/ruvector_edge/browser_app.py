@@ -1,22 +1,57 @@
-"""The page's agent: what the web app's worker calls (Pyodide only).
+"""The page's agent: what the web app's worker calls.
 
 `start(invite)` creates one SwarmAgent from an invite read from the URL fragment
-({"swarm_key": hex, "role"?: str, "id"?: str, "relay_url": "ws(s)://host/ws"}) and
-joins the swarm through the browser links; `snapshot()` returns everything the
-page shows in one call (identity and the peer table), so one worker request
-per refresh is enough.
+({"swarm_key": hex, "role"?: str, "id"?: str, "caps"?: "a,b", "relay_url": "ws(s)://host/ws"})
+with the identity this browser keeps for that swarm and id, and joins the
+swarm through the browser links; `snapshot()` returns everything the page shows
+in one call, so one worker request per refresh is enough; `act(name, args)` runs
+one of the page's buttons.
+
+Only `start` needs Pyodide (IndexedDB, the browser links); the rest is plain
+agent API, so the panels' data and the roles' behaviour are tested natively too.
 """
 from __future__ import annotations
 
+import asyncio
+import base64
+import collections
+import json
+import logging
 import os
-from typing import Any
+import random
+import time
+from typing import Any, Awaitable, Callable
 
-_agent: Any = None
+from .errors import IdentityFileError, ProviderUnavailable, RejectedInput
+from .learning.environments import ChainEnv
+from .p2p.identity import IdentityManager
+from .protocol import MessageKind, SwarmMessage
+
+log = logging.getLogger(__name__)
+
+LOG_LIMIT = 200  # messages kept for the log panel
+SERIES_LIMIT = 180  # chart points (one a second: three minutes)
+CURVE_LIMIT = 200  # learning-curve episodes
+PATTERN_ROWS = 40
+ARTIFACT_ROWS = 50
+LEARN_EVERY_S = 2.0
+SAMPLE_EVERY_S = 1.0
+PING_EVERY_S = 3.0
+SCOUT_CORPUS = (
+    "Ed25519 signs every envelope; the registry is the only source of a sender's key.",
+    "AES-256-GCM seals payloads with the canonical header as associated data.",
+    "Patterns merge as a CRDT: every origin's entry is kept and the swarm value is visit weighted.",
+    "Memories are embedded offline with a hashing embedder and searched by cosine similarity.",
+    "Tabs of one origin talk over a BroadcastChannel; browsers upgrade to WebRTC data channels.",
+    "A relay forwards sealed frames it cannot open; the swarm key never leaves the URL fragment.",
+    "Tasks are WebAssembly modules run under fuel and memory limits; receipts are signed.",
+    "Artifacts are content addressed (CIDv1, sha2-256) and verified chunk by chunk.",
+)
 
 
 def parse_invite(invite: dict[str, Any]) -> tuple[bytes, Any, str, str | None]:
     """(swarm key, role, agent id, relay URL) from an invite; ValueError when it is unusable."""
-    from ruvector_edge.agent import AgentRole
+    from .agent import AgentRole
 
     key_hex = str(invite.get("swarm_key") or "").strip().lower()
     try:
@@ -34,43 +69,343 @@ def parse_invite(invite: dict[str, Any]) -> tuple[bytes, Any, str, str | None]:
     return key, role, agent_id, invite.get("relay_url") or None
 
 
+def role_capabilities(role: Any, extra: str | None = None) -> tuple[str, ...]:
+    """What an agent of `role` advertises: workers and specialists run wasm tasks, plus any `extra` ("a,b")."""
+    caps = [role.value]
+    if role.value in ("worker", "specialist"):
+        caps.append("wasm")
+    for cap in (extra or "").split(","):
+        cap = cap.strip()
+        if cap and cap not in caps:
+            caps.append(cap)
+    return tuple(caps)
+
+
+# Identity ---------------------------------------------------------------------------
+def identity_name(swarm_id: str, agent_id: str) -> str:
+    """The IndexedDB key of an identity: one per swarm and agent id (peers pin an id to its first key)."""
+    return f"{swarm_id}/{agent_id}"
+
+
+async def identity_from_secret_json(crypto: Any, raw: str) -> IdentityManager:
+    """An identity back from `IdentityManager.to_secret_json()`; IdentityFileError when it is not one."""
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict) or doc.get("version") != 1:
+            raise IdentityFileError("unsupported or missing identity version")
+        seed = base64.b64decode(doc["ed25519_seed"], validate=True)
+        x_private = base64.b64decode(doc["x25519_private"], validate=True)
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise IdentityFileError(f"malformed saved identity: {exc}") from exc
+    return await IdentityManager.from_secrets(crypto, seed, x_private)
+
+
+async def load_or_create_identity(crypto: Any, name: str, load: Callable[[str], Awaitable[str | None]],
+                                  save: Callable[[str, str], Awaitable[Any]]) -> tuple[IdentityManager, bool]:
+    """The identity saved under `name`, else a new one saved before it is used; (identity, was it new).
+
+    A damaged record is an error, not a reason to mint a new key: peers would refuse the id under it."""
+    raw = await load(name)
+    if raw is not None:
+        return await identity_from_secret_json(crypto, str(raw)), False
+    identity = await IdentityManager.generate(crypto)
+    await save(name, identity.to_secret_json())
+    return identity, True
+
+
+# What the panels show ---------------------------------------------------------------
+class MessageLog:
+    """The most recent messages (kind, sender, time) and a running count, for the log panel and messages/s."""
+
+    def __init__(self, limit: int = LOG_LIMIT) -> None:
+        self.recent: collections.deque[tuple[float, str, str]] = collections.deque(maxlen=limit)
+        self.total = 0
+        self.by_kind: collections.Counter[str] = collections.Counter()
+
+    async def record(self, sender: str, message: SwarmMessage) -> None:
+        self.total += 1
+        self.by_kind[message.kind.value] += 1
+        self.recent.append((time.time() * 1000, message.kind.value, sender))
+
+    def rows(self, n: int = 30) -> list[dict[str, Any]]:
+        return [{"t": t, "kind": kind, "sender": sender} for t, kind, sender in list(self.recent)[-n:]][::-1]
+
+
+class PageAgent:
+    """One agent plus what its page shows over time and what its role does in the background."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self.log = MessageLog()
+        self.curve: collections.deque[float] = collections.deque(maxlen=CURVE_LIMIT)
+        self.series: collections.deque[tuple[float, float, int, float | None]] = collections.deque(maxlen=SERIES_LIMIT)
+        self.latency_ms: float | None = None
+        self._total_at_last_sample = 0
+        self.artifact_cids: list[str] = []
+        self.rng = random.Random()
+        self.env = ChainEnv(length=6)
+        self._tasks: list[asyncio.Task] = []
+        for kind in MessageKind:
+            agent.on(kind, self.log.record)
+
+    def start(self) -> None:
+        """Start the samplers and the role's own loop."""
+        self._tasks.append(asyncio.create_task(self._every(SAMPLE_EVERY_S, self.sample)))
+        self._tasks.append(asyncio.create_task(self._every(PING_EVERY_S, self.measure_latency)))
+        role = self.agent.config.role.value
+        if role == "worker":
+            self._tasks.append(asyncio.create_task(self._every(LEARN_EVERY_S, self.learn_episode)))
+        elif role == "scout":
+            self._tasks.append(asyncio.create_task(self.scout_feed("\n".join(SCOUT_CORPUS), source="corpus")))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        await self.agent.leave()
+
+    @staticmethod
+    async def _every(seconds: float, step: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await step()
+            except Exception as exc:  # one failed step must not end the loop
+                log.warning("page agent: %s failed: %s", getattr(step, "__name__", step), exc)
+
+    # Role behaviour ----------------------------------------------------------------
+    async def learn_episode(self, max_steps: int = 30, epsilon: float = 0.2, gamma: float = 0.95) -> float:
+        """Workers: one epsilon-greedy episode on the built-in corridor, acting on the swarm's best
+        actions and folding each step's discounted return into the shared patterns. Returns its return."""
+        state, path, total = self.env.start, [], 0.0
+        for _ in range(max_steps):
+            actions = list(self.env.actions(state))
+            best = await self.agent.get_best_action(state, actions)
+            action = self.rng.choice(actions) if best is None or self.rng.random() < epsilon else best[0]
+            step = self.env.step(state, action)
+            path.append((state, action, step.reward))
+            total += step.reward
+            state = step.next_state
+            if step.done:
+                break
+        ret = 0.0
+        for s, a, r in reversed(path):
+            ret = r + gamma * ret
+            await self.agent.learn(s, a, ret)
+        self.curve.append(total)
+        return total
+
+    async def scout_feed(self, text: str, source: str = "page") -> int:
+        """Scouts: store each non-empty line of `text` in the shared memory (once per content)."""
+        known = self._own_contents()
+        stored = 0
+        for line in text.splitlines():
+            line = line.strip()
+            if line and line not in known:
+                await self.agent.store_memory(line, metadata={"source": source})
+                known.add(line)
+                stored += 1
+        return stored
+
+    def _own_contents(self) -> set[str]:
+        """What this agent already stored (reloaded from IndexedDB too), so a reload feeds nothing twice."""
+        contents: set[str] = set()
+        since = 0
+        while page := self.agent.memory.export_entries(since=since, limit=256):
+            contents.update(entry["content"] for entry in page)
+            since = page[-1]["seq"]
+        return contents
+
+    # Samplers ------------------------------------------------------------------------
+    async def sample(self) -> None:
+        """One chart point a second: messages/s since the last point, patterns known, last latency."""
+        now = time.time() * 1000
+        last = self.series[-1] if self.series else None
+        rate = 0.0 if last is None else (self.log.total - self._total_at_last_sample) * 1000 / max(1.0, now - last[0])
+        self._total_at_last_sample = self.log.total
+        patterns = self.agent.intelligence.get_swarm_stats().total_patterns
+        self.series.append((now, round(rate, 2), patterns, self.latency_ms))
+
+    async def measure_latency(self) -> None:
+        """A signed ping to one active peer in turn; its round trip is the latency chart's point."""
+        active = [row["agent_id"] for row in self.agent.peer_table() if row["status"] == "active"]
+        if not active:
+            self.latency_ms = None
+            return
+        peer = active[int(time.time() / PING_EVERY_S) % len(active)]
+        try:
+            self.latency_ms = round(await self.agent.ping(peer, timeout=2.0) * 1000, 2)
+        except (asyncio.TimeoutError, RuntimeError, RejectedInput):
+            self.latency_ms = None
+
+    # Views ---------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        agent = self.agent
+        now_ms = agent.swarm.runtime.clock.now_ms()
+        peers = []
+        for row in agent.peer_table():
+            hb = row.get("last_heartbeat")
+            role = row.get("role")
+            peers.append({
+                "agent_id": row["agent_id"],
+                "role": getattr(role, "value", role),
+                "transport": agent.path_to(row["agent_id"]) or getattr(row.get("transport"), "value", row.get("transport")),
+                "status": row["status"],
+                "last_heartbeat_age_s": None if hb is None else round(max(0, now_ms - hb) / 1000, 1),
+            })
+        patterns = agent.intelligence.patterns()
+        stats = agent.intelligence.get_swarm_stats()
+        series = list(self.series)
+        tasks = self._tasks_view()
+        return {
+            "joined": True,
+            "agent_id": agent.agent_id,
+            "role": agent.config.role.value,
+            "capabilities": list(agent.swarm.registration.capabilities),
+            "fingerprint": agent.swarm.identity.fingerprint,
+            "swarm_id": agent.swarm.swarm_id,
+            "peers": peers,
+            "log": self.log.rows(),
+            "log_total": self.log.total,
+            "patterns": [
+                {"state": p.state, "action": p.action, "q": round(p.q_value, 4), "visits": p.visits,
+                 "confidence": round(p.confidence, 3)}
+                for p in sorted(patterns, key=lambda p: (-p.visits, p.state, p.action))[:PATTERN_ROWS]
+            ],
+            "pattern_stats": {"patterns": stats.total_patterns, "visits": stats.total_visits,
+                              "agents": stats.total_agents, "avg_confidence": round(stats.avg_confidence, 3)},
+            "curve": list(self.curve),
+            "memories": len(agent.memory),
+            "series": {
+                "t": [p[0] / 1000 for p in series],
+                "msgs_per_s": [p[1] for p in series],
+                "patterns": [p[2] for p in series],
+                "latency_ms": [p[3] for p in series],
+            },
+            "tasks": tasks,
+            "artifacts": self._artifacts_view(tasks),
+        }
+
+    def _tasks_view(self) -> list[dict[str, Any]] | None:
+        table = getattr(self.agent, "task_table", None)  # None until the agent carries tasks
+        return None if table is None else table()
+
+    def _artifacts_view(self, tasks: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        """Artifacts this page stored or its tasks produced, and whether their blocks are held here."""
+        store = getattr(self.agent, "artifacts", None)
+        if store is None:
+            return None
+        cids = [*self.artifact_cids, *(row["output_cid"] for row in tasks or () if row.get("output_cid"))]
+        return [{"cid": cid, "local": store.has(cid)} for cid in dict.fromkeys(cids)][-ARTIFACT_ROWS:]
+
+    # The page's buttons ---------------------------------------------------------------
+    async def act(self, name: str, args: dict[str, Any]) -> Any:
+        """Run one page action by name; ValueError for an unknown one or bad arguments."""
+        handler = getattr(self, f"act_{name}", None)
+        if handler is None:
+            raise ValueError(f"unknown action {name!r}")
+        return await handler(**args)
+
+    async def act_learn(self, state: str, action: str, reward: float) -> dict[str, Any]:
+        await self.agent.learn(str(state), str(action), float(reward))
+        await self.agent.sync_patterns()
+        return {"ok": True}
+
+    async def act_best_action(self, state: str, actions: list[str] | str) -> dict[str, Any] | None:
+        if isinstance(actions, str):
+            actions = [a.strip() for a in actions.split(",") if a.strip()]
+        best = await self.agent.get_best_action(str(state), [str(a) for a in actions])
+        return None if best is None else {"action": best[0], "confidence": round(best[1], 3)}
+
+    async def act_store_memory(self, text: str) -> dict[str, Any]:
+        text = str(text).strip()
+        if not text:
+            raise ValueError("nothing to store")
+        memory_id = await self.agent.store_memory(text, metadata={"source": "page"})
+        await self.agent.sync_memories()
+        return {"id": memory_id}
+
+    async def act_search_memory(self, query: str, k: int = 5) -> list[dict[str, Any]]:
+        hits = await self.agent.search_memory(str(query), int(k))
+        return [{"id": h.id, "content": h.content, "score": round(h.score, 4), "owner": h.owner,
+                 "source": (h.metadata or {}).get("source")} for h in hits]
+
+    async def act_scout_feed(self, text: str) -> dict[str, Any]:
+        stored = await self.scout_feed(str(text))
+        await self.agent.sync_memories()
+        return {"stored": stored}
+
+    async def act_store_artifact(self, text: str) -> dict[str, Any]:
+        cid = self.agent.store_artifact(str(text).encode())
+        self.artifact_cids.append(cid)
+        return {"cid": cid}
+
+    async def act_submit_sample_task(self, input: str = "hello from the page") -> dict[str, Any]:
+        """Submit the bundled task-ABI module; its module and input become artifacts the executor fetches."""
+        from .tasks.samples import sample_module
+
+        module, data = sample_module(), str(input).encode()
+        task_id = await self.agent.submit_task(module, data)
+        self.artifact_cids += [self.agent.store_artifact(module), self.agent.store_artifact(data)]  # same CIDs: content-addressed
+        return {"task_id": task_id}
+
+    async def act_wait_receipt(self, task_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The verified receipt of one of our tasks, with its output fetched (and verified) as text."""
+        receipt = await self.agent.wait_receipt(str(task_id), float(timeout))
+        output = None
+        if receipt.output_cid:
+            output = (await self.agent.fetch_artifact(receipt.output_cid, timeout=float(timeout))).decode(errors="replace")
+        return {"task_id": receipt.task_id, "executor": receipt.executor,
+                "status": getattr(receipt.status, "value", receipt.status), "output_cid": receipt.output_cid,
+                "output": output}
+
+
+_app: PageAgent | None = None
+
+
 async def start(invite: dict[str, Any]) -> dict[str, Any]:
-    """Create and join the page's agent (once); returns `snapshot()`."""
-    global _agent
-    if _agent is not None:
+    """Create and join the page's agent (once, under Pyodide); returns `snapshot()`."""
+    global _app
+    if _app is not None:
         return snapshot()
     key, role, agent_id, relay_url = parse_invite(invite)
-    from ruvector_edge.agent import SwarmAgent, SwarmConfig
-    from ruvector_edge.transport.browser import join_swarm_browser  # Pyodide only
+    import js  # type: ignore[import-not-found]  # Pyodide only, like the browser links below
 
-    agent = await SwarmAgent.new(SwarmConfig(agent_id=agent_id, role=role, swarm_key=key))
+    from .agent import SwarmAgent, SwarmConfig
+    from .p2p.keys import swarm_id_for
+    from .platform import default_runtime
+    from .transport.browser import join_swarm_browser
+
+    bridge = getattr(js, "edgeIdentity", None)
+    if bridge is None:
+        raise ProviderUnavailable("globalThis.edgeIdentity is missing: import web/bridges/identity-idb.js in the worker")
+    identity, _ = await load_or_create_identity(
+        default_runtime().crypto, identity_name(swarm_id_for(key), agent_id), bridge.load, bridge.save)
+    config = SwarmConfig(agent_id=agent_id, role=role, swarm_key=key,
+                         capabilities=role_capabilities(role, invite.get("caps")))
+    agent = await SwarmAgent.new(config, identity=identity)
+    page = PageAgent(agent)
     await join_swarm_browser(agent, relay_url)
-    _agent = agent
+    page.start()
+    _app = page
     return snapshot()
 
 
 def snapshot() -> dict[str, Any]:
-    """This agent and its peers, JSON-friendly; {"joined": False} before start()."""
-    agent = _agent
-    if agent is None:
-        return {"joined": False}
-    now_ms = agent.swarm.runtime.clock.now_ms()
-    peers = []
-    for row in agent.peer_table():
-        hb = row.get("last_heartbeat")
-        role = row.get("role")
-        peers.append({
-            "agent_id": row["agent_id"],
-            "role": getattr(role, "value", role),
-            "transport": agent.path_to(row["agent_id"]) or getattr(row.get("transport"), "value", row.get("transport")),
-            "status": row["status"],
-            "last_heartbeat_age_s": None if hb is None else round(max(0, now_ms - hb) / 1000, 1),
-        })
-    return {
-        "joined": True,
-        "agent_id": agent.agent_id,
-        "role": agent.config.role.value,
-        "fingerprint": agent.swarm.identity.fingerprint,
-        "swarm_id": agent.swarm.swarm_id,
-        "peers": peers,
-    }
+    """This agent, its peers and the panels' data, JSON-friendly; {"joined": False} before start()."""
+    return {"joined": False} if _app is None else _app.snapshot()
+
+
+async def act(name: str, args_json: str) -> Any:
+    """One page action (see PageAgent.act_*) with JSON arguments."""
+    if _app is None:
+        raise RuntimeError("not joined yet")
+    return await _app.act(name, json.loads(args_json))
+
+
+async def leave() -> None:
+    """Leave the swarm (the page is closing or a test ends)."""
+    global _app
+    if _app is not None:
+        page, _app = _app, None
+        await page.stop()

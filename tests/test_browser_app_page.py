@@ -1,0 +1,182 @@
+"""The web app's page agent natively, over a real relay: identity records, the message log,
+role behaviour (workers learn, scouts fill memory) and the panels' snapshot and actions."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relay_fixtures import running_relay, wait_for, ws_url
+from ruvector_edge import browser_app
+from ruvector_edge.agent import AgentRole, SwarmAgent, SwarmConfig
+from ruvector_edge.browser_app import PageAgent, SCOUT_CORPUS
+from ruvector_edge.errors import IdentityFileError
+from ruvector_edge.p2p.identity import IdentityManager
+from ruvector_edge.platform import default_runtime
+
+pytestmark = pytest.mark.timeout(45)
+KEY = bytes(range(32))
+
+
+async def joined_pages(port: int, *specs: tuple[str, AgentRole]) -> list[PageAgent]:
+    pages = []
+    for agent_id, role in specs:
+        config = SwarmConfig(agent_id=agent_id, role=role, swarm_key=KEY, coordinator_url=None,
+                             capabilities=browser_app.role_capabilities(role), sync_interval_ms=100)
+        agent = await SwarmAgent.new(config)
+        page = PageAgent(agent)
+        await agent.join_swarm(ws_url(port), timeout=10)
+        pages.append(page)
+    ids = {p.agent.agent_id for p in pages}
+    for page in pages:
+        await wait_for(lambda: all(page.agent.peers.get(i) is not None and page.agent.peers[i].joined
+                                   for i in ids - {page.agent.agent_id}), what="every JOIN")
+    return pages
+
+
+# --- identity records -------------------------------------------------------------------
+
+
+async def test_identity_is_created_once_and_read_back_with_the_same_fingerprint():
+    saved: dict[str, str] = {}
+
+    async def load(name):
+        return saved.get(name)
+
+    async def save(name, raw):
+        saved[name] = raw
+
+    crypto = default_runtime().crypto
+    name = browser_app.identity_name("swarm-x", "tab-1")
+    first, new = await browser_app.load_or_create_identity(crypto, name, load, save)
+    again, new_again = await browser_app.load_or_create_identity(crypto, name, load, save)
+    assert (new, new_again) == (True, False)
+    assert list(saved) == ["swarm-x/tab-1"]
+    assert again.fingerprint == first.fingerprint and again.x25519_public == first.x25519_public
+    assert await again.sign(b"m") == await first.sign(b"m")  # Ed25519 is deterministic: the same key
+
+
+@pytest.mark.parametrize("raw", [
+    "", "null", "[]", "{}", '{"version": 2}', '{"version": 1}',
+    '{"version": 1, "ed25519_seed": "!!", "x25519_private": "AAAA"}',
+    json.dumps({"version": 1, "ed25519_seed": base64.b64encode(b"x" * 31).decode(),
+                "x25519_private": base64.b64encode(b"y" * 32).decode()}),
+])
+async def test_a_damaged_saved_identity_is_an_error_and_is_not_replaced(raw):
+    saved = {"n": raw}
+
+    async def load(name):
+        return saved.get(name)
+
+    async def save(name, value):
+        saved[name] = value
+
+    with pytest.raises(IdentityFileError):
+        await browser_app.load_or_create_identity(default_runtime().crypto, "n", load, save)
+    assert saved == {"n": raw}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=15), inner, max_size=4),
+    max_leaves=12).map(json.dumps)))
+async def test_hostile_identity_records_raise_only_identity_file_error(raw):
+    try:
+        identity = await browser_app.identity_from_secret_json(default_runtime().crypto, raw)
+    except IdentityFileError:
+        return
+    assert isinstance(identity, IdentityManager)
+
+
+def test_role_capabilities():
+    assert browser_app.role_capabilities(AgentRole.WORKER) == ("worker", "wasm")
+    assert browser_app.role_capabilities(AgentRole.SPECIALIST, "gpu, vision,,gpu") == ("specialist", "wasm", "gpu", "vision")
+    assert browser_app.role_capabilities(AgentRole.SCOUT) == ("scout",)
+    assert browser_app.role_capabilities(AgentRole.COORDINATOR) == ("coordinator",)
+
+
+# --- the page agent over a real relay -----------------------------------------------------
+
+
+async def test_worker_episodes_learn_the_corridor_and_peers_agree_on_the_best_action():
+    async with running_relay() as relay:
+        worker, scout = await joined_pages(relay.port, ("w1", AgentRole.WORKER), ("s1", AgentRole.SCOUT))
+        try:
+            returns = [await worker.learn_episode() for _ in range(40)]
+            assert list(worker.curve) == returns
+            env = worker.env
+            assert max(returns) == env.optimal_return  # the all-right walk was found
+            best_here = await worker.agent.get_best_action("c0", ["left", "right"])
+            assert best_here is not None and best_here[0] == "right"
+            await worker.agent.sync_patterns()
+            await wait_for(lambda: scout.agent.intelligence.best_action("c0", ["left", "right"]) == best_here,
+                           timeout=10, what="the scout to see the worker's patterns")
+        finally:
+            for page in (worker, scout):
+                await page.stop()
+
+
+async def test_scout_feed_stores_each_line_once_and_another_page_finds_it_with_provenance():
+    async with running_relay() as relay:
+        scout, other = await joined_pages(relay.port, ("s1", AgentRole.SCOUT), ("w1", AgentRole.WORKER))
+        try:
+            assert await scout.scout_feed("\n".join(SCOUT_CORPUS), source="corpus") == len(SCOUT_CORPUS)
+            assert await scout.scout_feed(SCOUT_CORPUS[0] + "\n\n  \n") == 0  # nothing twice, blanks skipped
+            result = await scout.act("scout_feed", {"text": "the quick brown fox jumps"})
+            assert result == {"stored": 1}
+            await scout.agent.sync_memories()
+            await wait_for(lambda: len(other.agent.memory) == len(SCOUT_CORPUS) + 1, timeout=10, what="memories to arrive")
+            hits = await other.act("search_memory", {"query": "brown fox", "k": 3})
+            assert hits[0]["content"] == "the quick brown fox jumps"
+            assert hits[0]["owner"] == "s1" and hits[0]["source"] == "page"
+        finally:
+            for page in (scout, other):
+                await page.stop()
+
+
+async def test_log_snapshot_and_actions():
+    async with running_relay() as relay:
+        a, b = await joined_pages(relay.port, ("a", AgentRole.COORDINATOR), ("b", AgentRole.WORKER))
+        try:
+            assert await a.act("learn", {"state": "probe", "action": "go", "reward": 2.5}) == {"ok": True}
+            await wait_for(lambda: b.log.by_kind["SYNC_PATTERNS"] >= 1, timeout=10, what="b to log the sync")
+            assert await b.act("best_action", {"state": "probe", "actions": "stay, go"}) == {"action": "go", "confidence": pytest.approx(b.agent.intelligence.best_action("probe", ["go"])[1], abs=1e-3)}
+            assert await b.act("best_action", {"state": "unknown", "actions": ["x"]}) is None
+            await b.measure_latency()
+            assert b.latency_ms is not None and b.latency_ms > 0
+            await b.sample()
+            await b.sample()
+            snap = b.snapshot()
+            assert snap["agent_id"] == "b" and snap["role"] == "worker" and snap["capabilities"] == ["worker", "wasm"]
+            assert [p["agent_id"] for p in snap["peers"]] == ["a"] and snap["peers"][0]["role"] == "coordinator"
+            assert {"state": "probe", "action": "go", "q": 2.5, "visits": 1} .items() <= snap["patterns"][0].items()
+            kinds = {row["kind"] for row in snap["log"]}
+            assert {"JOIN", "SYNC_PATTERNS", "PONG"} <= kinds and all(row["sender"] == "a" for row in snap["log"])
+            assert snap["log_total"] == b.log.total and len(snap["series"]["t"]) == 2
+            assert snap["series"]["patterns"][-1] == 1 and snap["series"]["latency_ms"][-1] == b.latency_ms
+            json.dumps(snap)  # everything the page receives is plain JSON
+            with pytest.raises(ValueError):
+                await b.act("format_disk", {})
+            with pytest.raises(ValueError):
+                await b.act("store_memory", {"text": "   "})
+            assert len(b.agent.memory) == 0
+        finally:
+            for page in (a, b):
+                await page.stop()
+
+
+def test_message_log_is_bounded():
+    from ruvector_edge.protocol import MessageKind, SwarmMessage
+    import asyncio
+
+    log = browser_app.MessageLog(limit=5)
+    for i in range(12):
+        asyncio.run(log.record(f"p{i}", SwarmMessage(MessageKind.SIGNAL, {})))
+    assert log.total == 12 and len(log.recent) == 5
+    assert [r["sender"] for r in log.rows(3)] == ["p11", "p10", "p9"]
+

@@ -1,0 +1,50 @@
+// The page agent's long-term secrets in IndexedDB, so a reload keeps its identity:
+// peers pin an agent id to the key of its first registration and would refuse the
+// same id under a fresh key. One record per "swarm id/agent id", holding the JSON
+// of IdentityManager.to_secret_json(); Python validates it when reading it back.
+// Exposed to Python as globalThis.edgeIdentity {load(name), save(name, json)}.
+
+const DB = "ruvector-edge-identity";
+const STORE = "identities";
+
+const request = (req) =>
+  new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+
+let opened = null;
+function db() {
+  opened ??= (async () => {
+    const req = indexedDB.open(DB, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
+    const handle = await request(req);
+    handle.onversionchange = () => {
+      handle.close();
+      opened = null;
+    };
+    return handle;
+  })();
+  opened.catch(() => (opened = null));
+  return opened;
+}
+
+globalThis.edgeIdentity = {
+  /** The saved secret JSON for `name`, or undefined when there is none (None in Python; null would be jsnull). */
+  async load(name) {
+    const tx = (await db()).transaction(STORE, "readonly");
+    const value = await request(tx.objectStore(STORE).get(String(name)));
+    return typeof value === "string" ? value : undefined;
+  },
+  /** Store `json` under `name`; resolves once the transaction has committed. */
+  async save(name, json) {
+    const tx = (await db()).transaction(STORE, "readwrite", { durability: "strict" });
+    const committed = new Promise((resolve, reject) => {
+      tx.oncomplete = () => resolve(true);
+      tx.onerror = () => reject(tx.error || new Error("IndexedDB transaction failed"));
+      tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
+    });
+    tx.objectStore(STORE).put(String(json), String(name));
+    return committed;
+  },
+};

@@ -1,0 +1,111 @@
+// Renders a snapshot (browser_app.snapshot()) into the dashboard's tables. Plain DOM:
+// every table is rebuilt from the snapshot, rows carry data-* attributes for tests.
+
+export const $ = (id) => document.getElementById(id);
+
+function cell(row, text, cls) {
+  const td = row.insertCell();
+  td.textContent = text ?? "—";
+  if (cls) td.className = cls;
+  return td;
+}
+
+function fill(tableId, items, addRow) {
+  const body = $(tableId).tBodies[0];
+  body.replaceChildren();
+  for (const item of items) addRow(body.insertRow(), item);
+}
+
+const short = (s, n = 12) => (s && s.length > n ? `${s.slice(0, n)}…` : s);
+const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
+
+export function renderIdentity(snap) {
+  $("me-id").textContent = snap.agent_id;
+  $("me-role").textContent = snap.role;
+  $("me-caps").textContent = snap.capabilities.join(", ");
+  $("me-fp").textContent = snap.fingerprint;
+  $("me-swarm").textContent = snap.swarm_id;
+  $("scout-feed").hidden = snap.role !== "scout";
+}
+
+export function renderPeers(snap) {
+  fill("peers", snap.peers, (row, p) => {
+    row.dataset.agentId = p.agent_id;
+    row.dataset.status = p.status;
+    cell(row, p.agent_id);
+    cell(row, p.role);
+    cell(row, p.transport);
+    cell(row, p.status, `status-${p.status}`);
+    cell(row, p.last_heartbeat_age_s == null ? null : `${p.last_heartbeat_age_s.toFixed(1)} s ago`);
+  });
+  $("peer-count").textContent = `(${snap.peers.length})`;
+  $("peers-empty").hidden = snap.peers.length > 0;
+}
+
+export function renderPatterns(snap) {
+  const st = snap.pattern_stats;
+  $("pattern-stats").textContent =
+    `${st.patterns} patterns from ${st.agents} agents, ${st.visits} visits, mean confidence ${st.avg_confidence}`;
+  fill("patterns", snap.patterns, (row, p) => {
+    row.dataset.state = p.state;
+    cell(row, p.state);
+    cell(row, p.action);
+    cell(row, p.q.toFixed(3));
+    cell(row, p.visits);
+    cell(row, p.confidence.toFixed(2));
+  });
+}
+
+export function renderSearch(hits) {
+  fill("search-results", hits, (row, h) => {
+    row.dataset.owner = h.owner;
+    cell(row, h.content);
+    cell(row, h.score.toFixed(3));
+    cell(row, h.owner);
+    cell(row, h.source);
+  });
+}
+
+export function renderTasks(snap) {
+  $("tasks-off").hidden = snap.tasks !== null;
+  $("task-btn").disabled = snap.tasks === null;
+  fill("tasks", snap.tasks ?? [], (row, t) => {
+    row.dataset.taskId = t.task_id;
+    row.dataset.state = t.state;
+    cell(row, short(t.task_id, 10), "mono");
+    cell(row, t.requester);
+    cell(row, t.state);
+    cell(row, t.claimant);
+    cell(row, t.executor);
+    cell(row, t.status);
+    cell(row, t.verified ? "yes" : "no", t.verified ? "yes" : "no");
+    cell(row, t.round_trip_ms == null ? null : `${Math.round(t.round_trip_ms)} ms`);
+  });
+}
+
+export function renderArtifacts(snap) {
+  fill("artifacts", snap.artifacts ?? [], (row, a) => {
+    row.dataset.cid = a.cid;
+    cell(row, a.cid, "mono");
+    cell(row, a.local ? "yes" : "no", a.local ? "yes" : "no");
+  });
+}
+
+export function renderLog(snap) {
+  $("log-total").textContent = `(${snap.log_total} received)`;
+  fill("log", snap.log, (row, m) => {
+    cell(row, clock(m.t));
+    cell(row, m.kind);
+    cell(row, m.sender);
+  });
+}
+
+export function renderAll(snap) {
+  renderIdentity(snap);
+  renderPeers(snap);
+  renderPatterns(snap);
+  $("memory-count").textContent = `(${snap.memories} held)`;
+  renderTasks(snap);
+  renderArtifacts(snap);
+  renderLog(snap);
+}
