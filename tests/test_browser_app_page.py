@@ -180,3 +180,21 @@ def test_message_log_is_bounded():
     assert log.total == 12 and len(log.recent) == 5
     assert [r["sender"] for r in log.rows(3)] == ["p11", "p10", "p9"]
 
+
+
+async def test_a_sample_task_submitted_from_a_page_is_executed_by_a_worker_and_its_receipt_verifies():
+    async with running_relay() as relay:
+        coord, worker = await joined_pages(relay.port, ("c", AgentRole.COORDINATOR), ("w", AgentRole.WORKER))
+        try:
+            submitted = await coord.act("submit_sample_task", {"input": "swarm of tabs"})
+            receipt = await coord.act("wait_receipt", {"task_id": submitted["task_id"], "timeout": 20})
+            assert receipt["executor"] == "w" and receipt["status"] == "Success"
+            assert receipt["output"] == "SWARM OF TABS"
+            snap = coord.snapshot()
+            row = next(r for r in snap["tasks"] if r["task_id"] == submitted["task_id"])
+            assert row["state"] == "done" and row["verified"] is True and row["executor"] == "w"
+            cids = [a["cid"] for a in snap["artifacts"]]
+            assert receipt["output_cid"] in cids and len(cids) == 3 and all(a["local"] for a in snap["artifacts"])
+        finally:
+            for page in (coord, worker):
+                await page.stop()

@@ -256,7 +256,7 @@ class PageAgent:
         patterns = agent.intelligence.patterns()
         stats = agent.intelligence.get_swarm_stats()
         series = list(self.series)
-        tasks = self._tasks_view()
+        tasks = agent.task_table()
         return {
             "joined": True,
             "agent_id": agent.agent_id,
@@ -286,17 +286,10 @@ class PageAgent:
             "artifacts": self._artifacts_view(tasks),
         }
 
-    def _tasks_view(self) -> list[dict[str, Any]] | None:
-        table = getattr(self.agent, "task_table", None)  # None until the agent carries tasks
-        return None if table is None else table()
-
-    def _artifacts_view(self, tasks: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    def _artifacts_view(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Artifacts this page stored or its tasks produced, and whether their blocks are held here."""
-        store = getattr(self.agent, "artifacts", None)
-        if store is None:
-            return None
-        cids = [*self.artifact_cids, *(row["output_cid"] for row in tasks or () if row.get("output_cid"))]
-        return [{"cid": cid, "local": store.has(cid)} for cid in dict.fromkeys(cids)][-ARTIFACT_ROWS:]
+        cids = [*self.artifact_cids, *(row["output_cid"] for row in tasks if row.get("output_cid"))]
+        return [{"cid": cid, "local": self.agent.artifacts.has(cid)} for cid in dict.fromkeys(cids)][-ARTIFACT_ROWS:]
 
     # The page's buttons ---------------------------------------------------------------
     async def act(self, name: str, args: dict[str, Any]) -> Any:

@@ -67,9 +67,7 @@ export function renderSearch(hits) {
 }
 
 export function renderTasks(snap) {
-  $("tasks-off").hidden = snap.tasks !== null;
-  $("task-btn").disabled = snap.tasks === null;
-  fill("tasks", snap.tasks ?? [], (row, t) => {
+  fill("tasks", snap.tasks, (row, t) => {
     row.dataset.taskId = t.task_id;
     row.dataset.state = t.state;
     cell(row, short(t.task_id, 10), "mono");
@@ -84,7 +82,7 @@ export function renderTasks(snap) {
 }
 
 export function renderArtifacts(snap) {
-  fill("artifacts", snap.artifacts ?? [], (row, a) => {
+  fill("artifacts", snap.artifacts, (row, a) => {
     row.dataset.cid = a.cid;
     cell(row, a.cid, "mono");
     cell(row, a.local ? "yes" : "no", a.local ? "yes" : "no");
