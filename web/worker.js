@@ -9,6 +9,8 @@
 import "./bridges/crypto.js";
 import "./bridges/vectors.js";
 import "./bridges/identity-idb.js";
+import "./bridges/lz4.js";
+import "./bridges/artifact-idb.js";
 import "./bridges/sandbox.js";
 import { edgeTransport } from "./bridges/transport.js";
 

@@ -115,7 +115,7 @@ class ModuleOutline:
     memory_max: int | None
 
 
-def _functype(r: Reader) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def read_functype(r: Reader) -> tuple[tuple[str, ...], tuple[str, ...]]:
     form = r.byte()
     if form != 0x60:
         raise ModuleRejected(f"not a valid WebAssembly module: unsupported type form 0x{form:02x}")
@@ -153,7 +153,7 @@ def outline(module: bytes) -> ModuleOutline:
     for sid, _, start, end in sections(data):
         r = Reader(data, start, end)
         if sid == SEC_TYPE:
-            types = [_functype(r) for _ in range(r.leb())]
+            types = [read_functype(r) for _ in range(r.leb())]
         elif sid == SEC_IMPORT:
             for _ in range(r.leb()):
                 imports.append(f"{r.name()}.{r.name()}")
