@@ -1,22 +1,25 @@
 // The task sandbox's dedicated worker (started by web/bridges/sandbox.js). It
 // instantiates the module it is sent with no imports, runs the task ABI once
 // (alloc, copy the input in, call the entrypoint, read (out_ptr << 32) | out_len)
-// and posts back the status, the output and the memory size reached. Each run
+// and posts back the status, the output, the memory size reached and, for a
+// module metered by tasks/wasm_fuel.py, the fuel left in its counter (a trap
+// with the counter below zero is FuelExhausted). Each run
 // gets a fresh instance; the worker itself is reused until the bridge
 // terminates it for overrunning its time budget.
 
 self.onmessage = (event) => {
-  const { module, entrypoint, input, maxOutput } = event.data;
+  const { module, entrypoint, input, maxOutput, fuelExport } = event.data;
   const t0 = performance.now();
   let memory = null;
+  let exports = null;
+  const fuel = () => (fuelExport && exports ? Number(exports[fuelExport].value) : null); // < 2^53: budgets are ≤ 10^15
   const done = (status, detail, output = null) => {
     const memoryPeak = memory ? memory.buffer.byteLength : 0;
     const execUs = Math.round((performance.now() - t0) * 1000);
-    self.postMessage({ status, output, memoryPeak, execUs, detail }, output ? [output.buffer] : []);
+    self.postMessage({ status, output, memoryPeak, execUs, detail, fuelLeft: fuel() }, output ? [output.buffer] : []);
   };
   const why = (err) => `${err && err.name ? err.name + ": " : ""}${err && err.message ? err.message : err}`.slice(0, 200);
 
-  let exports;
   try {
     exports = new WebAssembly.Instance(module, {}).exports;
   } catch (err) {
@@ -35,7 +38,10 @@ self.onmessage = (event) => {
     if (outPtr + outLen > memory.buffer.byteLength) return done("Error", "output range outside memory");
     return done("Success", "", new Uint8Array(memory.buffer.slice(outPtr, outPtr + outLen)));
   } catch (err) {
-    // Traps (RuntimeError) and stack exhaustion (RangeError) alike: the module failed, as a wasmtime trap is Error.
+    // The fuel counter's own trap; otherwise traps (RuntimeError) and stack exhaustion (RangeError)
+    // alike: the module failed, as a wasmtime trap is Error.
+    const left = fuel();
+    if (left !== null && left < 0) return done("FuelExhausted", "all fuel consumed");
     return done("Error", why(err));
   }
 };

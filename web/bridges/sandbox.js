@@ -60,7 +60,7 @@ async function compiled(key, bytes) {
 }
 
 /** One run in the warm worker (started if needed; its start-up is not charged to the task's time budget). */
-async function runInWorker(module, entrypoint, input, timeoutMs, maxOutput) {
+async function runInWorker(module, entrypoint, input, timeoutMs, maxOutput, fuelExport) {
   const w = (warm ??= startWorker());
   try {
     await w.ready;
@@ -91,19 +91,20 @@ async function runInWorker(module, entrypoint, input, timeoutMs, maxOutput) {
       stopWorker(w);
       finish({ status: "Error", output: null, memoryPeak: 0, execUs: 0, detail: `sandbox worker error: ${e.message || "unknown"}` });
     };
-    w.worker.postMessage({ module, entrypoint, input, maxOutput }, [input.buffer]);
+    w.worker.postMessage({ module, entrypoint, input, maxOutput, fuelExport }, [input.buffer]);
   });
 }
 
 /**
- * Run `entrypoint` of the module `key` (compiled from `bytes` when not cached) on `input`.
- * Resolves to {status, output: Uint8Array|null, memoryPeak, execUs, detail} or {rejected}.
+ * Run `entrypoint` of the module `key` (compiled from `bytes` when not cached) on `input`; `fuelExport`
+ * names the metered module's fuel counter (or is null). Resolves to {status, output: Uint8Array|null,
+ * memoryPeak, execUs, detail, fuelLeft} or {rejected}.
  */
-function run(key, bytes, entrypoint, input, timeoutMs, maxOutput) {
+function run(key, bytes, entrypoint, input, timeoutMs, maxOutput, fuelExport = null) {
   const job = queue.then(async () => {
     const { module, rejected } = await compiled(key, bytes);
     if (rejected) return { rejected };
-    return runInWorker(module, entrypoint, input, timeoutMs, maxOutput);
+    return runInWorker(module, entrypoint, input, timeoutMs, maxOutput, fuelExport ?? null);
   });
   queue = job.catch(() => {});
   return job;

@@ -7,12 +7,14 @@ native wording. Budgets map onto what a browser can enforce:
 
 * memory: the memory section's maximum is lowered to the budget, so a
   `memory.grow` past it returns -1 inside the module as under wasmtime's limit;
-  a failed run whose memory reached the cap is re-run once with twice the cap
-  (the native probe) and is OutOfMemory if it then goes past the budget;
+  a failed run that touched memory is re-run once with twice the cap (the
+  native probe) and is OutOfMemory if it then goes past the budget;
 * time: web/bridges/sandbox.js terminates the worker at the deadline (Timeout)
   and starts a fresh one for the next task;
-* fuel: not metered. `fuel_used` is None and the receipt's detail says so,
-  rather than a number the browser never counted.
+* fuel: the module is rewritten to count its own fuel (wasm_fuel.py), in
+  wasmtime's units, so `fuel_used` matches NativeSandbox's; a module using
+  operators the meter does not know (SIMD...) runs unmetered, with `fuel_used`
+  None and the receipt's detail saying so, rather than a number nobody counted.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import js  # type: ignore[import-not-found]
 from pyodide.ffi import JsProxy  # type: ignore[import-not-found]
@@ -27,11 +30,12 @@ from pyodide.ffi import JsProxy  # type: ignore[import-not-found]
 from ..errors import ModuleRejected, ProviderUnavailable
 from .envelope import Budgets
 from .sandbox import WASM_PAGE, SandboxResult, TaskStatus
+from .wasm_fuel import instrument
 from .wasm_module import MAX_PAGES, ModuleOutline, outline, require_abi, with_memory_maximum
 
 __all__ = ["BrowserSandbox", "FUEL_UNMETERED"]
 
-FUEL_UNMETERED = "fuel unmetered (browser sandbox)"
+FUEL_UNMETERED = "fuel unmetered in the browser"
 
 
 def _bridge() -> JsProxy:
@@ -48,14 +52,24 @@ def _u8(data: bytes) -> JsProxy:
     return arr
 
 
-def _with_note(detail: str) -> str:
-    return f"{detail}; {FUEL_UNMETERED}" if detail else FUEL_UNMETERED
+def _with_note(detail: str, note: str) -> str:
+    return "; ".join(part for part in (detail, note) if part)[:256]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A module as the bridge runs it: memory capped, fuel counter added when the meter can; `key` names it in the bridge."""
+
+    key: str
+    module: bytes
+    fuel_export: str | None
+    note: str  # why fuel is not metered, or ""
 
 
 class BrowserSandbox:
     """Same `SandboxResult`s as NativeSandbox, from `await run_async(...)` (a browser cannot block on a worker).
 
-    Outlines and memory-capped binaries are cached by SHA-256; the bridge keeps
+    Outlines and prepared binaries are cached by SHA-256; the bridge keeps
     the compiled modules and one warm worker, so a repeated task pays neither
     compilation nor worker start-up.
     """
@@ -64,7 +78,7 @@ class BrowserSandbox:
         self._js = _bridge()
         self.max_output_bytes = max_output_bytes
         self._outlines: OrderedDict[bytes, ModuleOutline] = OrderedDict()
-        self._capped: OrderedDict[tuple[bytes, int], tuple[str, bytes]] = OrderedDict()
+        self._prepared_cache: OrderedDict[tuple[bytes, int, int], _Prepared] = OrderedDict()
         self._cache_size = module_cache
 
     def _outline(self, module: bytes, digest: bytes) -> ModuleOutline:
@@ -77,14 +91,21 @@ class BrowserSandbox:
             self._outlines.move_to_end(digest)
         return info
 
-    def _capped_module(self, module: bytes, digest: bytes, pages: int) -> tuple[str, bytes]:
-        """(key, bytes) of the module with its memory maximum at `pages`; the key names it in the bridge's cache."""
-        entry = self._capped.get((digest, pages))
+    def _prepared(self, module: bytes, digest: bytes, pages: int, fuel_limit: int) -> _Prepared:
+        """The module with its memory maximum at `pages` and a fuel counter starting at `fuel_limit`, cached."""
+        cache_key = (digest, pages, fuel_limit)
+        entry = self._prepared_cache.get(cache_key)
         if entry is None:
             capped = with_memory_maximum(module, pages)
-            entry = self._capped[(digest, pages)] = (hashlib.sha256(capped).hexdigest(), capped)
-            while len(self._capped) > self._cache_size:
-                self._capped.popitem(last=False)
+            metered, why = instrument(capped, fuel_limit)
+            binary = metered.module if metered else capped
+            entry = _Prepared(hashlib.sha256(binary).hexdigest(), binary, metered.fuel_export if metered else None,
+                              "" if metered else f"{FUEL_UNMETERED} ({why})")
+            self._prepared_cache[cache_key] = entry
+            while len(self._prepared_cache) > self._cache_size:
+                self._prepared_cache.popitem(last=False)
+        else:
+            self._prepared_cache.move_to_end(cache_key)
         return entry
 
     async def run_async(self, module_bytes: bytes, entrypoint: str, data: bytes, budgets: Budgets) -> SandboxResult:
@@ -94,10 +115,8 @@ class BrowserSandbox:
         require_abi(info, entrypoint)
         pages = min(budgets.memory_mb * (1 << 20) // WASM_PAGE, MAX_PAGES)
         if info.memory_min is not None and info.memory_min > pages:
-            return SandboxResult(
-                TaskStatus.OUT_OF_MEMORY, b"", None, 0, 0,
-                _with_note(f"initial memory of {info.memory_min} pages exceeds the budget of {pages}"),
-            )
+            detail = f"initial memory of {info.memory_min} pages exceeds the budget of {pages}"
+            return SandboxResult(TaskStatus.OUT_OF_MEMORY, b"", 0, 0, 0, detail)
         result = await self._attempt(module_bytes, digest, entrypoint, data, budgets, pages)
         if result.status is TaskStatus.ERROR and result.memory_peak and pages < MAX_PAGES:
             probe = await self._attempt(module_bytes, digest, entrypoint, data, budgets, min(2 * pages, MAX_PAGES))
@@ -107,18 +126,27 @@ class BrowserSandbox:
         return result
 
     async def _attempt(self, module: bytes, digest: bytes, entrypoint: str, data: bytes, budgets: Budgets, pages: int) -> SandboxResult:
-        key, capped = self._capped_module(module, digest, pages)
-        payload = None if self._js.has(key) else _u8(capped)
-        answer = await self._js.run(key, payload, entrypoint, _u8(data), budgets.timeout_ms, self.max_output_bytes)
+        prepared = self._prepared(module, digest, pages, budgets.fuel_limit)
+        payload = None if self._js.has(prepared.key) else _u8(prepared.module)
+        answer = await self._js.run(
+            prepared.key, payload, entrypoint, _u8(data), budgets.timeout_ms, self.max_output_bytes, prepared.fuel_export
+        )
         if getattr(answer, "rejected", None):
             raise ModuleRejected(f"not a valid WebAssembly module: {answer.rejected}"[:256])
         status = TaskStatus(answer.status)
-        output = answer.output.to_bytes() if status is TaskStatus.SUCCESS else b""
+        fuel_left = getattr(answer, "fuelLeft", None)
+        if prepared.fuel_export is None or status is TaskStatus.TIMEOUT or fuel_left is None:
+            fuel_used = None
+        elif status is TaskStatus.FUEL_EXHAUSTED:
+            fuel_used = budgets.fuel_limit  # as natively: the whole budget
+        else:
+            fuel_used = budgets.fuel_limit - int(fuel_left)
+        note = prepared.note or ("" if fuel_used is not None or status is TaskStatus.TIMEOUT else FUEL_UNMETERED)
         return SandboxResult(
             status=status,
-            output=output,
-            fuel_used=None,
+            output=answer.output.to_bytes() if status is TaskStatus.SUCCESS else b"",
+            fuel_used=fuel_used,
             memory_peak=int(answer.memoryPeak),
             exec_us=int(answer.execUs),
-            detail=_with_note(str(answer.detail))[:256],
+            detail=_with_note(str(answer.detail), note),
         )
