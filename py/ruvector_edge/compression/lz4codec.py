@@ -54,6 +54,12 @@ class Codec(abc.ABC):
         """One raw deflate stream (RFC 1951), Huffman coding only or level 6."""
         return deflate_raw(data, huffman_only=huffman_only)
 
+    def float32_arrays(self):
+        """The tensor codec's array work for this runtime (numpy unless a runtime's codec brings its own)."""
+        from .quantize import NumpyFloat32Arrays
+
+        return NumpyFloat32Arrays()
+
     @abc.abstractmethod
     def lz4_compress(self, data: bytes | memoryview) -> bytes:
         """LZ4 block of `data`, prefixed with its length as u32 little-endian."""

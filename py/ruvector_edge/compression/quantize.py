@@ -24,12 +24,19 @@ Code streams, all bit fields LSB-first (value i at bits k·i … k·i+k-1):
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..errors import InvalidTensor, MalformedMessage
-from .container import ParamDtype
+from .container import MAX_NDIM, ParamDtype
+from .tensor_codec import Float32Arrays, Float32Tensor, Quantized
 
-__all__ = ["quantize", "dequantize", "pack_nibbles", "unpack_nibbles", "split_q8", "join_q8"]
+__all__ = [
+    "NumpyFloat32Arrays", "as_float32", "quantize", "dequantize", "pack_nibbles", "unpack_nibbles", "split_q8", "join_q8",
+]
+
+_F32 = np.dtype("<f4")
 
 _F16_SLACK = 1.118  # float16 steps at most ~12% wider than ideal: at most 25% more squared error, block by block
 
@@ -55,7 +62,7 @@ def _params(mins: np.ndarray, maxs: np.ndarray, levels: int) -> tuple[np.ndarray
     scale32[short] = np.nextafter(scale32[short], np.float32(np.inf))
     if not np.isfinite(scale32).all():
         raise InvalidTensor("a block's range exceeds float32")
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range blocks make inf/NaN here and take float32
         off16 = mins.astype(np.float16)
         above = off16.astype(np.float64) > lo
         off16[above] = np.nextafter(off16[above], np.float16(-np.inf))
@@ -164,3 +171,64 @@ def join_q8(hi: bytes | memoryview, lo: bytes | memoryview, n: int) -> np.ndarra
     for k in range(4):
         codes[:, k] = ((low24 >> np.uint32(6 * k)) & np.uint32(0x3F)) | (((h >> (2 * k)) & 3) << 6)
     return codes.reshape(-1)[:n]
+
+
+def as_float32(tensor: Any) -> np.ndarray:
+    """A C-contiguous little-endian float32 copy or view of an ndarray or nested list of real numbers."""
+    if isinstance(tensor, Float32Tensor):
+        return np.frombuffer(tensor.data, _F32).reshape(tensor.shape)
+    try:
+        arr = np.asarray(tensor)
+    except (ValueError, TypeError) as exc:
+        raise InvalidTensor(f"not a rectangular array of numbers: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise InvalidTensor(f"tensor of dtype {arr.dtype} is not real numbers")
+    if arr.ndim > MAX_NDIM:
+        raise InvalidTensor(f"{arr.ndim} dimensions, at most {MAX_NDIM}")
+    with np.errstate(over="ignore"):
+        return np.asarray(arr, dtype=_F32, order="C")
+
+
+class NumpyFloat32Arrays(Float32Arrays):
+    """The codec's array work with numpy: zero-copy views of the packed float32 bytes."""
+
+    def from_tensor(self, tensor: Any, shape: tuple[int, ...] | None) -> tuple[memoryview, tuple[int, ...]]:
+        arr = as_float32(tensor)
+        if shape is not None:
+            if arr.size != int(np.prod(shape, dtype=np.int64)):
+                raise InvalidTensor(f"{arr.size} values do not fill shape {shape}")
+            arr = arr.reshape(shape)
+        return memoryview(arr.reshape(-1).view(np.uint8)), tuple(arr.shape)
+
+    def to_tensor(self, raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
+        return np.frombuffer(raw, _F32).copy().reshape(shape)
+
+    def shuffle(self, raw: memoryview, n: int) -> bytes:
+        return np.frombuffer(raw, np.uint8).reshape(-1, 4).T.tobytes()
+
+    def unshuffle(self, data: bytes, n: int) -> bytes:
+        return np.frombuffer(data, np.uint8).reshape(4, n).T.tobytes()
+
+    def quantize(self, raw: memoryview, n: int, block: int, levels: int) -> Quantized:
+        codes, offsets, scales, pdtype = quantize(np.frombuffer(raw, _F32), block, levels)
+        params = offsets.tobytes() + scales.tobytes()
+        if levels == 15:
+            return Quantized(params, pdtype, pack_nibbles(codes, n))
+        high, low = split_q8(codes, n)
+        return Quantized(params, pdtype, codes[:n].tobytes(), high, low)
+
+    def dequantize(
+        self, params: memoryview, param_dtype: ParamDtype, n: int, block: int, levels: int, codes: memoryview | bytes,
+        low: memoryview | None = None,
+    ) -> bytes:
+        pdt = np.dtype("<f2") if param_dtype is ParamDtype.FLOAT16 else _F32
+        nb = len(params) // (2 * pdt.itemsize)
+        offsets = np.frombuffer(params, pdt, nb)
+        scales = np.frombuffer(params, pdt, nb, nb * pdt.itemsize)
+        if levels == 15:
+            values = unpack_nibbles(codes, n)
+        elif low is None:
+            values = np.frombuffer(codes, np.uint8)
+        else:
+            values = join_q8(codes, low, n)
+        return dequantize(values, offsets, scales, n, block).tobytes()

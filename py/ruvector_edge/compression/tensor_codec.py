@@ -15,22 +15,27 @@
 
 Decompression is self-describing: any codec decodes any level. Every level
 falls back to "stored" when packing would not make the payload smaller.
+
+No numpy here: the array work (shuffle, quantization) sits behind
+`Float32Arrays`, which comes with the runtime's `Codec` provider — numpy
+natively (quantize.py), JS typed arrays in the browser (browser_codec.py).
 """
 
 from __future__ import annotations
 
+import abc
+import math
 import struct
 import sys
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..errors import InvalidCodecConfig, InvalidTensor, MalformedMessage, OversizedMessage
-from . import quantize as q
 from .container import (
     FLAG_SHUFFLED,
     MAX_BLOCK_SIZE,
+    MAX_NDIM,
     CompressionLevel,
     Dtype,
     Header,
@@ -40,14 +45,13 @@ from .container import (
     encode_container,
     parse_container,
 )
-from .lz4codec import Codec, NativeLz4Codec
+from .lz4codec import Codec
 
-__all__ = ["TensorCodec", "DEFAULT_BLOCK_SIZES"]
+__all__ = ["TensorCodec", "DEFAULT_BLOCK_SIZES", "Float32Arrays", "Float32Tensor", "Quantized"]
 
 DEFAULT_BLOCK_SIZES = {CompressionLevel.QUANTIZED8: 1024, CompressionLevel.QUANTIZED4: 64}
 _LEVELS = {CompressionLevel.QUANTIZED8: 255, CompressionLevel.QUANTIZED4: 15}
 _U32 = struct.Struct("<I")
-_F32 = np.dtype("<f4")
 
 if sys.byteorder != "little":  # pragma: no cover - every runtime we target is little-endian
     raise ImportError("the tensor codec assumes a little-endian host")
@@ -65,26 +69,96 @@ def _inflate(data: bytes | memoryview, size: int) -> bytes:
     return out
 
 
-def _shuffle(raw: np.ndarray) -> bytes:
-    return raw.view(np.uint8).reshape(-1, 4).T.tobytes()
+@dataclass(frozen=True)
+class Float32Tensor:
+    """Packed little-endian float32 values and a shape: what a runtime without numpy gets back (and may pass in)."""
+
+    data: bytes
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.shape) > MAX_NDIM or any(type(d) is not int or d < 0 for d in self.shape):
+            raise InvalidTensor(f"shape {self.shape} is not at most {MAX_NDIM} non-negative integers")
+        if len(self.data) != 4 * math.prod(self.shape):
+            raise InvalidTensor(f"{len(self.data)} bytes are not a float32 tensor of shape {self.shape}")
+
+    def tolist(self) -> Any:
+        """Nested lists of Python floats (a bare float for shape ())."""
+        flat = memoryview(self.data).cast("f").tolist()
+        return _nest(flat, self.shape) if self.shape else flat[0]
 
 
-def _unshuffle(data: bytes, n: int) -> bytes:
-    return np.frombuffer(data, np.uint8).reshape(4, n).T.tobytes()
+def _nest(flat: list[float], shape: tuple[int, ...]) -> list[Any]:
+    if len(shape) == 1:
+        return flat
+    step = len(flat) // shape[0] if shape[0] else 0
+    return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
-def as_float32(tensor: Any) -> np.ndarray:
-    """A C-contiguous little-endian float32 copy or view of an ndarray or nested list of real numbers."""
+@dataclass(frozen=True)
+class Quantized:
+    """An encoder's output: parameters (offsets then scales), their dtype, and the code streams."""
+
+    params: bytes
+    param_dtype: ParamDtype
+    plain: bytes  # Quantized4: nibble-packed codes; Quantized8: one byte per code
+    high: bytes = b""  # Quantized8 only: the high 2 bits of every code, 4 per byte
+    low: bytes = b""  # Quantized8 only: the low 6 bits, 4 codes per 3 bytes
+
+
+class Float32Arrays(abc.ABC):
+    """The float32 array work of the codec, one implementation per runtime: numpy natively, JS typed arrays in the browser.
+
+    Values cross this seam as packed little-endian float32 bytes, and both
+    implementations compute in float32 with the same operation order and
+    round-half-to-even, so a runtime's container bytes do not depend on where
+    they were made (only deflate's bytes may, never what they inflate to).
+    """
+
+    @abc.abstractmethod
+    def from_tensor(self, tensor: Any, shape: tuple[int, ...] | None) -> tuple[memoryview, tuple[int, ...]]:
+        """The tensor's values as packed float32 bytes, and its shape; InvalidTensor when it is not one."""
+
+    @abc.abstractmethod
+    def to_tensor(self, raw: bytes, shape: tuple[int, ...]) -> Any:
+        """The runtime's tensor type for decoded float32 bytes."""
+
+    @abc.abstractmethod
+    def shuffle(self, raw: memoryview, n: int) -> bytes:
+        """All first bytes of the n values, then all second bytes, and so on."""
+
+    @abc.abstractmethod
+    def unshuffle(self, data: bytes, n: int) -> bytes: ...
+
+    @abc.abstractmethod
+    def quantize(self, raw: memoryview, n: int, block: int, levels: int) -> Quantized:
+        """Per-block affine quantization (quantize.py has the rules); InvalidTensor on non-finite values."""
+
+    @abc.abstractmethod
+    def dequantize(
+        self, params: memoryview, param_dtype: ParamDtype, n: int, block: int, levels: int, codes: memoryview | bytes,
+        low: memoryview | None = None,
+    ) -> bytes:
+        """Packed float32 values from parameters and codes (nibbles for 15 levels; bytes, or high+low streams, for 255)."""
+
+
+def _parse_shape(shape: Any) -> tuple[int, ...] | None:
+    if shape is None:
+        return None
     try:
-        arr = np.asarray(tensor)
-    except (ValueError, TypeError) as exc:
-        raise InvalidTensor(f"not a rectangular array of numbers: {exc}") from None
-    if arr.dtype.kind not in "biuf":
-        raise InvalidTensor(f"tensor of dtype {arr.dtype} is not real numbers")
-    if arr.ndim > 8:
-        raise InvalidTensor(f"{arr.ndim} dimensions, at most 8")
-    with np.errstate(over="ignore"):
-        return np.asarray(arr, dtype=_F32, order="C")
+        dims = tuple(shape)
+    except TypeError:
+        raise InvalidTensor(f"shape {shape!r} is not a sequence of integers") from None
+    if len(dims) > MAX_NDIM or any(type(d) is not int or d < 0 for d in dims):
+        raise InvalidTensor(f"shape {shape!r} is not at most {MAX_NDIM} non-negative integers")
+    return dims
+
+
+def as_float32(tensor: Any) -> Any:
+    """A C-contiguous little-endian float32 ndarray of a tensor (numpy runtimes only; the adaptive chooser uses it)."""
+    from .quantize import as_float32 as numpy_as_float32
+
+    return numpy_as_float32(tensor)
 
 
 class TensorCodec:
@@ -108,7 +182,12 @@ class TensorCodec:
         else:
             self.block_size = 0
         self.limits = limits or Limits()
-        self.codec = codec or NativeLz4Codec()
+        if codec is None:
+            from ..platform import default_codec
+
+            codec = default_codec()
+        self.codec = codec
+        self.arrays: Float32Arrays = codec.float32_arrays()
 
     @classmethod
     def with_level(cls, level: CompressionLevel, **kwargs: Any) -> "TensorCodec":
@@ -118,14 +197,21 @@ class TensorCodec:
         return f"TensorCodec({self.level.name}, block_size={self.block_size})"
 
     # Encoding -------------------------------------------------------------------------------
-    def compress_tensor(self, tensor: Any) -> bytes:
-        arr = as_float32(tensor)
-        if arr.nbytes > self.limits.max_decompressed_bytes:
-            raise OversizedMessage(f"tensor of {arr.nbytes} bytes exceeds the {self.limits.max_decompressed_bytes}-byte limit")
-        flat = arr.reshape(-1)
+    def compress_tensor(self, tensor: Any, shape: Any = None) -> bytes:
+        """Compress a float32 tensor.
+
+        Natively anything numpy turns into an array of real numbers. Without
+        numpy (the browser): a nested list of numbers, an ``array('f')``, a
+        memoryview of format 'f' (its own shape is used), a `Float32Tensor`,
+        a JS Float32Array, or packed little-endian float32 bytes. `shape`
+        reshapes flat input; its product must match the number of values.
+        """
+        raw, dims = self.arrays.from_tensor(tensor, _parse_shape(shape))
+        if raw.nbytes > self.limits.max_decompressed_bytes:
+            raise OversizedMessage(f"tensor of {raw.nbytes} bytes exceeds the {self.limits.max_decompressed_bytes}-byte limit")
         if self.level.lossy:
-            return self._quantized(flat, arr.shape)
-        return self._lossless(flat, Dtype.FLOAT32, arr.shape)
+            return self._quantized(raw, dims)
+        return self._lossless(raw, Dtype.FLOAT32, dims)
 
     def compress(self, data: bytes | bytearray | memoryview) -> bytes:
         """Opaque bytes are never quantized: a lossy codec packs them with the High lossless mode."""
@@ -134,16 +220,16 @@ class TensorCodec:
             raise OversizedMessage(f"{raw.nbytes} bytes exceeds the {self.limits.max_decompressed_bytes}-byte limit")
         return self._lossless(raw, Dtype.BYTES, ())
 
-    def _lossless(self, raw: Any, dtype: Dtype, shape: tuple[int, ...]) -> bytes:
+    def _lossless(self, data: memoryview, dtype: Dtype, shape: tuple[int, ...]) -> bytes:
         level = CompressionLevel.HIGH if self.level.lossy else self.level
-        data = memoryview(raw).cast("B") if dtype is Dtype.BYTES else memoryview(raw.view(np.uint8))
         packing, flags, payload = Packing.STORED, 0, data
         if level is CompressionLevel.FAST:
             packing, payload = Packing.LZ4, self.codec.lz4_compress(data)
         elif level is CompressionLevel.HIGH:
             packing = Packing.DEFLATE
             if dtype is Dtype.FLOAT32:
-                flags, payload = FLAG_SHUFFLED, self.codec.deflate(_shuffle(raw), huffman_only=True)
+                shuffled = self.arrays.shuffle(data, data.nbytes // 4)
+                flags, payload = FLAG_SHUFFLED, self.codec.deflate(shuffled, huffman_only=True)
             else:
                 payload = self.codec.deflate(data, huffman_only=False)
         if packing is not Packing.STORED and len(payload) >= data.nbytes:
@@ -151,24 +237,20 @@ class TensorCodec:
         header = Header(level, dtype, packing, flags, ParamDtype.NONE, 0, data.nbytes, tuple(shape))
         return encode_container(header, payload)
 
-    def _quantized(self, flat: np.ndarray, shape: tuple[int, ...]) -> bytes:
-        n = flat.size
-        codes, offsets, scales, pdtype = q.quantize(flat, self.block_size, _LEVELS[self.level])
-        params = offsets.tobytes() + scales.tobytes()
+    def _quantized(self, raw: memoryview, shape: tuple[int, ...]) -> bytes:
+        n = raw.nbytes // 4
+        qz = self.arrays.quantize(raw, n, self.block_size, _LEVELS[self.level])
         if self.level is CompressionLevel.QUANTIZED4:
-            plain = q.pack_nibbles(codes, n)
-            packed = self.codec.deflate(plain, huffman_only=True)
+            packed = self.codec.deflate(qz.plain, huffman_only=True)
             packing = Packing.DEFLATE
         else:
-            plain = codes[:n].tobytes()
-            hi, lo = q.split_q8(codes, n)
-            hi_z = self.codec.deflate(hi, huffman_only=True)
-            packed = b"".join((_U32.pack(len(hi_z)), hi_z, lo))
+            hi_z = self.codec.deflate(qz.high, huffman_only=True)
+            packed = b"".join((_U32.pack(len(hi_z)), hi_z, qz.low))
             packing = Packing.SPLIT_DEFLATE
-        if len(packed) >= len(plain):
-            packing, packed = Packing.STORED, plain
-        header = Header(self.level, Dtype.FLOAT32, packing, 0, pdtype, self.block_size, 4 * n, tuple(shape))
-        return encode_container(header, params + packed)
+        if len(packed) >= len(qz.plain):
+            packing, packed = Packing.STORED, qz.plain
+        header = Header(self.level, Dtype.FLOAT32, packing, 0, qz.param_dtype, self.block_size, 4 * n, tuple(shape))
+        return encode_container(header, qz.params + packed)
 
     # Decoding -------------------------------------------------------------------------------
     def decompress(self, data: bytes | memoryview) -> bytes:
@@ -178,15 +260,16 @@ class TensorCodec:
             raise MalformedMessage("container holds a tensor; use decompress_tensor")
         return self._lossless_payload(header, payload)
 
-    def decompress_tensor(self, data: bytes | memoryview) -> np.ndarray:
+    def decompress_tensor(self, data: bytes | memoryview) -> Any:
+        """The tensor: a numpy array natively, a `Float32Tensor` where the runtime has no numpy."""
         header, payload = parse_container(data, self.limits)
         if header.dtype is not Dtype.FLOAT32:
             raise MalformedMessage("container holds opaque bytes; use decompress")
         if header.level.lossy:
-            flat = self._quantized_payload(header, payload)
+            raw = self._quantized_payload(header, payload)
         else:
-            flat = np.frombuffer(self._lossless_payload(header, payload), _F32).copy()
-        return flat.reshape(header.shape)
+            raw = self._lossless_payload(header, payload)
+        return self.arrays.to_tensor(raw, header.shape)
 
     def _lossless_payload(self, h: Header, payload: memoryview) -> bytes:
         if h.packing is Packing.STORED:
@@ -196,37 +279,32 @@ class TensorCodec:
         if h.packing is Packing.LZ4:
             return self.codec.lz4_decompress(payload, h.raw_len, self.limits.max_decompressed_bytes)
         out = _inflate(payload, h.raw_len)
-        return _unshuffle(out, h.elements) if h.flags & FLAG_SHUFFLED else out
+        return self.arrays.unshuffle(out, h.elements) if h.flags & FLAG_SHUFFLED else out
 
-    def _quantized_payload(self, h: Header, payload: memoryview) -> np.ndarray:
+    def _quantized_payload(self, h: Header, payload: memoryview) -> bytes:
         n = h.elements
         nb = -(-n // h.block_size)
-        psize = h.params.itemsize
-        params_len = 2 * nb * psize
+        params_len = 2 * nb * h.params.itemsize
         if payload.nbytes < params_len:
             raise MalformedMessage("payload shorter than its quantization parameters")
-        pdt = np.float16 if h.params is ParamDtype.FLOAT16 else np.float32
-        offsets = np.frombuffer(payload[: nb * psize], pdt)
-        scales = np.frombuffer(payload[nb * psize : params_len], pdt)
+        params = payload[:params_len]
         body = payload[params_len:]
+        levels = _LEVELS[h.level]
         if h.level is CompressionLevel.QUANTIZED4:
             plain_len = -(-n // 2)
             plain = bytes(body) if h.packing is Packing.STORED else _inflate(body, plain_len)
             if len(plain) != plain_len:
                 raise MalformedMessage("Quantized4 code stream has the wrong length")
-            codes = q.unpack_nibbles(plain, n)
-        elif h.packing is Packing.STORED:
+            return self.arrays.dequantize(params, h.params, n, h.block_size, levels, plain)
+        if h.packing is Packing.STORED:
             if body.nbytes != n:
                 raise MalformedMessage("Quantized8 code stream has the wrong length")
-            codes = np.frombuffer(body, np.uint8)
-        else:
-            quads = -(-n // 4)
-            if body.nbytes < 4:
-                raise MalformedMessage("split Quantized8 stream too short")
-            (hi_len,) = _U32.unpack_from(body)
-            if body.nbytes != 4 + hi_len + 3 * quads:
-                raise MalformedMessage("split Quantized8 stream lengths do not add up")
-            hi = _inflate(body[4 : 4 + hi_len], quads)
-            codes = q.join_q8(hi, body[4 + hi_len :], n)
-        return q.dequantize(codes, offsets, scales, n, h.block_size)
-
+            return self.arrays.dequantize(params, h.params, n, h.block_size, levels, body)
+        quads = -(-n // 4)
+        if body.nbytes < 4:
+            raise MalformedMessage("split Quantized8 stream too short")
+        (hi_len,) = _U32.unpack_from(body)
+        if body.nbytes != 4 + hi_len + 3 * quads:
+            raise MalformedMessage("split Quantized8 stream lengths do not add up")
+        hi = _inflate(body[4 : 4 + hi_len], quads)
+        return self.arrays.dequantize(params, h.params, n, h.block_size, levels, hi, body[4 + hi_len :])

@@ -1,0 +1,339 @@
+// Tensor compression and artifacts in the Pyodide worker (LZ4 from npm lz4-wasm and
+// the JS quantizer in bridges/lz4.js, IndexedDB blocks in bridges/artifact-idb.js),
+// checked against native CPython (liblz4, numpy) in the same test: containers made
+// in either runtime decode to the same float32 bits in both, hostile containers get
+// the typed errors in the browser too, CIDs agree, and stored artifacts survive a reload.
+import { test, expect } from "@playwright/test";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { openReady, py } from "./helpers.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const PYTHON = process.env.PYTHON || `${ROOT}.venv/bin/python`;
+
+/** Run `code` in native CPython with `input` as JSON on stdin; returns the JSON it prints. */
+function native(code, input) {
+  const out = execFileSync(PYTHON, ["-c", code], {
+    input: JSON.stringify(input),
+    env: { ...process.env, PYTHONPATH: `${ROOT}py` },
+    maxBuffer: 256 << 20,
+    timeout: 60_000,
+  });
+  return JSON.parse(out.toString());
+}
+
+const LEVELS = ["NONE", "FAST", "HIGH", "QUANTIZED8", "QUANTIZED4"];
+
+// Tensors of several shapes and value ranges, every level, made and decoded natively.
+const NATIVE_ENCODE = `
+import json, sys
+import numpy as np
+from ruvector_edge.compression import CompressionLevel, TensorCodec
+rng = np.random.default_rng(20261125)
+tensors = [
+    np.float32(rng.standard_normal()),                      # shape ()
+    np.zeros((0,), np.float32), np.zeros((2, 0, 3), np.float32),
+    rng.standard_normal(1).astype(np.float32), rng.standard_normal(7).astype(np.float32),
+    rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal((2, 3, 4)).astype(np.float32),
+    rng.standard_normal((33, 65)).astype(np.float32),
+    rng.standard_normal(40000).astype(np.float32),          # > 128 KiB: native deflate runs on threads
+    np.full(100, 1.5, np.float32),                          # constant blocks: zero scales
+    (rng.standard_normal(300) * 1e30).astype(np.float32),   # float16 parameters overflow: float32 ones
+    (rng.standard_normal(5000) * 1e-30).astype(np.float32), # float16 parameters underflow
+    # Codes exactly halfway between two steps (scale 1, offset 0): round-half-to-even decides them.
+    (np.arange(2048) % 511 / 2).astype(np.float32),         # Quantized8 blocks span 0..255
+    (np.arange(640) % 31 / 2).astype(np.float32).reshape(10, 64),  # Quantized4 blocks span 0..15
+]
+rows = []
+for t in tensors:
+    arr = np.asarray(t, np.float32)
+    row = {"raw": arr.tobytes().hex(), "shape": list(arr.shape), "native": {}}
+    for level in CompressionLevel:
+        blob = TensorCodec(level).compress_tensor(arr)
+        back = TensorCodec().decompress_tensor(blob)
+        assert back.shape == arr.shape
+        row["native"][level.name] = {"container": blob.hex(), "values": back.tobytes().hex()}
+    rows.append(row)
+print(json.dumps(rows))
+`;
+
+const NATIVE_DECODE = `
+import json, sys
+from ruvector_edge.compression import TensorCodec
+from ruvector_edge.errors import RejectedInput
+out = []
+for hexed in json.load(sys.stdin):
+    try:
+        t = TensorCodec().decompress_tensor(bytes.fromhex(hexed))
+        out.append({"values": t.tobytes().hex(), "shape": list(t.shape)})
+    except RejectedInput as exc:
+        out.append({"error": type(exc).__name__})
+print(json.dumps(out))
+`;
+
+test("tensors compressed in the browser decode natively to the same bits, and the other way round", async ({ page }) => {
+  const rows = native(NATIVE_ENCODE, null);
+  await openReady(page);
+  const browser = JSON.parse(await py(page, `
+import json
+from array import array
+import js
+from ruvector_edge.compression import CompressionLevel, Float32Tensor, TensorCodec
+from ruvector_edge.compression.browser_codec import JsFloat32Arrays, JsLz4Codec
+
+rows = json.loads(${JSON.stringify(JSON.stringify(rows))})
+decoder = TensorCodec()
+out = {"codec": decoder.codec.name, "arrays": type(decoder.arrays).__name__, "rows": []}
+for i, row in enumerate(rows):
+    raw, shape = bytes.fromhex(row["raw"]), tuple(row["shape"])
+    tensor = Float32Tensor(raw, shape)
+    # Every input form a browser caller has: Float32Tensor, array('f') + shape, nested lists, a JS Float32Array + shape.
+    form = i % 4
+    if form == 0:
+        args = (tensor,)
+    elif form == 1:
+        args = (array("f", raw), shape)
+    elif form == 2:  # nested lists lose the dimensions after a zero one, so those need the shape
+        args = (tensor.tolist(), shape) if 0 in shape else (tensor.tolist(),)
+    else:
+        f32 = js.Float32Array.new(len(raw) // 4)
+        js.Uint8Array.new(f32.buffer).assign(raw)
+        args = (f32, shape)
+    made, mine, theirs = {}, {}, {}
+    for level in CompressionLevel:
+        blob = TensorCodec(level).compress_tensor(*args)
+        back = decoder.decompress_tensor(blob)
+        nat = decoder.decompress_tensor(bytes.fromhex(row["native"][level.name]["container"]))
+        assert back.shape == shape and nat.shape == shape, (back.shape, nat.shape, shape)
+        made[level.name] = blob.hex()
+        mine[level.name] = back.data.hex()
+        theirs[level.name] = nat.data.hex()
+    out["rows"].append({"form": form, "containers": made, "browser_decoded": mine, "native_decoded": theirs})
+json.dumps(out)
+`));
+  expect(browser.codec).toBe("lz4-wasm");
+  expect(browser.arrays).toBe("JsFloat32Arrays");
+  expect(new Set(browser.rows.map((r) => r.form))).toEqual(new Set([0, 1, 2, 3]));
+
+  const order = [];
+  const blobs = [];
+  rows.forEach((row, i) => LEVELS.forEach((level) => {
+    order.push([i, level]);
+    blobs.push(browser.rows[i].containers[level]);
+  }));
+  const decodedNatively = native(NATIVE_DECODE, blobs);
+
+  let checked = 0;
+  order.forEach(([i, level], k) => {
+    const row = rows[i];
+    const expected = row.native[level].values; // native container, native decoder
+    const where = `tensor ${i} shape [${row.shape}] ${level}`;
+    // Compared as booleans: a failure names the case without printing megabytes of hex.
+    if (!level.startsWith("QUANTIZED")) expect(expected === row.raw, `${where}: lossless, bit-identical`).toBe(true);
+    expect(decodedNatively[k].error, where).toBeUndefined();
+    expect(decodedNatively[k].shape, where).toEqual(row.shape);
+    expect(decodedNatively[k].values === expected, `${where}: browser-made, decoded natively`).toBe(true);
+    expect(browser.rows[i].browser_decoded[level] === expected, `${where}: browser-made, decoded in the browser`).toBe(true);
+    expect(browser.rows[i].native_decoded[level] === expected, `${where}: native-made, decoded in the browser`).toBe(true);
+    checked += 1;
+  });
+  expect(checked).toBe(rows.length * LEVELS.length);
+  // Stored (None) containers carry no compressor bytes: identical in both runtimes.
+  rows.forEach((row, i) => expect(browser.rows[i].containers.NONE === row.native.NONE.container, `tensor ${i} NONE`).toBe(true));
+});
+
+test("hostile containers and bad tensors get the typed errors in the browser", async ({ page }) => {
+  await openReady(page);
+  const out = JSON.parse(await py(page, `
+import json, random, struct, zlib
+from ruvector_edge.compression import CompressionLevel as L, Float32Tensor, Limits, TensorCodec
+from ruvector_edge.errors import RejectedInput
+
+rng = random.Random(5)
+values = [rng.gauss(0, 1) for _ in range(3000)]
+def recrc(b):
+    return b[:-4] + struct.pack("<I", zlib.crc32(b[:-4]))
+def outcome(fn):
+    try:
+        fn()
+        return "ok"
+    except RejectedInput as exc:
+        return type(exc).__name__
+    except Exception as exc:
+        return "UNTYPED " + type(exc).__name__ + ": " + str(exc)[:120]
+
+codec = TensorCodec(limits=Limits(max_decompressed_bytes=1 << 20))
+fast = TensorCodec(L.FAST).compress_tensor([float(i % 50) for i in range(3000)], (3000,))
+q8 = TensorCodec(L.QUANTIZED8).compress_tensor(values, (3000,))
+q4 = TensorCodec(L.QUANTIZED4).compress_tensor(values, (3000,))
+head = 32 + 8  # header and a one-dimensional shape
+bomb = bytearray(fast); bomb[16:24] = struct.pack("<Q", 1 << 40); bomb[32:40] = struct.pack("<Q", 1 << 38)
+lz4_prefix = bytearray(fast); lz4_prefix[head:head + 4] = struct.pack("<I", 0xFFFFFFF0)
+lz4_body = bytearray(fast); lz4_body[head + 4:head + 40] = bytes(36)
+nan_scale = bytearray(q8); nan_scale[head + 6:head + 8] = b"\\x00\\x7e"  # first float16 scale := NaN
+neg_scale = bytearray(q4); at = head + 2 * ((3000 + 63) // 64); neg_scale[at:at + 2] = b"\\x00\\xbc"  # first scale := -1.0
+cases = {
+    "truncated": lambda: codec.decompress_tensor(fast[:20]),
+    "truncated_payload": lambda: codec.decompress_tensor(fast[:-9]),
+    "bad_magic": lambda: codec.decompress_tensor(b"XVTC" + fast[4:]),
+    "bad_checksum": lambda: codec.decompress_tensor(fast[:-1] + bytes([fast[-1] ^ 1])),
+    "declared_size_bomb": lambda: codec.decompress_tensor(recrc(bytes(bomb))),
+    "lz4_prefix_bomb": lambda: codec.decompress_tensor(recrc(bytes(lz4_prefix))),
+    "lz4_corrupt_body": lambda: codec.decompress_tensor(recrc(bytes(lz4_body))),
+    "nan_scale": lambda: codec.decompress_tensor(recrc(bytes(nan_scale))),
+    "negative_scale": lambda: codec.decompress_tensor(recrc(bytes(neg_scale))),
+    "nan_for_q8": lambda: TensorCodec(L.QUANTIZED8).compress_tensor([1.0, float("nan")]),
+    "inf_for_q4": lambda: TensorCodec(L.QUANTIZED4).compress_tensor([1.0, float("inf")]),
+    "ragged": lambda: TensorCodec().compress_tensor([[1.0, 2.0], [3.0]]),
+    "not_numbers": lambda: TensorCodec().compress_tensor(["a", "b"]),
+    "shape_mismatch": lambda: TensorCodec().compress_tensor([1.0, 2.0, 3.0], (2, 2)),
+    "odd_bytes": lambda: TensorCodec().compress_tensor(b"12345"),
+    "too_deep": lambda: TensorCodec().compress_tensor([[[[[[[[[1.0]]]]]]]]]),
+    "bad_float32tensor": lambda: Float32Tensor(b"1234", (2,)),
+}
+named = {k: outcome(fn) for k, fn in cases.items()}
+# Seeded mutations, half with the CRC repaired so the inner decoders (lz4-wasm, inflate, the JS dequantizer) see them.
+fuzz = {}
+for base in (fast, q8, q4, TensorCodec(L.HIGH).compress_tensor(values, (3000,))):
+    for i in range(120):
+        b = bytearray(base)
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        if i % 3 == 0:
+            b = b[: rng.randrange(len(b))]
+        blob = recrc(bytes(b)) if i % 2 and len(b) >= 4 else bytes(b)
+        r = outcome(lambda: codec.decompress_tensor(blob))
+        fuzz[r] = fuzz.get(r, 0) + 1
+ok = outcome(lambda: codec.decompress_tensor(q4))
+json.dumps({"named": named, "fuzz": fuzz, "intact": ok, "packings": [fast[7], q8[7], q4[7]], "params": [q8[9], q4[9]]})
+`));
+  expect(out.named).toEqual({
+    truncated: "MalformedMessage",
+    truncated_payload: "MalformedMessage",
+    bad_magic: "MalformedMessage",
+    bad_checksum: "ChecksumMismatch",
+    declared_size_bomb: "OversizedMessage",
+    lz4_prefix_bomb: "OversizedMessage",
+    lz4_corrupt_body: "MalformedMessage",
+    nan_scale: "MalformedMessage",
+    negative_scale: "MalformedMessage",
+    nan_for_q8: "InvalidTensor",
+    inf_for_q4: "InvalidTensor",
+    ragged: "InvalidTensor",
+    not_numbers: "InvalidTensor",
+    shape_mismatch: "InvalidTensor",
+    odd_bytes: "InvalidTensor",
+    too_deep: "InvalidTensor",
+    bad_float32tensor: "InvalidTensor",
+  });
+  const untyped = Object.keys(out.fuzz).filter((k) => k.startsWith("UNTYPED"));
+  expect(untyped).toEqual([]);
+  expect(Object.values(out.fuzz).reduce((a, b) => a + b, 0)).toBe(480);
+  expect(out.intact).toBe("ok");
+  expect(out.packings).toEqual([1, 3, 2]); // LZ4, split deflate, deflate: the inner decoders were reached
+  expect(out.params).toEqual([1, 1]); // float16 parameters, where the NaN / negative scale was written
+});
+
+// A fresh database name per run, so reruns against one browser profile never see old data.
+const agentId = (tag) => `art-${tag}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+const NATIVE_ARTIFACTS = `
+import json, sys
+from ruvector_edge.artifacts import ArtifactStore
+req = json.load(sys.stdin)
+store = ArtifactStore()
+out = {"cids": [store.store_artifact(bytes.fromhex(h)) for h in req["identity"]]}
+# The browser's blocks, each accepted only if it hashes to its CID, then the artifacts rebuilt from them.
+for cid, data in req["blocks"].items():
+    store.put_chunk(cid, bytes.fromhex(data))
+out["rebuilt"] = [store.get_artifact(cid).hex() for cid in req["compressed"]]
+print(json.dumps(out))
+`;
+
+test("artifacts stored in the browser persist in IndexedDB across a reload; CIDs match native ones", async ({ page }) => {
+  const agent = agentId("reload");
+  await openReady(page);
+  const stored = JSON.parse(await py(page, `
+import hashlib, json, random
+from ruvector_edge.artifacts import ArtifactStore
+from ruvector_edge.artifacts.browser_store import IndexedDbBlockStore
+
+rng = random.Random(77)
+payloads = [b"", b"hello artifacts", rng.randbytes(256 * 1024), rng.randbytes(700_000), bytes(300_000)]
+backend = await IndexedDbBlockStore.open(${JSON.stringify(agent)})
+store = ArtifactStore(backend, cache_bytes=1 << 20)
+identity = [store.store_artifact(p) for p in payloads]
+compressed = [store.store_artifact(p, compressed=True) for p in payloads[2:]]
+await backend.flush()
+blocks = {cid: backend.get(cid).hex() for cid in list(backend._mirror)}
+victim_chunks = json.loads(backend.get(identity[3]))["chunks"]
+json.dumps({"identity": identity, "victim_chunks": victim_chunks, "compressed": compressed, "unflushed": backend.unflushed, "blocks": blocks,
+            "payloads": [p.hex() for p in payloads], "sha": [hashlib.sha256(p).hexdigest() for p in payloads]})
+`));
+  expect(stored.unflushed).toBe(0);
+  const nat = native(NATIVE_ARTIFACTS, { identity: stored.payloads, blocks: stored.blocks, compressed: stored.compressed });
+  expect(nat.cids).toEqual(stored.identity);
+  expect(nat.rebuilt).toEqual(stored.payloads.slice(2));
+
+  await page.reload();
+  await openReady(page);
+  const back = JSON.parse(await py(page, `
+import hashlib, json
+from ruvector_edge.artifacts import ArtifactStore
+from ruvector_edge.artifacts.browser_store import IndexedDbBlockStore
+backend = await IndexedDbBlockStore.open(${JSON.stringify(agent)})
+store = ArtifactStore(backend, cache_bytes=1 << 20)
+cids = ${JSON.stringify([...stored.identity, ...stored.compressed])}
+json.dumps({"blocks": len(backend), "sha": [hashlib.sha256(store.get_artifact(c)).hexdigest() for c in cids]})
+`));
+  expect(back.blocks).toBe(Object.keys(stored.blocks).length);
+  expect(back.sha).toEqual([...stored.sha, ...stored.sha.slice(2)]);
+
+  // A block altered inside IndexedDB (same origin: the page can open the worker's database) is caught on read.
+  const victim = stored.identity[3]; // 700 000 bytes: a manifest and three chunks
+  const chunk = stored.victim_chunks[1];
+  expect(stored.victim_chunks.length).toBe(3);
+  const altered = await page.evaluate(async ({ name, cid }) => {
+    const db = await new Promise((res, rej) => {
+      const r = indexedDB.open(name, 1);
+      r.onsuccess = () => res(r.result);
+      r.onerror = () => rej(r.error);
+    });
+    const tx = db.transaction("blocks", "readwrite");
+    const store = tx.objectStore("blocks");
+    const record = await new Promise((res) => {
+      const r = store.get(cid);
+      r.onsuccess = () => res(r.result);
+    });
+    const data = new Uint8Array(record.data.slice(0));
+    data[1000] ^= 0xff;
+    store.put({ cid, data: data.buffer });
+    await new Promise((res, rej) => {
+      tx.oncomplete = res;
+      tx.onerror = () => rej(tx.error);
+    });
+    db.close();
+    return data.byteLength;
+  }, { name: `ruvector-edge/artifacts/${agent}`, cid: chunk });
+  expect(altered).toBe(256 * 1024);
+  await page.reload();
+  await openReady(page);
+  const tampered = JSON.parse(await py(page, `
+import json
+from ruvector_edge.artifacts import ArtifactStore
+from ruvector_edge.artifacts.browser_store import IndexedDbBlockStore
+from ruvector_edge.errors import ChunkHashMismatch
+backend = await IndexedDbBlockStore.open(${JSON.stringify(agent)})
+store = ArtifactStore(backend, cache_bytes=1 << 20)
+try:
+    store.get_artifact(${JSON.stringify(victim)})
+    result = "ok"
+except ChunkHashMismatch:
+    result = "ChunkHashMismatch"
+await backend.flush()
+json.dumps({"result": result, "dropped": not backend.has(${JSON.stringify(chunk)}),
+            "missing": store.missing_chunks(${JSON.stringify(victim)}),
+            "neighbour": len(store.get_artifact(${JSON.stringify(stored.identity[2])}))})
+`));
+  expect(tampered).toEqual({ result: "ChunkHashMismatch", dropped: true, missing: [chunk], neighbour: 256 * 1024 });
+});

@@ -1,0 +1,86 @@
+"""The runtime-independent half of the browser codec: no numpy on the import path, Float32Tensor, the shape argument.
+
+The JS half (lz4-wasm, the JS quantizer, IndexedDB blocks) runs in Chromium:
+e2e/compression.spec.js checks it against this native codec bit for bit.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from array import array
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from ruvector_edge.compression import CompressionLevel, Float32Tensor, TensorCodec
+from ruvector_edge.errors import InvalidTensor
+
+_NO_NUMPY = """
+import sys
+class NoNumpy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy" or name.startswith("numpy."):
+            raise ImportError("numpy is blocked: the browser has none")
+sys.meta_path.insert(0, NoNumpy())
+from ruvector_edge.compression import CompressionLevel, Float32Tensor, Limits, TensorCodec
+from ruvector_edge.compression.tensor_codec import Float32Arrays
+from ruvector_edge.artifacts import ArtifactStore, cid_for
+assert "numpy" not in sys.modules
+try:
+    from ruvector_edge.compression import AdaptiveCodec
+except ImportError:
+    print("adaptive needs numpy")
+print("ok")
+"""
+
+
+def test_codec_and_artifacts_import_without_numpy():
+    """What the page imports must not pull numpy in (Pyodide here serves none)."""
+    out = subprocess.run([sys.executable, "-c", _NO_NUMPY], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["adaptive", "needs", "numpy", "ok"]
+
+
+shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float32, shapes, elements=st.floats(-1e6, 1e6, width=32)))
+def test_float32tensor_round_trips_like_numpy(arr):
+    t = Float32Tensor(arr.tobytes(), arr.shape)
+    assert t.tolist() == arr.tolist()
+    for level in CompressionLevel:
+        codec = TensorCodec(level)
+        assert codec.compress_tensor(t) == codec.compress_tensor(arr)
+
+
+def test_flat_input_with_a_shape_is_the_same_container():
+    arr = np.random.default_rng(3).standard_normal((4, 6)).astype(np.float32)
+    for level in CompressionLevel:
+        codec = TensorCodec(level)
+        want = codec.compress_tensor(arr)
+        assert codec.compress_tensor(arr.reshape(-1), (4, 6)) == want
+        assert codec.compress_tensor(array("f", arr.tobytes()), [4, 6]) == want
+        assert codec.decompress_tensor(want).shape == (4, 6)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Float32Tensor(b"123", (1,)),
+        lambda: Float32Tensor(b"1234", (2,)),
+        lambda: Float32Tensor(b"", (-1,)),
+        lambda: Float32Tensor(b"", (1,) * 9),
+        lambda: TensorCodec().compress_tensor([1.0, 2.0, 3.0], (2, 2)),
+        lambda: TensorCodec().compress_tensor([1.0], (1.5,)),
+        lambda: TensorCodec().compress_tensor([1.0], "x"),
+        lambda: TensorCodec().compress_tensor([1.0], 3),
+    ],
+)
+def test_bad_tensors_and_shapes_are_refused(make):
+    with pytest.raises(InvalidTensor):
+        make()

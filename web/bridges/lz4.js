@@ -1,0 +1,295 @@
+// Compression bridge for the Pyodide worker, exposed as globalThis.edgeCompression:
+// LZ4 block compression from npm lz4-wasm (lz4_flex built for wasm), and the
+// tensor codec's float32 array work (byte shuffle, per-block quantization).
+//
+// Python (ruvector_edge.compression.browser_codec) crosses once per call with
+// one Uint8Array and gets one Uint8Array back. Failures throw an Error whose
+// message starts with the Python error class to raise ("InvalidTensor: ...",
+// "MalformedMessage: ...").
+//
+// lz4-wasm's own glue imports the .wasm as an ES module, which Vite does not
+// build; its wasm exports are small, so this file instantiates the module
+// itself (Vite's `?init`) and calls it with the same stack-pointer convention.
+// Instantiation is asynchronous but takes milliseconds, long before Pyodide has
+// loaded; until then the LZ4 calls throw ProviderUnavailable.
+//
+// Quantization reproduces ruvector_edge/compression/quantize.py bit for bit:
+// every operation rounded to float32 (Math.fround after each + - * /, exact
+// because a double holds any float32 result before rounding), float16
+// parameters through Math.f16round, nextafter on the bit patterns, and
+// round-half-to-even — so a container made here equals one made by numpy
+// except for deflate's bytes, and decodes to the same values everywhere.
+import initLz4Wasm from "lz4-wasm/lz4_wasm_bg.wasm?init";
+
+if (typeof Math.f16round !== "function" || typeof Float16Array !== "function") {
+  throw new Error("edgeCompression: this engine lacks Float16Array / Math.f16round");
+}
+
+let lz4 = () => {
+  throw new Error("ProviderUnavailable: lz4-wasm is still being instantiated");
+};
+const lz4Ready = instantiateLz4().then(
+  (call) => {
+    lz4 = call;
+    return true;
+  },
+  (err) => {
+    lz4 = () => {
+      throw new Error(`ProviderUnavailable: lz4-wasm failed to load: ${err}`);
+    };
+    return false;
+  },
+);
+
+async function instantiateLz4() {
+  const strings = [];
+  let wasm = null;
+  const imports = {
+    "./lz4_wasm_bg.js": {
+      __wbindgen_string_new(ptr, len) {
+        strings.push(new TextDecoder().decode(new Uint8Array(wasm.memory.buffer, ptr, len)));
+        return strings.length - 1;
+      },
+    },
+  };
+  wasm = (await initLz4Wasm(imports)).exports;
+  /** Run lz4_flex's `compress` or `decompress` on `input`; returns a copy of its output. */
+  return function call(fn, input) {
+    const ret = wasm.__wbindgen_add_to_stack_pointer(-16);
+    try {
+      const ptr = wasm.__wbindgen_malloc(input.length);
+      new Uint8Array(wasm.memory.buffer).set(input, ptr);
+      wasm[fn](ret, ptr, input.length);
+      const [outPtr, outLen, errIdx, failed] = new Int32Array(wasm.memory.buffer, ret, 4);
+      if (fn === "decompress" && failed) {
+        const message = strings[errIdx];
+        strings.length = 0;
+        throw new Error(`MalformedMessage: corrupt LZ4 block: ${message}`);
+      }
+      const out = new Uint8Array(wasm.memory.buffer, outPtr, outLen).slice();
+      wasm.__wbindgen_free(outPtr, outLen);
+      return out;
+    } finally {
+      wasm.__wbindgen_add_to_stack_pointer(16);
+    }
+  };
+}
+
+function lz4Compress(data) {
+  return lz4("compress", data);
+}
+
+/** Decompress a size-prefixed block whose prefix Python already checked against its limit; re-checked here. */
+function lz4Decompress(block, expectedSize) {
+  if (block.length < 4) throw new Error("MalformedMessage: LZ4 block shorter than its size prefix");
+  const declared = new DataView(block.buffer, block.byteOffset, 4).getUint32(0, true);
+  if (declared !== expectedSize) throw new Error(`MalformedMessage: LZ4 block declares ${declared} bytes, expected ${expectedSize}`);
+  return lz4("decompress", block);
+}
+
+// Byte shuffle --------------------------------------------------------------------------
+
+function shuffle(raw, n) {
+  const out = new Uint8Array(4 * n);
+  for (let p = 0; p < 4; p++) {
+    const base = p * n;
+    for (let i = 0; i < n; i++) out[base + i] = raw[4 * i + p];
+  }
+  return out;
+}
+
+function unshuffle(data, n) {
+  const out = new Uint8Array(4 * n);
+  for (let p = 0; p < 4; p++) {
+    const base = p * n;
+    for (let i = 0; i < n; i++) out[4 * i + p] = data[base + i];
+  }
+  return out;
+}
+
+// Quantization --------------------------------------------------------------------------
+
+const F16_SLACK = 1.118; // quantize.py's _F16_SLACK
+const f32 = Math.fround;
+const f16 = Math.f16round;
+const bits32 = new Float32Array(1);
+const word32 = new Uint32Array(bits32.buffer);
+const bits16 = new Float16Array(1);
+const word16 = new Uint16Array(bits16.buffer);
+
+/** numpy.nextafter for one float32 / float16 value `x` toward +Infinity (up) or -Infinity. */
+function nextAfter(x, up, values, words, signBit) {
+  if (Number.isNaN(x) || x === (up ? Infinity : -Infinity)) return x;
+  if (x === 0) {
+    words[0] = up ? 1 : signBit | 1;
+    return values[0];
+  }
+  values[0] = x;
+  words[0] += (x > 0) === up ? 1 : -1;
+  return values[0];
+}
+const nextAfter32 = (x, up) => nextAfter(x, up, bits32, word32, 0x80000000);
+const nextAfter16 = (x, up) => nextAfter(x, up, bits16, word16, 0x8000);
+
+function rintHalfEven(v) {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** quantize.py's _params: float16 parameters when every block allows them, else float32. */
+function chooseParams(mins, maxs, levels) {
+  const nb = mins.length;
+  const ideal = new Float64Array(nb);
+  const scale32 = new Float32Array(nb);
+  const off16 = new Float16Array(nb);
+  const scale16 = new Float16Array(nb);
+  let useF16 = true;
+  for (let b = 0; b < nb; b++) {
+    const lo = mins[b];
+    const hi = maxs[b];
+    ideal[b] = (hi - lo) / levels;
+    let s = f32(ideal[b]);
+    if (lo + levels * s < hi) s = nextAfter32(s, true);
+    if (!Number.isFinite(s)) throw new Error("InvalidTensor: a block's range exceeds float32");
+    scale32[b] = s;
+    let o = f16(lo);
+    if (o > lo) o = nextAfter16(o, false);
+    let s16 = f16((hi - o) / levels);
+    if (o + levels * s16 < hi) s16 = nextAfter16(s16, true);
+    off16[b] = o;
+    scale16[b] = s16;
+    if (
+      !Number.isFinite(o) ||
+      !Number.isFinite(s16) ||
+      !(s16 <= F16_SLACK * ideal[b]) ||
+      (ideal[b] === 0 && o !== lo)
+    ) {
+      useF16 = false;
+    }
+  }
+  if (useF16) return { pdtype: 1, offsets: off16, scales: scale16 };
+  return { pdtype: 2, offsets: mins, scales: scale32 };
+}
+
+/**
+ * Quantize n float32 values (packed bytes) in blocks of `block` to codes 0..levels.
+ * Returns one Uint8Array: u32 LE header [param dtype, params length, plain length,
+ * high length, low length], then params (offsets, scales), the plain code stream
+ * (nibbles for 15 levels, bytes for 255) and, for 255 levels, the split streams.
+ */
+function quantize(raw, n, block, levels) {
+  if (raw.byteLength !== 4 * n) throw new Error(`InvalidTensor: ${raw.byteLength} bytes are not ${n} float32 values`);
+  const x = new Float32Array(raw.slice().buffer);
+  const nb = Math.ceil(n / block);
+  const mins = new Float32Array(nb);
+  const maxs = new Float32Array(nb);
+  for (let b = 0; b < nb; b++) {
+    const end = Math.min(n, (b + 1) * block);
+    let lo = x[b * block];
+    let hi = lo;
+    let finite = true;
+    for (let i = b * block; i < end; i++) {
+      const v = x[i];
+      if (v < lo) lo = v;
+      else if (v > hi) hi = v;
+      if (v - v !== 0) finite = false;
+    }
+    if (!finite) throw new Error("InvalidTensor: lossy levels need finite values (NaN or infinity found)");
+    mins[b] = lo;
+    maxs[b] = hi;
+  }
+  const { pdtype, offsets, scales } = chooseParams(mins, maxs, levels);
+  const codes = new Uint8Array(Math.ceil(n / 16) * 16);
+  for (let b = 0; b < nb; b++) {
+    const off = f32(offsets[b]);
+    const sc = f32(scales[b]);
+    const inv = sc > 0 ? f32(1 / sc) : 0;
+    const end = Math.min(n, (b + 1) * block);
+    for (let i = b * block; i < end; i++) codes[i] = rintHalfEven(f32(f32(x[i] - off) * inv));
+  }
+  const params = new Uint8Array(offsets.byteLength + scales.byteLength);
+  params.set(new Uint8Array(offsets.buffer, offsets.byteOffset, offsets.byteLength), 0);
+  params.set(new Uint8Array(scales.buffer, scales.byteOffset, scales.byteLength), offsets.byteLength);
+  let plain;
+  let high = new Uint8Array(0);
+  let low = new Uint8Array(0);
+  if (levels === 15) {
+    plain = new Uint8Array(Math.ceil(n / 2));
+    for (let j = 0; j < plain.length; j++) plain[j] = codes[2 * j] | (codes[2 * j + 1] << 4);
+  } else {
+    plain = codes.subarray(0, n);
+    const quads = Math.ceil(n / 4);
+    high = new Uint8Array(quads);
+    low = new Uint8Array(3 * quads);
+    for (let j = 0; j < quads; j++) {
+      const c0 = codes[4 * j], c1 = codes[4 * j + 1], c2 = codes[4 * j + 2], c3 = codes[4 * j + 3];
+      high[j] = (c0 >> 6) | ((c1 >> 6) << 2) | ((c2 >> 6) << 4) | ((c3 >> 6) << 6);
+      const l = (c0 & 63) | ((c1 & 63) << 6) | ((c2 & 63) << 12) | ((c3 & 63) << 18);
+      low[3 * j] = l & 255;
+      low[3 * j + 1] = (l >> 8) & 255;
+      low[3 * j + 2] = (l >> 16) & 255;
+    }
+  }
+  const parts = [params, plain, high, low];
+  const out = new Uint8Array(20 + parts.reduce((s, p) => s + p.length, 0));
+  const head = new DataView(out.buffer);
+  head.setUint32(0, pdtype, true);
+  let at = 20;
+  parts.forEach((p, k) => {
+    head.setUint32(4 + 4 * k, p.length, true);
+    out.set(p, at);
+    at += p.length;
+  });
+  return out;
+}
+
+/**
+ * Packed float32 values from parameters (offsets then scales, float16 when pdtype is 1)
+ * and codes: nibbles for 15 levels; bytes, or (when `low` is non-empty) high + low streams, for 255.
+ */
+function dequantize(params, pdtype, n, block, levels, codes, low) {
+  const nb = Math.ceil(n / block);
+  const size = pdtype === 1 ? 2 : 4;
+  if (params.length !== 2 * nb * size) throw new Error("MalformedMessage: quantization parameters have the wrong length");
+  const copy = params.slice();
+  const Params = pdtype === 1 ? Float16Array : Float32Array;
+  const offsets = new Params(copy.buffer, 0, nb);
+  const scales = new Params(copy.buffer, nb * size, nb);
+  for (let b = 0; b < nb; b++) {
+    if (!Number.isFinite(offsets[b]) || !Number.isFinite(scales[b]) || scales[b] < 0) {
+      throw new Error("MalformedMessage: quantization parameters must be finite with non-negative scales");
+    }
+  }
+  const code = new Uint8Array(n);
+  if (levels === 15) {
+    if (codes.length !== Math.ceil(n / 2)) throw new Error("MalformedMessage: Quantized4 code stream has the wrong length");
+    for (let i = 0; i < n; i++) code[i] = i & 1 ? codes[i >> 1] >> 4 : codes[i >> 1] & 15;
+  } else if (!low || low.length === 0) {
+    if (codes.length !== n) throw new Error("MalformedMessage: Quantized8 code stream has the wrong length");
+    code.set(codes);
+  } else {
+    const quads = Math.ceil(n / 4);
+    if (codes.length !== quads || low.length !== 3 * quads) throw new Error("MalformedMessage: split Quantized8 streams have the wrong length");
+    for (let j = 0; j < quads; j++) {
+      const l = low[3 * j] | (low[3 * j + 1] << 8) | (low[3 * j + 2] << 16);
+      const h = codes[j];
+      for (let k = 0; k < 4 && 4 * j + k < n; k++) code[4 * j + k] = ((l >> (6 * k)) & 63) | (((h >> (2 * k)) & 3) << 6);
+    }
+  }
+  const out = new Float32Array(n);
+  for (let b = 0; b < nb; b++) {
+    const off = f32(offsets[b]);
+    const sc = f32(scales[b]);
+    const end = Math.min(n, (b + 1) * block);
+    for (let i = b * block; i < end; i++) out[i] = f32(f32(code[i] * sc) + off);
+  }
+  return new Uint8Array(out.buffer);
+}
+
+/** Packed little-endian float32 bytes of any JS typed array or array of numbers. */
+function float32Bytes(values) {
+  const arr = values instanceof Float32Array ? values : Float32Array.from(values);
+  return new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength).slice();
+}
+
+globalThis.edgeCompression = { lz4Ready, lz4Compress, lz4Decompress, shuffle, unshuffle, quantize, dequantize, float32Bytes };
