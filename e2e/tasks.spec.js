@@ -1,0 +1,209 @@
+// The browser task sandbox (issue 7): the native task tests' WAT modules, compiled
+// natively with wasmtime, run in Chromium through the Pyodide worker's
+// BrowserSandbox (a dedicated Web Worker per web/bridges/sandbox.js) and give the
+// statuses and output hashes NativeSandbox gives; a receipt signed by a
+// TaskExecutor in the browser verifies natively with verify_receipt.
+import { test, expect } from "@playwright/test";
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { openReady, py } from "./helpers.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const PYTHON = process.env.PYTHON || `${ROOT}.venv/bin/python`;
+
+/** Start e2e/py/native_tasks.py; returns {ask(req) → answer, close()}. */
+function nativeTasks() {
+  const child = spawn(PYTHON, [`${ROOT}e2e/py/native_tasks.py`], {
+    env: { ...process.env, PYTHONPATH: `${ROOT}py` },
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  const lines = createInterface({ input: child.stdout });
+  const waiting = [];
+  lines.on("line", (l) => waiting.shift()?.(JSON.parse(l)));
+  return {
+    ask(req) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`native helper timed out on ${req.cmd}`)), 30_000);
+        waiting.push((v) => { clearTimeout(timer); resolve(v); });
+        child.stdin.write(JSON.stringify(req) + "\n");
+      });
+    },
+    close() {
+      child.stdin.end();
+      child.kill();
+    },
+  };
+}
+
+const hex = (s) => Buffer.from(s).toString("hex");
+const BUDGETS = { fuel_limit: 10 ** 15, memory_mb: 2, timeout_ms: 2000 };
+
+/** Define `box` (a BrowserSandbox) and `run_case(...)` in the worker's Python; `modules` maps names to wasm hex. */
+async function setUpSandbox(page, modules) {
+  await py(page, `
+import hashlib, json, js
+from ruvector_edge.errors import ModuleRejected
+from ruvector_edge.tasks import Budgets
+from ruvector_edge.tasks.browser_sandbox import BrowserSandbox
+box = BrowserSandbox()
+modules = {k: bytes.fromhex(v) for k, v in json.loads(${JSON.stringify(JSON.stringify(modules))}).items()}
+modules["garbage"] = b"\\x00asm garbage"
+async def run_case(name, entrypoint, data_hex, budgets):
+    try:
+        r = await box.run_async(modules[name], entrypoint, bytes.fromhex(data_hex), Budgets(**budgets))
+    except ModuleRejected as exc:
+        return {"rejected": str(exc)}
+    return {"status": r.status.value, "output": r.output.hex(), "output_sha256": hashlib.sha256(r.output).hexdigest(),
+            "memory_peak": r.memory_peak, "fuel_used": r.fuel_used, "detail": r.detail,
+            "workers_started": js.edgeSandbox.stats.workersStarted}
+`);
+}
+
+const runCase = async (page, name, entrypoint, input, budgets = BUDGETS) =>
+  JSON.parse(await py(page, `json.dumps(await run_case(${JSON.stringify(name)}, ${JSON.stringify(entrypoint)}, ${JSON.stringify(input)}, ${JSON.stringify(budgets)}))`));
+
+test("the browser sandbox gives NativeSandbox's statuses and outputs for the task tests' modules", async ({ page }) => {
+  test.setTimeout(90_000);
+  const native = nativeTasks();
+  try {
+    const modules = await native.ask({ cmd: "modules" });
+    expect(modules.error).toBeUndefined();
+    await openReady(page);
+    await setUpSandbox(page, modules);
+
+    // A correct computation: the same output hash as wasmtime, on one warm worker.
+    const computations = [
+      ["sum", Buffer.from(Array.from({ length: 100 }, (_, i) => i)).toString("hex")],
+      ["reverse", hex("hello")],
+      ["reverse", ""],
+    ];
+    for (const [entrypoint, input] of computations) {
+      const b = await runCase(page, "good", entrypoint, input);
+      const n = await native.ask({ cmd: "run", module: modules.good, entrypoint, input, budgets: BUDGETS });
+      expect(b.status).toBe("Success");
+      expect(b.output_sha256).toBe(n.output_sha256);
+      expect(b.fuel_used).toBe(n.fuel_used); // the rewritten module counts wasmtime's fuel units
+      expect(b.detail).toBe("");
+      expect(b.memory_peak).toBe(65536);
+    }
+    expect((await runCase(page, "good", "reverse", hex("hello"))).output).toBe(hex("olleh"));
+    expect((await runCase(page, "good", "sum", "01")).workers_started).toBe(1); // the warm worker is reused
+
+    // An infinite loop is stopped by terminating the worker; the next task gets a fresh one.
+    const t0 = Date.now();
+    const spin = await runCase(page, "good", "spin", "", { ...BUDGETS, timeout_ms: 300 });
+    expect(spin.status).toBe("Timeout");
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+    const after = await runCase(page, "good", "sum", "05");
+    expect(after.status).toBe("Success");
+    expect(after.output).toBe("05000000");
+    expect(after.workers_started).toBe(2);
+
+    expect(spin.fuel_used).toBeNull(); // unknown once the worker is terminated, as natively
+
+    // The statuses wasmtime gives, for the same budgets.
+    const cases = [
+      ["good", "spin", { ...BUDGETS, timeout_ms: 300 }],
+      ["good", "spin", { ...BUDGETS, fuel_limit: 100_000, timeout_ms: 10_000 }],
+      ["good", "sum", { ...BUDGETS, fuel_limit: 5 }],
+      ["good", "hog", { ...BUDGETS, memory_mb: 4 }],
+      ["good", "divzero", BUDGETS],
+      ["good", "badout", BUDGETS],
+      ["big_memory", "sum", BUDGETS],
+    ];
+    for (const [name, entrypoint, budgets] of cases) {
+      const b = await runCase(page, name, entrypoint, "", budgets);
+      const n = await native.ask({ cmd: "run", module: modules[name], entrypoint, input: "", budgets });
+      expect([entrypoint, b.status]).toEqual([entrypoint, n.status]);
+      expect(b.output).toBe("");
+    }
+    const hog = await runCase(page, "good", "hog", "", { ...BUDGETS, memory_mb: 4 });
+    expect(hog.status).toBe("OutOfMemory");
+    expect(hog.memory_peak).toBeLessThanOrEqual(4 << 20);
+    expect(hog.memory_peak).toBeGreaterThan(3 << 20);
+    expect((await runCase(page, "good", "divzero", "")).detail).toMatch(/divide by zero/);
+    const exhausted = await runCase(page, "good", "spin", "", { ...BUDGETS, fuel_limit: 100_000, timeout_ms: 10_000 });
+    expect([exhausted.status, exhausted.fuel_used]).toEqual(["FuelExhausted", 100_000]);
+
+    // A module the fuel meter cannot decode runs unmetered, and says so.
+    const simd = await runCase(page, "simd", "lanes", "");
+    const nSimd = await native.ask({ cmd: "run", module: modules.simd, entrypoint: "lanes", input: "", budgets: BUDGETS });
+    expect([simd.status, simd.output_sha256]).toEqual(["Success", nSimd.output_sha256]);
+    expect(simd.fuel_used).toBeNull();
+    expect(simd.detail).toMatch(/fuel unmetered in the browser \(not metered: operator 0xfd\)/);
+
+    // Modules outside the ABI are refused before running, as natively.
+    expect((await runCase(page, "imports", "sum", "")).rejected).toMatch(/imports env\.clock/);
+    expect((await runCase(page, "no_alloc", "sum", "")).rejected).toMatch(/alloc/);
+    expect((await runCase(page, "good", "missing", "")).rejected).toMatch(/missing/);
+    expect((await runCase(page, "garbage", "sum", "")).rejected).toMatch(/valid WebAssembly/);
+  } finally {
+    native.close();
+  }
+});
+
+test("receipts signed by a TaskExecutor in the browser verify natively", async ({ page }) => {
+  test.setTimeout(90_000);
+  const native = nativeTasks();
+  try {
+    const modules = await native.ask({ cmd: "modules" });
+    await openReady(page);
+    await setUpSandbox(page, modules);
+    await py(page, `
+from ruvector_edge.artifacts import ArtifactStore
+from ruvector_edge.p2p import IdentityManager
+from ruvector_edge.platform import default_runtime
+from ruvector_edge.platform.base import Clock
+from ruvector_edge.tasks import TaskEnvelope, TaskExecutor
+store = ArtifactStore()
+executor = TaskExecutor("browser-exec", await IdentityManager.generate(default_runtime().crypto), box, store,
+                        clock=Clock(), crypto=default_runtime().crypto)
+async def execute(envelope_json, requester_key_hex, module_hex, input_hex):
+    store.store_artifact(bytes.fromhex(module_hex))
+    store.store_artifact(bytes.fromhex(input_hex))
+    receipt = await executor.execute(TaskEnvelope.from_json(envelope_json.encode()), bytes.fromhex(requester_key_hex))
+    output = store.get_artifact(receipt.output_cid).hex() if receipt.output_cid else None
+    return json.dumps({"receipt": receipt.to_json().decode(), "executor_key": executor.identity.ed25519_public.hex(), "output": output})
+`);
+    const input = Buffer.from(Array.from({ length: 64 }, (_, i) => i * 3)).toString("hex");
+    const outcomes = [];
+    for (const [entrypoint, budgets, status] of [
+      ["sum", BUDGETS, "Success"],
+      ["spin", { ...BUDGETS, timeout_ms: 250 }, "Timeout"],
+      ["spin", { ...BUDGETS, fuel_limit: 50_000 }, "FuelExhausted"],
+      ["divzero", BUDGETS, "Error"],
+    ]) {
+      const env = await native.ask({ cmd: "envelope", task_id: `t-${entrypoint}`, module: modules.good, entrypoint, input, budgets });
+      expect(env.error).toBeUndefined();
+      const got = JSON.parse(JSON.parse(await py(page,
+        `json.dumps(await execute(${JSON.stringify(env.envelope)}, ${JSON.stringify(env.requester_key)}, ${JSON.stringify(modules.good)}, ${JSON.stringify(input)}))`)));
+      const artifacts = [modules.good, input, ...(got.output ? [got.output] : [])];
+      const check = await native.ask({ cmd: "verify", receipt: got.receipt, envelope: env.envelope, executor_key: got.executor_key, artifacts });
+      expect(check).toMatchObject({ verified: true, status });
+      const n = await native.ask({ cmd: "run", module: modules.good, entrypoint, input, budgets });
+      if (status === "Error") {
+        // A trap ends a segment the browser meter has already charged whole: an upper bound of wasmtime's count.
+        expect(check.fuel_used).toBeGreaterThanOrEqual(n.fuel_used);
+      } else {
+        expect([entrypoint, check.fuel_used]).toEqual([entrypoint, status === "Timeout" ? null : n.fuel_used]);
+      }
+      outcomes.push({ entrypoint, got, env, artifacts });
+    }
+
+    // The browser's output is the one wasmtime computes.
+    const n = await native.ask({ cmd: "run", module: modules.good, entrypoint: "sum", input, budgets: BUDGETS });
+    expect(outcomes[0].got.output).toBe(n.output);
+
+    // A tampered receipt, and a receipt presented for another envelope, are refused natively.
+    const { got, env, artifacts } = outcomes[0];
+    const tampered = JSON.parse(got.receipt);
+    tampered.exec_us += 1;
+    const bad = await native.ask({ cmd: "verify", receipt: JSON.stringify(tampered), envelope: env.envelope, executor_key: got.executor_key, artifacts });
+    expect(bad).toMatchObject({ verified: false, rejected: "BadSignature" });
+    const other = await native.ask({ cmd: "verify", receipt: got.receipt, envelope: outcomes[3].env.envelope, executor_key: got.executor_key, artifacts });
+    expect(other.verified).toBe(false);
+  } finally {
+    native.close();
+  }
+});
