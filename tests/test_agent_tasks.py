@@ -253,6 +253,24 @@ async def test_coordinator_assigns_to_a_capable_member(relay):
         await leave_all(agents)
 
 
+async def test_coordinator_reassigns_when_the_assigned_executor_vanishes(relay):
+    fast = dict(task_lease_ms=600, task_poll_ms=100)
+    agents = await joined(ws_url(relay.port), config("coord", AgentRole.COORDINATOR, **fast),
+                          config("req", AgentRole.SCOUT), config("w1", **fast), config("w2", **fast))
+    coordinator, requester, w1, w2 = agents
+    try:
+        task_id = await requester.submit_task(MISBEHAVING, SLOW_INPUT, entrypoint="count", budgets=BIG_BUDGETS)
+        await wait_for(lambda: w1.swarm_tasks.executed + w2.swarm_tasks.executed == 1, timeout=10, what="a run to start")
+        first, other = (w1, w2) if w1.swarm_tasks.executed else (w2, w1)
+        assert coordinator.swarm_tasks.coordinator.assignment(task_id) == first.agent_id
+        await kill(first)
+        receipt = await requester.wait_receipt(task_id, timeout=40)
+        assert receipt.executor == other.agent_id and receipt.status is TaskStatus.SUCCESS
+        await wait_for(lambda: row(coordinator, task_id)["state"] == "done", what="the coordinator to settle it")
+    finally:
+        await leave_all([a for a in agents if a.links])
+
+
 class LyingSandbox(NativeSandbox):
     """A dishonest executor's sandbox: runs the module, then reports a different output."""
 

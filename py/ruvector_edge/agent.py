@@ -250,6 +250,7 @@ class SwarmAgent:
         info = self.peers.get(agent_id)
         if info is not None:
             info.left = True
+        self.swarm_tasks.member_gone(agent_id)
 
     async def leave(self) -> None:
         for task in self._tasks:
@@ -376,6 +377,7 @@ class SwarmAgent:
     async def _on_leave(self, sender: str, message: SwarmMessage) -> None:
         info = self.peers.setdefault(sender, PeerInfo(sender))
         info.left = True
+        self.swarm_tasks.member_gone(sender)
 
     async def _on_ping(self, sender: str, message: SwarmMessage) -> None:
         token = message.body.get("token")

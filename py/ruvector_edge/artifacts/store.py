@@ -88,8 +88,16 @@ class ArtifactStore:
             raise InvalidCodecConfig("the cache must hold at least one block of the largest size")
         self.cache = LruBlockCache(cache_bytes)
         self.backend = backend
-        cap = self.limits.max_artifact_bytes + (1 << 20)
-        self._codec = TensorCodec(codec_level, limits=Limits(max_message_bytes=cap, max_decompressed_bytes=cap))
+        self.codec_level = codec_level
+        self._tensor_codec: TensorCodec | None = None
+
+    @property
+    def _codec(self) -> TensorCodec:
+        """Built on first use: only compressed artifacts need it, and in the browser it loads the LZ4 bridge."""
+        if self._tensor_codec is None:
+            cap = self.limits.max_artifact_bytes + (1 << 20)
+            self._tensor_codec = TensorCodec(self.codec_level, limits=Limits(max_message_bytes=cap, max_decompressed_bytes=cap))
+        return self._tensor_codec
 
     # Blocks ------------------------------------------------------------------------------
     def has(self, cid: str) -> bool:

@@ -322,6 +322,15 @@ class SwarmTasks:
                 row.failed = "deadline"
         self._consider()
 
+    def member_gone(self, agent_id: str) -> None:
+        """A member left or vanished: as coordinator, put what it was running back in the queue now."""
+        if self.coordinator is None:
+            return
+        for task_id in list(self.rows):
+            if self.coordinator.assignment(task_id) == agent_id:
+                self.coordinator.on_failure(task_id, agent_id)
+        self.coordinator.members.pop(agent_id, None)
+
     async def run_loop(self) -> None:
         while True:
             await asyncio.sleep(self.poll_ms / 1000)
