@@ -178,7 +178,9 @@ class SwarmAgent:
         self.exchange = ArtifactExchange(self.artifacts, self.send_to, self._live_peers)
         self.swarm_tasks = SwarmTasks(
             self, lease_ms=config.task_lease_ms, settle_ms=config.task_settle_ms, poll_ms=config.task_poll_ms,
-            coordinator=Coordinator() if config.role is AgentRole.COORDINATOR else None,
+            # A receipt settles a task everywhere, whatever its status: the coordinator retries lost
+            # assignments (lease ran out, member gone), not results; a requester may resubmit a Timeout.
+            coordinator=Coordinator(retry_statuses=frozenset()) if config.role is AgentRole.COORDINATOR else None,
             max_running=config.task_max_running,
         )
         self._handlers.update({

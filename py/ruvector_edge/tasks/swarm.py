@@ -429,8 +429,11 @@ class SwarmTasks:
         self._spawn(self._answer_spot_check(sender, token, row))
 
     async def _answer_spot_check(self, requester: str, token: str, row: _Row) -> None:
-        receipt = await self._execute(row)
-        await self.agent.send_to(requester, MessageKind.SPOT_RESULT, req=token, receipt=receipt.to_dict())
+        try:
+            receipt = await self._execute(row)
+            await self.agent.send_to(requester, MessageKind.SPOT_RESULT, req=token, receipt=receipt.to_dict())
+        except Exception as exc:  # the requester's wait times out; nothing else depends on it
+            log.warning("%s: spot-check of %s not answered: %s", self.agent.agent_id, row.envelope.task_id, exc)
 
     async def on_spot_result(self, sender: str, message: SwarmMessage) -> None:
         wire.expect_keys(message.body, frozenset({"req", "receipt"}), "SPOT_RESULT")
