@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import os
 
 import pytest
 import wasmtime
@@ -141,6 +142,39 @@ async def test_submit_runs_once_and_the_requester_verifies_the_receipt(relay):
             await wait_for(lambda: row(worker, task_id)["state"] == "done", what=f"{worker.agent_id} to see the result")
             assert row(worker, task_id)["executor"] == receipt.executor
         assert sum(sum(a.rejected.values()) for a in agents) == 0
+    finally:
+        await leave_all(agents)
+
+
+async def test_chunked_input_and_output_travel_by_cid(relay):
+    agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1"))
+    requester, worker = agents
+    data = os.urandom(600 * 1024)  # a manifest and three distinct chunks each way
+    try:
+        task_id = await requester.submit_task(sample_module(), data)
+        receipt = await requester.wait_receipt(task_id, timeout=30)
+        assert receipt.status is TaskStatus.SUCCESS and requester.get_artifact(receipt.output_cid) == data.upper()
+        assert len(requester.artifacts.get_chunk(receipt.output_cid)) < 1024  # the output came as a manifest + chunks
+        assert requester.exchange.served == 5 and worker.exchange.served == 4  # module + 4 blocks; 4 blocks back
+    finally:
+        await leave_all(agents)
+
+
+async def test_open_tasks_run_by_priority_and_unclaimed_ones_fail_at_their_deadline(relay):
+    agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1", task_max_running=1))
+    requester, worker = agents
+    try:
+        busy = await requester.submit_task(MISBEHAVING, (300_000_000).to_bytes(4, "little"), entrypoint="count",
+                                           budgets=BIG_BUDGETS)
+        await wait_for(lambda: worker.swarm_tasks.executed == 1, what="the worker to be busy")
+        low = await requester.submit_task(sample_module(), b"low", priority=1)
+        high = await requester.submit_task(sample_module(), b"high", priority=200)
+        never = await requester.submit_task(sample_module(), b"nobody", capability="manual", deadline_ms=300)
+        receipts = {t: await requester.wait_receipt(t, timeout=30) for t in (busy, low, high)}
+        assert receipts[high].started_at <= receipts[low].started_at
+        assert receipts[busy].started_at <= receipts[high].started_at
+        await wait_for(lambda: row(requester, never)["state"] == "failed", what="the deadline to pass")
+        assert row(requester, never)["status"] is None
     finally:
         await leave_all(agents)
 
