@@ -179,6 +179,27 @@ async def test_open_tasks_run_by_priority_and_unclaimed_ones_fail_at_their_deadl
         await leave_all(agents)
 
 
+async def test_a_lost_task_result_is_sent_again_when_the_requester_repeats_its_envelope(relay):
+    agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT, task_reannounce_ms=300, task_poll_ms=100),
+                          config("w1"))
+    requester, worker = agents
+    real_broadcast, lost = worker.broadcast, []
+
+    async def lossy_broadcast(kind, **body):  # the network loses the first TASK_RESULT
+        if kind is MessageKind.TASK_RESULT and not lost:
+            lost.append(body)
+            return "lost"
+        return await real_broadcast(kind, **body)
+
+    worker.broadcast = lossy_broadcast
+    try:
+        task_id = await requester.submit_task(sample_module(), b"again")
+        receipt = await requester.wait_receipt(task_id, timeout=20)
+        assert lost and receipt.to_dict() == lost[0]["receipt"] and worker.swarm_tasks.executed == 1
+    finally:
+        await leave_all(agents)
+
+
 async def test_claim_race_between_two_executors_one_lease_everywhere(relay):
     agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1"), config("w2"))
     requester, w1, w2 = agents

@@ -89,6 +89,7 @@ class SwarmConfig:
     task_settle_ms: int = 150  # how long a claimant waits for earlier claims in flight before running
     task_poll_ms: int = 200  # coordinator assignment / lease takeover tick
     task_max_running: int = 4  # leases an uncoordinated executor holds at once (runs are still one at a time)
+    task_reannounce_ms: int = 2_000  # a requester repeats its unsettled envelopes this often (lost frames)
 
     def with_agent_id(self, agent_id: str) -> "SwarmConfig":
         return replace(self, agent_id=agent_id)
@@ -181,7 +182,7 @@ class SwarmAgent:
             # A receipt settles a task everywhere, whatever its status: the coordinator retries lost
             # assignments (lease ran out, member gone), not results; a requester may resubmit a Timeout.
             coordinator=Coordinator(retry_statuses=frozenset()) if config.role is AgentRole.COORDINATOR else None,
-            max_running=config.task_max_running,
+            max_running=config.task_max_running, reannounce_ms=config.task_reannounce_ms,
         )
         self._handlers.update({
             MessageKind.REQUEST_BLOCK: self.exchange.on_request,

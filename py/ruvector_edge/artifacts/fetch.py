@@ -4,9 +4,10 @@ The I/O shell (artifacts/exchange.py) sends what `next_requests` returns, feeds
 replies to `on_block` / `on_absent` and calls `expire` when a request's time is
 up. Blocks go through `ArtifactStore.put_chunk`, so one that does not hash to
 its CID is refused; the peer that sent it is not asked again in this fetch and
-the block is asked of another member. Each block is asked of each peer at most
-once, so a fetch always ends: complete, or ArtifactUnavailable as soon as a
-missing block has nobody left to ask.
+the block is asked of another member. A peer that says it lacks a block is not
+asked for it again; one that stays silent (its reply may have been dropped) is
+asked at most `rounds` times. So a fetch always ends: complete, or
+ArtifactUnavailable as soon as a missing block has nobody left to ask.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ class BlockFetch:
     """The state of fetching `cid` into `store` from `peers` (asked in the order given, least busy first)."""
 
     def __init__(
-        self, store: ArtifactStore, cid: str, peers: Sequence[str], *, parallel: int = 4, request_timeout: float = 2.0
+        self, store: ArtifactStore, cid: str, peers: Sequence[str], *, parallel: int = 4, request_timeout: float = 2.0,
+        rounds: int = 2,
     ) -> None:
         parse_cid(cid)
-        if parallel < 1 or request_timeout <= 0:
-            raise ValueError("parallel must be >= 1 and request_timeout positive")
+        if parallel < 1 or request_timeout <= 0 or rounds < 1:
+            raise ValueError("parallel and rounds must be >= 1 and request_timeout positive")
+        self.rounds = rounds
         self.store = store
         self.cid = cid
         self.peers = list(dict.fromkeys(peers))
@@ -44,7 +47,8 @@ class BlockFetch:
         self.request_timeout = request_timeout
         self.liars: set[str] = set()
         self.timeouts = 0
-        self._asked: dict[str, set[str]] = {}
+        self._asked: dict[str, dict[str, int]] = {}  # block -> peer -> times asked
+        self._absent: dict[str, set[str]] = {}
         self._inflight: dict[tuple[str, str], float] = {}
 
     @property
@@ -67,12 +71,14 @@ class BlockFetch:
                 break
             if block in pending:
                 continue
-            asked = self._asked.setdefault(block, set())
-            candidates = [p for p in self.peers if p not in asked and p not in self.liars]
+            asked = self._asked.setdefault(block, {})
+            absent = self._absent.get(block, ())
+            candidates = [p for p in self.peers
+                          if asked.get(p, 0) < self.rounds and p not in absent and p not in self.liars]
             if not candidates:
                 raise ArtifactUnavailable(f"block {block} of {self.cid}: every member asked ({len(asked)}) failed")
-            peer = min(candidates, key=lambda p: load.get(p, 0))
-            asked.add(peer)
+            peer = min(candidates, key=lambda p: (asked.get(p, 0), load.get(p, 0)))
+            asked[peer] = asked.get(peer, 0) + 1
             load[peer] = load.get(peer, 0) + 1
             deadline = now + self.request_timeout
             self._inflight[(peer, block)] = deadline
@@ -91,6 +97,7 @@ class BlockFetch:
     def on_absent(self, peer: str, cid: str) -> None:
         """`peer` says it does not have `cid`: ask someone else."""
         self._take(peer, cid)
+        self._absent.setdefault(cid, set()).add(peer)
 
     def expire(self, now: float) -> int:
         """Give up on requests past their deadline (their blocks go to other peers); how many expired."""

@@ -14,6 +14,9 @@ their outputs into messages:
 * TASK_RESULT {receipt}: verified against the envelope and the executor's registry
   key by everyone; the requester also fetches the output by CID and checks every
   hash before the receipt counts as verified.
+* Messages can be lost (a relay drops frames over its rate limit), so a requester
+  re-broadcasts its unsettled envelopes every `reannounce_ms`: members that missed
+  one learn of it, and an executor that already ran it sends its receipt again.
 * SPOT_CHECK {task_id, req} / SPOT_RESULT {req, receipt}: the requester asks a second
   member to re-run a task and compares what it gets (MismatchReport on disagreement).
 
@@ -71,6 +74,7 @@ class _Row:
     round_trip_ms: float | None = None
     failed: str | None = None
     claimant: str | None = None
+    announced_at: int = 0
     waiters: list[asyncio.Future] = field(default_factory=list)
 
 
@@ -78,7 +82,8 @@ class SwarmTasks:
     """One agent's part in the task protocol. `agent` supplies identity, links, artifacts and fetching."""
 
     def __init__(self, agent: Any, *, sandbox: Any = None, lease_ms: int = 10_000, settle_ms: int = 150,
-                 poll_ms: int = 200, coordinator: Coordinator | None = None, max_running: int = 1) -> None:
+                 poll_ms: int = 200, coordinator: Coordinator | None = None, max_running: int = 1,
+                 reannounce_ms: int = 2_000) -> None:
         self.agent = agent
         self.swarm = agent.swarm
         self.clock = agent.swarm.runtime.clock
@@ -86,6 +91,7 @@ class SwarmTasks:
         self.book = ClaimBook(self.swarm.swarm_id, lease_ms=lease_ms)
         self.settle_ms = settle_ms
         self.poll_ms = poll_ms
+        self.reannounce_ms = reannounce_ms
         self.max_running = max_running  # leases held at once when uncoordinated (the sandbox runs one task at a time)
         self.coordinator = coordinator
         self.rows: dict[str, _Row] = {}
@@ -146,9 +152,13 @@ class SwarmTasks:
             priority=priority,
         ).sign(self.swarm.identity)
         self._record(envelope, capability, mine=True)
-        await self.agent.broadcast(MessageKind.BROADCAST_TASK, envelope=envelope.to_dict(), capability=capability)
+        await self._announce(self.rows[envelope.task_id])
         self._consider(envelope.task_id)
         return envelope.task_id
+
+    async def _announce(self, row: _Row) -> None:
+        row.announced_at = self.clock.now_ms()
+        await self.agent.broadcast(MessageKind.BROADCAST_TASK, envelope=row.envelope.to_dict(), capability=row.capability)
 
     async def wait_receipt(self, task_id: str, timeout: float) -> TaskReceipt:
         row = self._row(task_id)
@@ -317,9 +327,11 @@ class SwarmTasks:
                     row = self.rows.get(event.task_id)
                     if row is not None and row.receipt is None:
                         row.failed = event.reason
-        for row in self.rows.values():
+        for row in list(self.rows.values()):
             if row.receipt is None and row.failed is None and now >= row.envelope.deadline:
                 row.failed = "deadline"
+            elif row.mine and row.receipt is None and row.failed is None and now - row.announced_at >= self.reannounce_ms:
+                await self._announce(row)  # the relay drops frames over its rate: repeat until settled
         self._consider()
 
     def member_gone(self, agent_id: str) -> None:
@@ -354,6 +366,9 @@ class SwarmTasks:
         if known is not None:
             if known.envelope.envelope_hash() != envelope.envelope_hash():
                 raise MalformedMessage(f"task {envelope.task_id!r} was already submitted with another envelope")
+            receipt = known.receipt
+            if receipt is not None and receipt.executor == self.agent.agent_id:  # our TASK_RESULT was lost
+                await self.agent.send_to(sender, MessageKind.TASK_RESULT, receipt=receipt.to_dict())
             return True
         if envelope.deadline <= self.clock.now_ms():
             raise TaskDeadlinePassed(f"task {envelope.task_id!r} arrived after its deadline")
