@@ -8,6 +8,11 @@ no transport at all (TaskExecutor + verify_receipt in one process, as in
 bench/tasks.py). Then throughput: a batch of tasks submitted at once, with 1
 and with 2 executors, as tasks/s in total and per executor. Prints JSON lines;
 bounded by --count and timeouts.
+
+The relay's per-connection rate limit (RelayLimits.rate_per_s, 200 frames/s by
+default) drops what exceeds it; frames per task are measured and reported, so
+the default limit's cap on tasks/s per member follows. --relay-rate sets it for
+the run (the default here is raised so the task machinery, not the limit, is measured).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import statistics
 import time
 
-from relay_common import Commands, ServerProcess, Worker, emit, percentile, shutdown
+from relay_common import Commands, RelayLimits, ServerProcess, Worker, emit, percentile, shutdown
 
 from ruvector_edge.agent import AgentRole, SwarmAgent, SwarmConfig
 from ruvector_edge.artifacts import ArtifactStore
@@ -94,9 +99,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=200, help="sequential round trips per measurement")
     parser.add_argument("--batch", type=int, default=300, help="tasks submitted at once for throughput")
+    parser.add_argument("--relay-rate", type=float, default=20_000.0, help="relay frames/s per connection")
     args = parser.parse_args()
     key = os.urandom(32)
-    relay = ServerProcess("relay")
+    rate = args.relay_rate
+    relay = ServerProcess("relay", RelayLimits(rate_per_s=rate, burst=2 * rate))
     workers: list[Worker] = []
     requester = None
     try:
@@ -111,15 +118,20 @@ async def main() -> None:
             await requester.wait_receipt(await requester.submit_task(module, INPUT, budgets=BUDGETS), timeout=30)
 
         rtt, pings = [], []
+        frames_before = relay.call("stats")["frames_in"]
         for i in range(args.count):
             start = time.perf_counter()
             task_id = await requester.submit_task(module, INPUT + i.to_bytes(4, "little"), budgets=BUDGETS)
             receipt = await requester.wait_receipt(task_id, timeout=30)
             rtt.append((time.perf_counter() - start) * 1000)
             assert requester.get_artifact(receipt.output_cid) == (INPUT + i.to_bytes(4, "little")).upper()
+        frames = relay.call("stats")["frames_in"] - frames_before
+        for i in range(args.count):
             pings.append(await requester.ping("exec-1") * 1000)
         local = await in_process(args.count)
         emit(bench="task_round_trip_relay", tasks=args.count, executors=1, **summary(rtt),
+             frames_per_task=round(frames / args.count, 2), relay_rate_per_s=rate,
+             relay_drops=relay.call("stats")["drops"],
              note="submit (store + sign + broadcast) -> claim -> fetch input by CID -> run sample module -> "
                   "TASK_RESULT -> requester fetches output, verify_receipt with artifacts")
         emit(bench="signed_ping_relay", pings=args.count, **summary(pings), note="same agents, same relay, same run")
@@ -151,6 +163,7 @@ async def main() -> None:
             workers.clear()
             await _wait_gone(requester, set(names))
             emit(bench="task_throughput_relay", executors=executors, claim_settle_ms=settle_ms, tasks=args.batch,
+                 relay_rate_per_s=rate, relay_drops=relay.call("stats")["drops"],
                  tasks_per_s=round(args.batch / elapsed, 1), tasks_per_s_per_executor=round(args.batch / elapsed / executors, 1),
                  executed_per_executor=ran, cpus=os.cpu_count(),
                  note="batch submitted at once; every receipt verified by the requester with artifacts; "
