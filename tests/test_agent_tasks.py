@@ -74,6 +74,41 @@ def test_sample_module_grows_memory_for_large_inputs(sandbox):
     assert sandbox.run(sample_module(), SAMPLE_ENTRYPOINT, data, Budgets(100_000_000, 1, 5_000)).status is TaskStatus.OUT_OF_MEMORY
 
 
+# --- hostile bodies straight into the handlers ----------------------------------------------
+
+JSON_LEAF = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=40)
+JSON = st.recursive(JSON_LEAF, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                    max_leaves=12)
+FIELDS = ["envelope", "capability", "claim", "task_id", "receipt", "req", "cid", "data"]
+BODIES = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), JSON, max_size=5)
+
+
+@pytest.fixture(scope="module")
+def lone_agent():
+    return asyncio.run(SwarmAgent.new(config("lone")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from([MessageKind.BROADCAST_TASK, MessageKind.TASK_CLAIM, MessageKind.TASK_ASSIGN,
+                             MessageKind.TASK_RESULT, MessageKind.SPOT_CHECK, MessageKind.SPOT_RESULT,
+                             MessageKind.REQUEST_BLOCK, MessageKind.BLOCK]), body=BODIES)
+def test_any_body_is_refused_with_a_typed_error_or_left_to_subscribers(lone_agent, kind, body):
+    from ruvector_edge.errors import RejectedInput
+    from ruvector_edge.protocol import SwarmMessage
+
+    handler = lone_agent._handlers[kind]
+    tasks = lone_agent.swarm_tasks
+    try:
+        handled = asyncio.run(handler("mallory", SwarmMessage(kind, body)))
+    except RejectedInput:
+        handled = None
+    if handled is False:  # only a plain application message is passed on
+        assert kind in (MessageKind.BROADCAST_TASK, MessageKind.TASK_RESULT)
+        assert ("envelope" if kind is MessageKind.BROADCAST_TASK else "receipt") not in body
+    assert tasks.rows == {} and tasks.book._claims == {} and lone_agent.exchange.outstanding() == 0
+    assert tasks._running == {} and tasks._background == set() and tasks.executed == 0
+
+
 # --- helpers --------------------------------------------------------------------------------
 
 
