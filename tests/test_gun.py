@@ -499,3 +499,75 @@ async def test_the_relay_node_serves_gun_on_its_one_port(tmp_path):
     again = RelayServer("127.0.0.1", 0, None, gun_store=store)
     assert again.gun.get("swarm", "q")["q"] == 0.5
     again.gun.close_store()
+
+
+def test_engine_rate_limits_each_connection_on_its_own():
+    clock = Clock(1e12)
+    limits = GunLimits(rate_messages=10, burst_messages=5, rate_bytes=1e9, burst_bytes=1e9)
+    eng = GunEngine(limits=limits, clock=clock)
+    eng.open("A")
+    eng.open("B")
+    acks = [eng.receive("A", _put(f"a{i}", "s", f"k{i}", i, 1)) for i in range(8)]
+    assert [bool(a) for a in acks] == [True] * 5 + [False] * 3      # burst of 5, then dropped
+    assert eng.metrics()["rate_limited"] == 3 and eng.get("s", "k5") is None
+    assert eng.receive("B", _put("b0", "s", "b", 1, 1))             # B has its own bucket
+    clock.t += 200                                                   # 10/s: two more after 200 ms
+    assert eng.receive("A", _put("a8", "s", "k8", 8, 1)) and eng.receive("A", _put("a9", "s", "k9", 9, 1))
+    assert eng.receive("A", _put("a10", "s", "k10", 10, 1)) == []
+    # a batch frame counts every message in it
+    clock.t += 10_000
+    batch = json.dumps([json.loads(_put(f"c{i}", "t", f"k{i}", i, 1)) for i in range(6)])
+    assert eng.receive("A", batch) == [] and eng.get("t") is None
+    # bytes: a frame larger than the byte bucket holds is dropped before it is parsed
+    byte_limited = GunEngine(limits=GunLimits(rate_bytes=1000, burst_bytes=1000), clock=clock)
+    byte_limited.open("A")
+    assert byte_limited.receive("A", _put("x", "s", "k", "v" * 2000, 1)) == []
+    assert byte_limited.metrics()["rate_limited"] == 1 and byte_limited.metrics()["malformed"] == 0
+
+
+def test_graph_memory_is_bounded_and_counted(tmp_path):
+    from ruvector_edge.gun.graph import entry_size
+    clock = Clock(1e12)
+    limits = GunLimits(graph=GraphLimits(max_bytes=10 * entry_size("s0", "k", "v" * 100)))
+    eng = GunEngine(str(tmp_path / "g.sqlite"), limits=limits, clock=clock)
+    eng.open("A")
+    for i in range(12):
+        eng.receive("A", _put(f"p{i}", f"s{i % 10}" if i < 10 else f"z{i}", "k", "v" * 100, 1))
+    m = eng.metrics()
+    assert m["souls"] == 10 and m["refused_graph_full"] == 2 and m["graph_bytes"] <= limits.graph.max_bytes
+    assert eng.get("z10") is None and "z10" not in eng.graph.nodes
+    # a value that shrinks is always taken; one that grows past the bound is not
+    eng.receive("A", _put("shrink", "s0", "k", "short", 2))
+    assert eng.get("s0", "k")["k"] == "short"
+    eng.receive("A", _put("grow", "s1", "k", "v" * 10_000, 2))
+    assert eng.get("s1", "k")["k"] == "v" * 100 and eng.metrics()["refused_graph_full"] == 3
+    used = eng.graph.bytes
+    eng.close_store()
+    # the bound is counted again from the store after a restart
+    again = GunEngine(str(tmp_path / "g.sqlite"), limits=limits, clock=clock)
+    assert again.graph.bytes == used
+    again.close_store()
+
+
+async def test_a_flooding_connection_is_rate_limited_without_hurting_others():
+    engine = GunEngine(limits=GunLimits(rate_messages=20, burst_messages=20))
+    app = web.Application()
+    add_gun_routes(app, engine)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/gun"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(url) as flood:
+                for i in range(300):
+                    await flood.send_str(_put(f"f{i}", "flood", f"k{i}", i, 1))
+                await until(lambda: engine.metrics()["messages"] + engine.metrics()["rate_limited"] >= 300)
+                assert engine.metrics()["rate_limited"] >= 250
+                assert len(engine.graph.nodes["flood"]) < 50
+                got = await _raw_session(url, [_put("calm", "calm", "k", "v", 1)])
+                assert any(m.get("@") == "calm" and m.get("ok") for m in got)
+                assert engine.get("calm", "k")["k"] == "v"
+    finally:
+        await runner.cleanup()

@@ -6,6 +6,13 @@ heap (`max_deferred` entries) and is merged by `tick()` once due; a state more t
 `max_future_ms` ahead (default 2**31-1 ms, GUN's own single-timer cap, ~24.8 days)
 is refused outright, as is any update once the heap is full. Deferred updates are
 persisted and survive a restart.
+
+Memory bound: the graph refuses a new key or a larger value once the stored
+souls, keys and values would exceed `max_bytes` (default 256 MiB, measured as
+characters of soul + key + JSON value, plus 64 bytes a key for the tuple and dict
+slot: CPython's real use is within ~3x of that), and a node holds at most
+`max_node_keys` keys. Deferred updates are bounded by count (`max_deferred`), each
+by the wire's message size.
 """
 
 from __future__ import annotations
@@ -30,6 +37,21 @@ class GraphLimits:
     max_deferred: int = 10_000        # future-state updates waiting
     max_future_ms: float = MAX_DEFER_WAIT_MS
     drift_ms: float = 0.0             # GUN's State.drift
+    max_bytes: int = 256 << 20        # souls + keys + values held (see the module docstring)
+
+
+KEY_OVERHEAD = 64
+
+
+def entry_size(soul: str, key: str, value) -> int:
+    """What one stored (soul, key, value) counts against `max_bytes`."""
+    if isinstance(value, str):
+        size = len(value)
+    elif isinstance(value, dict):
+        size = len(value.get("#", "")) + 8
+    else:
+        size = 8
+    return len(soul) + len(key) + size + KEY_OVERHEAD
 
 
 class Graph:
@@ -42,10 +64,12 @@ class Graph:
         self._deferred: list[tuple[float, int, str, str, object]] = []
         self._seq = 0
         self.counts = {"applied": 0, "dropped": 0, "deferred": 0, "refused_future": 0,
-                       "refused_deferred_full": 0, "refused_node_full": 0}
+                       "refused_deferred_full": 0, "refused_node_full": 0, "refused_graph_full": 0}
+        self.bytes = 0
         if store is not None:
             for soul, key, state, value in store.load():
                 self.nodes.setdefault(soul, {})[key] = (state, value)
+                self.bytes += entry_size(soul, key, value)
             for soul, key, state, value in store.load_deferred():
                 self._push_deferred(state, soul, key, value)
 
@@ -88,6 +112,13 @@ class Graph:
         elif current is None and len(node) >= self.limits.max_node_keys:
             self.counts["refused_node_full"] += 1
             return "refuse"
+        grown = entry_size(soul, key, value) - (entry_size(soul, key, current[1]) if current else 0)
+        if grown > 0 and self.bytes + grown > self.limits.max_bytes:
+            self.counts["refused_graph_full"] += 1
+            if not node:
+                del self.nodes[soul]
+            return "refuse"
+        self.bytes += grown
         node[key] = (state, value)
         if self.store is not None:
             self.store.write([(soul, key, state, value)])

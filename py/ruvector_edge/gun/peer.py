@@ -16,6 +16,9 @@ Feed it connection events and text frames; it returns the frames to send as
   which forwards to all peers, not only those that asked; relayed messages carry
   ``><`` (the pids of up to 7 of our peers) and are not sent to peers named in the
   incoming ``><``;
+- each connection has token buckets for messages and frame bytes a second
+  (`GunLimits.rate_*`): a frame over either is dropped and counted (``rate_limited``),
+  other connections are unaffected; one frame is at most ``wire.max_message_bytes``;
 - malformed input is counted and answered with ``{"dam": "!", "err"}`` (parse
   errors, as GUN does) or an ``err`` ack (bad puts); it never raises.
 """
@@ -40,11 +43,34 @@ class GunLimits:
     wire: WireLimits = field(default_factory=WireLimits)
     graph: GraphLimits = field(default_factory=GraphLimits)
     dup_max: int = 20_000  # message ids remembered
+    # per connection, token buckets refilled continuously: messages and frame bytes a second,
+    # and the burst a bucket holds; frames over either are dropped and counted, not answered
+    rate_messages: float = 10_000.0
+    burst_messages: float = 20_000.0
+    rate_bytes: float = 16.0 * (1 << 20)
+    burst_bytes: float = 32.0 * (1 << 20)
+
+
+class _Bucket:
+    __slots__ = ("rate", "burst", "tokens", "at")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst, self.tokens, self.at = rate / 1000.0, burst, burst, now
+
+    def take(self, amount: float, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if amount > self.tokens:
+            return False
+        self.tokens -= amount
+        return True
 
 
 @dataclass
 class _Peer:
     conn: object
+    messages: _Bucket
+    frame_bytes: _Bucket
     pid: str | None = None
 
 
@@ -59,12 +85,14 @@ class GunEngine:
         self.peers: dict[object, _Peer] = {}
         self._dup: OrderedDict[str, object] = OrderedDict()
         self.counts = {"messages": 0, "duplicates": 0, "malformed": 0, "gets": 0, "puts": 0,
-                       "relayed": 0, "acks_routed": 0}
+                       "relayed": 0, "acks_routed": 0, "rate_limited": 0}
         self.on_answer = None  # called with the id of our own request when a peer answers it
 
     # -- connections -------------------------------------------------------
     def open(self, conn) -> list[tuple[object, str]]:
-        self.peers[conn] = _Peer(conn)
+        now, lim = self.graph.clock(), self.limits
+        self.peers[conn] = _Peer(conn, _Bucket(lim.rate_messages, lim.burst_messages, now),
+                                 _Bucket(lim.rate_bytes, lim.burst_bytes, now))
         msg_id = random_id()
         self._track(msg_id, SELF)
         return [(conn, encode({"#": msg_id, "dam": "?", "pid": self.pid}))]
@@ -86,11 +114,19 @@ class GunEngine:
     # -- input -------------------------------------------------------------
     def receive(self, conn, raw: str) -> list[tuple[object, str]]:
         out: list[tuple[object, str]] = []
+        peer = self.peers.get(conn)
+        now = self.graph.clock()
+        if peer is not None and not peer.frame_bytes.take(len(raw), now):
+            self.counts["rate_limited"] += 1
+            return out
         try:
             messages = parse_frame(raw, self.limits.wire)
         except Malformed as exc:
             self.counts["malformed"] += 1
             out.append((conn, encode({"#": random_id(), "dam": "!", "err": str(exc)})))
+            return out
+        if peer is not None and not peer.messages.take(len(messages), now):
+            self.counts["rate_limited"] += 1
             return out
         for msg in messages:
             try:
@@ -251,4 +287,4 @@ class GunEngine:
 
     def metrics(self) -> dict:
         return {**self.counts, **self.graph.counts, "deferred_waiting": self.graph.deferred_count(),
-                "peers": len(self.peers), "souls": len(self.graph.nodes)}
+                "peers": len(self.peers), "souls": len(self.graph.nodes), "graph_bytes": self.graph.bytes}
