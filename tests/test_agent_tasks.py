@@ -433,3 +433,33 @@ async def test_hostile_task_messages_are_refused_and_change_nothing(relay):
         assert worker.swarm_tasks.executed == 0
     finally:
         await leave_all(agents)
+
+
+async def test_edge_agent_processes_run_the_sample_task(relay):
+    """Two edge-agent processes: a worker executes, a scout submits with --submit and prints the verified receipt."""
+    import subprocess
+
+    from relay_fixtures import child_env, script
+
+    invite = f"{ws_url(relay.port)}#swarm_key={KEY.hex()}"
+    common = ["--coordinator", invite, "--duration", "12", "--status-every", "60"]
+    worker = subprocess.Popen([script("edge-agent"), "--id", "cli-worker", *common],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(EDGE_LOG="warning"))
+    scout = subprocess.Popen([script("edge-agent"), "--id", "cli-scout", "--role", "scout", "--submit", "hello from the cli",
+                              *common], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=child_env(EDGE_LOG="warning"))
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(_line_with, scout.stdout, "task "), 30)
+        assert "Success by cli-worker, receipt verified" in line and "'HELLO FROM THE CLI'" in line, line
+    finally:
+        for proc in (scout, worker):
+            proc.kill()
+            proc.communicate(timeout=10)
+
+
+def _line_with(stream, needle: str, limit: int = 50) -> str:
+    for _ in range(limit):
+        line = stream.readline()
+        if not line or needle in line:
+            return line
+    return ""

@@ -163,6 +163,8 @@ def agent_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coordinator", default=None, metavar="URL",
                         help="relay URL or invite (ws://host:port/ws#swarm_key=HEX); default SWARM_COORDINATOR")
     parser.add_argument("--capability", action="append", default=[], help="capability to advertise (repeatable)")
+    parser.add_argument("--submit", default=None, metavar="TEXT",
+                        help="once a wasm-capable peer is there, submit the sample task (upper-cases TEXT) and print its verified receipt")
     args = parser.parse_args(argv)
     configure_logging()
     return asyncio.run(_run_agent(args))
@@ -183,9 +185,35 @@ async def _run_agent(args: argparse.Namespace) -> int:
     try:
         await agent.join_swarm(url)
         print(f"{args.role} {agent.agent_id} joined swarm {agent.swarm.swarm_id} via {url}", flush=True)
-        return await _run_until_done(agent, args)
+        submitting = asyncio.create_task(_submit_sample(agent, args.submit)) if args.submit is not None else None
+        try:
+            return await _run_until_done(agent, args)
+        finally:
+            if submitting is not None:
+                submitting.cancel()
     finally:
         await agent.leave()
+
+
+async def _submit_sample(agent, text: str, timeout: float = 30.0) -> None:
+    """The sample task end to end: wait for an executor, submit, print the verified receipt and the output."""
+    from .tasks.samples import sample_module
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not any("wasm" in p.capabilities and not p.left for p in agent.peers.values()):
+        if asyncio.get_running_loop().time() > deadline:
+            print(f"[{agent.agent_id}] task: no wasm-capable peer within {timeout:.0f} s", flush=True)
+            return
+        await asyncio.sleep(0.1)
+    task_id = await agent.submit_task(sample_module(), text.encode())
+    try:
+        receipt = await agent.wait_receipt(task_id, timeout)
+    except asyncio.TimeoutError:
+        print(f"[{agent.agent_id}] task {task_id}: no verified receipt within {timeout:.0f} s", flush=True)
+        return
+    output = agent.get_artifact(receipt.output_cid).decode(errors="replace") if receipt.output_cid else None
+    print(f"[{agent.agent_id}] task {task_id} {receipt.status.value} by {receipt.executor}, receipt verified, "
+          f"fuel {receipt.fuel_used}, output {output!r}", flush=True)
 
 
 async def _run_until_done(agent, args: argparse.Namespace) -> int:
