@@ -84,3 +84,27 @@ def test_flat_input_with_a_shape_is_the_same_container():
 def test_bad_tensors_and_shapes_are_refused(make):
     with pytest.raises(InvalidTensor):
         make()
+
+
+def _reference_split(codes: list[int]) -> tuple[bytes, bytes]:
+    """The documented Q8 split layout, one code at a time (what web/bridges/lz4.js writes too)."""
+    padded = codes + [0] * (-len(codes) % 4)
+    high, low = bytearray(), bytearray()
+    for j in range(0, len(padded), 4):
+        quad = padded[j : j + 4]
+        high.append(sum((c >> 6) << (2 * k) for k, c in enumerate(quad)))
+        low += sum((c & 63) << (6 * k) for k, c in enumerate(quad)).to_bytes(3, "little")
+    return bytes(high), bytes(low)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 255), max_size=300))
+def test_q8_split_streams_follow_the_documented_bit_layout(codes):
+    from ruvector_edge.compression.quantize import join_q8, split_q8
+
+    n = len(codes)
+    padded = np.zeros(-(-n // 16) * 16 or 16, np.uint8)
+    padded[:n] = codes
+    high, low = split_q8(padded, n)
+    assert (high, low) == _reference_split(codes)
+    assert join_q8(high, low, n).tolist() == codes

@@ -18,8 +18,10 @@ Code streams, all bit fields LSB-first (value i at bits k·i … k·i+k-1):
 - Quantized8, split: the high 2 bits of every code (4 per byte) and the low 6
   bits (4 per 3 bytes). The high bits carry what a Gaussian-shaped code
   histogram can save; deflating only that quarter of the bytes keeps the ratio
-  over 4× (bench: 4.23× on N(0,1)) at ~0.8-0.95 GB/s on a loaded 2-vCPU
-  machine, where deflating every code byte runs at 140 MB/s.
+  over 4× (bench: 4.23× on N(0,1)) where deflating every code byte runs at
+  140 MB/s. With zlib-ng's Huffman coder and the in-place split, 1M floats
+  compress at 1.19 GB/s (best of 41; median 0.84) on a 2-vCPU machine at
+  load 10, against 1.07 GB/s (median 0.72) for stdlib zlib in the same run.
 """
 
 from __future__ import annotations
@@ -138,28 +140,32 @@ def unpack_nibbles(packed: bytes | memoryview, n: int) -> np.ndarray:
 
 
 def split_q8(codes: np.ndarray, n: int) -> tuple[bytes, bytes]:
-    """(high 2-bit stream, low 6-bit stream) of the first n codes; `codes` is padded to a multiple of 16."""
+    """(high 2-bit stream, low 6-bit stream) of the first n codes; `codes` is padded to a multiple of 16.
+
+    Works on 4 codes per uint32 word, in place where it can (the fewest passes over memory):
+    the high bits fold down with two shift-ors, the low 6-bit fields pair up twice into 24 bits.
+    """
+    u = np.uint32
     words = codes.view("<u4")
-    low = words & np.uint32(0x3F3F3F3F)
-    low24 = (
-        (low & np.uint32(0x3F))
-        | ((low >> np.uint32(2)) & np.uint32(0xFC0))
-        | ((low >> np.uint32(4)) & np.uint32(0x3F000))
-        | ((low >> np.uint32(6)) & np.uint32(0xFC0000))
-    ).reshape(-1, 4)
+    high = words >> u(6)
+    high &= u(0x03030303)
+    high |= high >> u(6)
+    high |= high >> u(12)  # the low byte now holds the four 2-bit fields in order
+    low = words & u(0x003F003F)
+    odd = words & u(0x3F003F00)
+    odd >>= u(2)
+    low |= odd  # two 12-bit pairs, at bits 0-11 and 16-27
+    odd = low & u(0x0FFF0000)
+    odd >>= u(4)
+    low &= u(0xFFF)
+    low |= odd  # 24 bits per word
+    low24 = low.reshape(-1, 4)
     lo_words = np.empty((low24.shape[0], 3), np.uint32)
-    lo_words[:, 0] = low24[:, 0] | (low24[:, 1] << np.uint32(24))
-    lo_words[:, 1] = (low24[:, 1] >> np.uint32(8)) | (low24[:, 2] << np.uint32(16))
-    lo_words[:, 2] = (low24[:, 2] >> np.uint32(16)) | (low24[:, 3] << np.uint32(8))
-    high = (words >> np.uint32(6)) & np.uint32(0x03030303)
-    hi_bytes = (
-        (high & np.uint32(3))
-        | ((high >> np.uint32(6)) & np.uint32(0xC))
-        | ((high >> np.uint32(12)) & np.uint32(0x30))
-        | ((high >> np.uint32(18)) & np.uint32(0xC0))
-    ).astype(np.uint8)
+    np.bitwise_or(low24[:, 0], low24[:, 1] << u(24), out=lo_words[:, 0])
+    np.bitwise_or(low24[:, 1] >> u(8), low24[:, 2] << u(16), out=lo_words[:, 1])
+    np.bitwise_or(low24[:, 2] >> u(16), low24[:, 3] << u(8), out=lo_words[:, 2])
     quads = -(-n // 4)
-    return hi_bytes[:quads].tobytes(), lo_words.reshape(-1).view(np.uint8)[: 3 * quads].tobytes()
+    return high.astype(np.uint8)[:quads].tobytes(), lo_words.reshape(-1).view(np.uint8)[: 3 * quads].tobytes()
 
 
 def join_q8(hi: bytes | memoryview, lo: bytes | memoryview, n: int) -> np.ndarray:
