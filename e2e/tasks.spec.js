@@ -111,6 +111,8 @@ test("the browser sandbox gives NativeSandbox's statuses and outputs for the tas
       ["good", "divzero", BUDGETS],
       ["good", "badout", BUDGETS],
       ["big_memory", "sum", BUDGETS],
+      ["start_loop", "sum", { ...BUDGETS, fuel_limit: 50_000 }], // fuel runs out in the start function
+      ["start_loop", "sum", { ...BUDGETS, timeout_ms: 300 }],
     ];
     for (const [name, entrypoint, budgets] of cases) {
       const b = await runCase(page, name, entrypoint, "", budgets);

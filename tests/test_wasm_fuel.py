@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ruvector_edge.errors import ModuleRejected
 from ruvector_edge.tasks import Budgets, NativeSandbox, TaskStatus
 from ruvector_edge.tasks.wasm_fuel import FUEL_EXPORT, instrument
-from ruvector_edge.tasks.wasm_module import outline
+from ruvector_edge.tasks.wasm_module import outline, sections
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_tasks import GOOD_WAT  # noqa: E402  (the task tests' own module)
@@ -94,6 +94,8 @@ def run_metered(module: bytes, entrypoint: str, data: bytes, limit: int):
     exports = wasmtime.Instance(store, wasmtime.Module(store.engine, metered.module), []).exports(store)
     fuel = exports[metered.fuel_export]
     try:
+        if metered.start_export:
+            exports[metered.start_export](store)
         ptr = exports["alloc"](store, len(data))
         exports["memory"].write(store, data, ptr)
         packed = exports[entrypoint](store, ptr, len(data)) & 0xFFFFFFFFFFFFFFFF
@@ -166,6 +168,8 @@ def test_module_without_globals_or_exports_gets_both_sections_and_start_is_meter
         assert metered is not None, why
         store = wasmtime.Store()
         exports = wasmtime.Instance(store, wasmtime.Module(store.engine, metered.module), []).exports(store)
+        if metered.start_export:
+            exports[metered.start_export](store)
         charged = wasmtime.Store(engine)
         charged.set_fuel(100)
         wasmtime.Instance(charged, wasmtime.Module(engine, module), [])
@@ -205,3 +209,11 @@ def test_hostile_bytes_raise_only_module_rejected_and_valid_stays_valid(data):
     if metered is not None and native_valid(data):
         assert native_valid(metered.module)
         assert FUEL_EXPORT in metered.fuel_export and outline(metered.module).imports == ()
+
+
+def test_fuel_running_out_in_a_start_function_is_fuel_exhausted(native):
+    looping = wasmtime.wat2wasm(GOOD_WAT.replace('(memory (export "memory") 1)', '(memory (export "memory") 1) (func $forever (loop $l (br $l))) (start $forever)'))
+    assert native.run(looping, "sum", b"", Budgets(50_000, 1, 10_000)).status is TaskStatus.FUEL_EXHAUSTED
+    assert run_metered(looping, "sum", b"", 50_000)[0] is TaskStatus.FUEL_EXHAUSTED
+    metered, _ = instrument(looping, 50_000)
+    assert not any(sid == 8 for sid, *_ in sections(metered.module))  # the host calls it: no start section left

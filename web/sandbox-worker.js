@@ -8,7 +8,7 @@
 // terminates it for overrunning its time budget.
 
 self.onmessage = (event) => {
-  const { module, entrypoint, input, maxOutput, fuelExport } = event.data;
+  const { module, entrypoint, input, maxOutput, fuelExport, startExport } = event.data;
   const t0 = performance.now();
   let memory = null;
   let exports = null;
@@ -28,6 +28,7 @@ self.onmessage = (event) => {
   }
   try {
     memory = exports.memory;
+    if (startExport) exports[startExport](); // a metered module's start function, moved out of instantiation
     const ptr = exports.alloc(input.length) >>> 0;
     if (ptr + input.length > memory.buffer.byteLength) return done("Error", "alloc returned a range outside memory");
     new Uint8Array(memory.buffer, ptr, input.length).set(input);

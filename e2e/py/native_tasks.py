@@ -28,6 +28,8 @@ MODULES = {
     "imports": test_tasks.IMPORTS_WAT,
     "no_alloc": test_tasks.NO_ALLOC_WAT,
     "big_memory": test_tasks.GOOD_WAT.replace('(memory (export "memory") 1)', '(memory (export "memory") 128)'),
+    "start_loop": test_tasks.GOOD_WAT.replace(
+        '(memory (export "memory") 1)', '(memory (export "memory") 1) (func $forever (loop $l (br $l))) (start $forever)'),
     # SIMD is outside what the browser's fuel meter decodes: it must run unmetered and say so.
     "simd": f"""(module {test_tasks.ABI}
  (func (export "lanes") (param $p i32) (param $n i32) (result i64) (local $o i32)

@@ -60,7 +60,7 @@ async function compiled(key, bytes) {
 }
 
 /** One run in the warm worker (started if needed; its start-up is not charged to the task's time budget). */
-async function runInWorker(module, entrypoint, input, timeoutMs, maxOutput, fuelExport) {
+async function runInWorker(module, entrypoint, input, timeoutMs, maxOutput, fuelExport, startExport) {
   const w = (warm ??= startWorker());
   try {
     await w.ready;
@@ -77,6 +77,7 @@ async function runInWorker(module, entrypoint, input, timeoutMs, maxOutput, fuel
     };
     const timer = setTimeout(() => {
       stopWorker(w);
+      warm = startWorker(); // the next task finds a worker already starting
       finish({
         status: "Timeout",
         output: null,
@@ -91,20 +92,20 @@ async function runInWorker(module, entrypoint, input, timeoutMs, maxOutput, fuel
       stopWorker(w);
       finish({ status: "Error", output: null, memoryPeak: 0, execUs: 0, detail: `sandbox worker error: ${e.message || "unknown"}` });
     };
-    w.worker.postMessage({ module, entrypoint, input, maxOutput, fuelExport }, [input.buffer]);
+    w.worker.postMessage({ module, entrypoint, input, maxOutput, fuelExport, startExport }, [input.buffer]);
   });
 }
 
 /**
  * Run `entrypoint` of the module `key` (compiled from `bytes` when not cached) on `input`; `fuelExport`
- * names the metered module's fuel counter (or is null). Resolves to {status, output: Uint8Array|null,
- * memoryPeak, execUs, detail, fuelLeft} or {rejected}.
+ * names the metered module's fuel counter and `startExport` its start function (or they are null).
+ * Resolves to {status, output: Uint8Array|null, memoryPeak, execUs, detail, fuelLeft} or {rejected}.
  */
-function run(key, bytes, entrypoint, input, timeoutMs, maxOutput, fuelExport = null) {
+function run(key, bytes, entrypoint, input, timeoutMs, maxOutput, fuelExport = null, startExport = null) {
   const job = queue.then(async () => {
     const { module, rejected } = await compiled(key, bytes);
     if (rejected) return { rejected };
-    return runInWorker(module, entrypoint, input, timeoutMs, maxOutput, fuelExport ?? null);
+    return runInWorker(module, entrypoint, input, timeoutMs, maxOutput, fuelExport ?? null, startExport ?? null);
   });
   queue = job.catch(() => {});
   return job;

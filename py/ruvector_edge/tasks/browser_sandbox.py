@@ -63,6 +63,7 @@ class _Prepared:
     key: str
     module: bytes
     fuel_export: str | None
+    start_export: str | None  # the module's start function, which the worker calls first
     note: str  # why fuel is not metered, or ""
 
 
@@ -100,7 +101,7 @@ class BrowserSandbox:
             metered, why = instrument(capped, fuel_limit)
             binary = metered.module if metered else capped
             entry = _Prepared(hashlib.sha256(binary).hexdigest(), binary, metered.fuel_export if metered else None,
-                              "" if metered else f"{FUEL_UNMETERED} ({why})")
+                              metered.start_export if metered else None, "" if metered else f"{FUEL_UNMETERED} ({why})")
             self._prepared_cache[cache_key] = entry
             while len(self._prepared_cache) > self._cache_size:
                 self._prepared_cache.popitem(last=False)
@@ -129,7 +130,8 @@ class BrowserSandbox:
         prepared = self._prepared(module, digest, pages, budgets.fuel_limit)
         payload = None if self._js.has(prepared.key) else _u8(prepared.module)
         answer = await self._js.run(
-            prepared.key, payload, entrypoint, _u8(data), budgets.timeout_ms, self.max_output_bytes, prepared.fuel_export
+            prepared.key, payload, entrypoint, _u8(data), budgets.timeout_ms, self.max_output_bytes,
+            prepared.fuel_export, prepared.start_export,
         )
         if getattr(answer, "rejected", None):
             raise ModuleRejected(f"not a valid WebAssembly module: {answer.rejected}"[:256])

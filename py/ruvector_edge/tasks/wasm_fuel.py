@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from ..errors import ModuleRejected
 from .wasm_module import Reader, encode_u32, read_functype, sections
 
-__all__ = ["FUEL_EXPORT", "MeteredModule", "instrument"]
+__all__ = ["FUEL_EXPORT", "START_EXPORT", "MeteredModule", "instrument"]
 
 FUEL_EXPORT = "__edge_fuel"
+START_EXPORT = "__edge_start"
 SEC_TYPE, SEC_FUNCTION, SEC_GLOBAL, SEC_EXPORT, SEC_START, SEC_CODE = 1, 3, 6, 7, 8, 10
 START_COST = 2  # measured: wasmtime charges a start function 2 units beyond its body
 _AFTER_GLOBAL = {7, 8, 9, 12, 10, 11}  # sections that come after the global section
@@ -70,10 +71,12 @@ class _Unmeterable(Exception):
 
 @dataclass(frozen=True)
 class MeteredModule:
-    """The rewritten binary and the name of the exported i64 global holding the fuel left."""
+    """The rewritten binary, the name of the exported i64 global holding the fuel left and, when the
+    module had a start function, the export the host calls in its place before anything else."""
 
     module: bytes
     fuel_export: str
+    start_export: str | None = None
 
 
 def _skip_immediate(r: Reader, kind: int) -> None:
@@ -225,8 +228,11 @@ def _vec_section(sid: int, count: int, items: bytes) -> bytes:
 def instrument(module: bytes, fuel_limit: int) -> tuple[MeteredModule | None, str]:
     """(the metered module, "") or (None, why it cannot be metered). ModuleRejected if the binary is malformed.
 
-    The global starts at `fuel_limit`, so a start function is metered too, as
-    under wasmtime (whose fuel is set before instantiation).
+    The global starts at `fuel_limit` and a start function is metered too, as
+    under wasmtime (whose fuel is set before instantiation). It is exported
+    instead of run by instantiation, so that running out of fuel in it is
+    read from the counter (FuelExhausted) rather than lost with the instance;
+    with no imports, nothing can tell the two orders apart.
     """
     data = bytes(module)
     parts = sections(data)
@@ -237,6 +243,7 @@ def instrument(module: bytes, fuel_limit: int) -> tuple[MeteredModule | None, st
     exports_count = 0
     param_counts: list[int] = []
     func_types: list[int] = []
+    start_func: int | None = None
     for sid, _, start, end in parts:
         r = Reader(data, start, end)
         if sid == SEC_TYPE:
@@ -245,20 +252,29 @@ def instrument(module: bytes, fuel_limit: int) -> tuple[MeteredModule | None, st
             func_types = [r.leb() for _ in range(r.leb())]
         elif sid == SEC_GLOBAL:
             n_globals = r.leb()
+        elif sid == SEC_START:
+            start_func = r.leb()
         elif sid == SEC_EXPORT:
             exports_count = r.leb()
             for _ in range(exports_count):
                 export_names.add(r.name())
                 r.byte()
                 r.leb()
-    name = FUEL_EXPORT
-    while name in export_names:
-        name += "_"
+    def unused(name: str) -> str:
+        while name in export_names:
+            name += "_"
+        return name
+
+    name = unused(FUEL_EXPORT)
+    start_name = unused(START_EXPORT) if start_func is not None else None
     if any(t >= len(param_counts) for t in func_types):
         raise ModuleRejected("not a valid WebAssembly module: function type index out of range")
-    initial = fuel_limit - (START_COST if any(sid == SEC_START for sid, *_ in parts) else 0)
+    initial = fuel_limit - (START_COST if start_func is not None else 0)
     fuel_global = b"\x7e\x01\x42" + _sleb(initial) + b"\x0b"
-    fuel_export = encode_u32(len(name.encode())) + name.encode() + b"\x03" + encode_u32(n_globals)
+    added = encode_u32(len(name.encode())) + name.encode() + b"\x03" + encode_u32(n_globals)
+    if start_name is not None:
+        added += encode_u32(len(start_name.encode())) + start_name.encode() + b"\x00" + encode_u32(start_func)
+    n_added = 1 if start_name is None else 2
     try:
         out = bytearray(data[:8])
         have_global = any(sid == SEC_GLOBAL for sid, *_ in parts)
@@ -268,7 +284,7 @@ def instrument(module: bytes, fuel_limit: int) -> tuple[MeteredModule | None, st
                 out += _vec_section(SEC_GLOBAL, 1, fuel_global)
                 have_global = True
             if sid in _AFTER_EXPORT and not have_export:
-                out += _vec_section(SEC_EXPORT, 1, fuel_export)
+                out += _vec_section(SEC_EXPORT, n_added, added)
                 have_export = True
             r = Reader(data, start, end)
             if sid == SEC_GLOBAL:
@@ -276,7 +292,7 @@ def instrument(module: bytes, fuel_limit: int) -> tuple[MeteredModule | None, st
                 out += _vec_section(sid, count + 1, data[r.pos : end] + fuel_global)
             elif sid == SEC_EXPORT:
                 count = r.leb()
-                out += _vec_section(sid, count + 1, data[r.pos : end] + fuel_export)
+                out += _vec_section(sid, count + n_added, data[r.pos : end] + added)
             elif sid == SEC_CODE:
                 bodies = bytearray()
                 count = r.leb()
@@ -292,12 +308,12 @@ def instrument(module: bytes, fuel_limit: int) -> tuple[MeteredModule | None, st
                 if r.pos != end:
                     raise ModuleRejected("not a valid WebAssembly module: code section has trailing bytes")
                 out += _vec_section(sid, count, bytes(bodies))
-            else:
+            elif sid != SEC_START:
                 out += data[head:end]
         if not have_global:
             out += _vec_section(SEC_GLOBAL, 1, fuel_global)
         if not have_export:
-            out += _vec_section(SEC_EXPORT, 1, fuel_export)
+            out += _vec_section(SEC_EXPORT, n_added, added)
     except _Unmeterable as exc:
         return None, f"not metered: {exc}"
-    return MeteredModule(bytes(out), name), ""
+    return MeteredModule(bytes(out), name, start_name), ""
