@@ -47,7 +47,7 @@ MISBEHAVING = wasmtime.wat2wasm(f"""(module {ABI}
      (br $next)))
    (i32.store (local.get $p) (local.get $i))
    (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.const 4))))""")
-SLOW_INPUT = (1_500_000_000).to_bytes(4, "little")
+SLOW_INPUT = (3_000_000_000).to_bytes(4, "little")  # a few seconds of work
 BIG_BUDGETS = Budgets(fuel_limit=10**12, memory_mb=4, timeout_ms=60_000)
 
 
@@ -262,7 +262,7 @@ async def test_claim_race_between_two_executors_one_lease_everywhere(relay):
 
 
 async def test_executor_killed_mid_task_lease_expires_and_another_finishes(relay):
-    fast = dict(task_lease_ms=600, task_poll_ms=100)
+    fast = dict(task_lease_ms=1200, task_poll_ms=100)
     agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1", **fast), config("w2", **fast))
     requester, w1, w2 = agents
     try:
@@ -270,7 +270,7 @@ async def test_executor_killed_mid_task_lease_expires_and_another_finishes(relay
         await wait_for(lambda: w1.swarm_tasks.executed + w2.swarm_tasks.executed == 1, timeout=10, what="a run to start")
         first = w1 if w1.swarm_tasks.executed else w2
         other = w2 if first is w1 else w1
-        await asyncio.sleep(0.8)  # longer than a lease: the running executor has renewed it
+        await asyncio.sleep(1.5)  # longer than a lease: the running executor has renewed it
         assert row(requester, task_id)["claimant"] == first.agent_id and row(requester, task_id)["state"] == "claimed"
         await kill(first)
         receipt = await requester.wait_receipt(task_id, timeout=40)
@@ -344,7 +344,7 @@ async def test_coordinator_assigns_to_a_capable_member(relay):
 
 
 async def test_coordinator_reassigns_when_the_assigned_executor_vanishes(relay):
-    fast = dict(task_lease_ms=600, task_poll_ms=100)
+    fast = dict(task_lease_ms=1200, task_poll_ms=100)
     agents = await joined(ws_url(relay.port), config("coord", AgentRole.COORDINATOR, **fast),
                           config("req", AgentRole.SCOUT), config("w1", **fast), config("w2", **fast))
     coordinator, requester, w1, w2 = agents
