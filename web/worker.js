@@ -8,6 +8,7 @@
 // the slow loading afterwards; the page sends nothing until it sees "boot".
 import "./bridges/crypto.js";
 import "./bridges/vectors.js";
+import "./bridges/gun.js";
 import "./bridges/identity-idb.js";
 import "./bridges/lz4.js";
 import "./bridges/artifact-idb.js";
