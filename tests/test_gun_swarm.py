@@ -9,6 +9,8 @@ import json
 import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ruvector_edge.errors import MalformedMessage, OversizedMessage
 from ruvector_edge.gun import GunSwarmBuilder
@@ -249,3 +251,37 @@ async def test_sealing_refuses_a_value_bigger_than_the_limit():
     with pytest.raises(OversizedMessage):
         await sealer.seal("learning", b"\x01" * 4_000)
     assert len(await sealer.seal("learning", b"\x01" * 100)) < 2_000
+
+
+_json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-2**60, 2**60), st.floats(allow_nan=False), st.text(max_size=40))
+_json = st.recursive(_json_leaf, lambda kids: st.one_of(st.lists(kids, max_size=4),
+                                                       st.dictionaries(st.text(max_size=8), kids, max_size=4)),
+                     max_leaves=12)
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+async def test_hostile_graph_values_are_refused_with_a_reason_and_change_nothing(encrypted):
+    a_id, b_id = await members("agent-a", "agent-b")
+    genuine = await StateSealer(a_id, encrypted=encrypted).seal("learning", b"state")
+    fields = json.loads(genuine)
+
+    values = st.one_of(
+        _json,                                                              # any GUN value, not even a string
+        _json.map(json.dumps),                                              # any JSON text
+        st.dictionaries(st.sampled_from(sorted(fields)), _json).map(lambda d: json.dumps({**fields, **d})),
+        st.integers(0, len(genuine) - 1).flatmap(                           # one character of a genuine value changed
+            lambda i: st.characters(codec="ascii").map(lambda c: genuine[:i] + c + genuine[i + 1:])),
+    )
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(node=st.dictionaries(st.sampled_from(["agent-a", "agent-b", "x", ""]), values, max_size=4))
+    def check(node):
+        sealer = StateSealer(b_id, encrypted=encrypted)
+        opened = asyncio.run_coroutine_threadsafe(sealer.open_node("learning", node), loop).result(5)
+        for key, state in opened.items():  # only the genuine value (any JSON spacing) opens, under its own key
+            assert key == "agent-a" and json.loads(node[key]) == fields and state.payload == b"state"
+        assert sum(sealer.stats.values()) == len(node)
+        assert b_id.registry.get("agent-a") is not None and len(b_id.registry) == 2
+
+    loop = asyncio.get_running_loop()
+    await asyncio.to_thread(check)
