@@ -1,16 +1,22 @@
 """The local swarm demo: a coordinator and three workers exchanging real signed, encrypted frames.
 
 Every frame printed here was sealed by one agent and opened by another through
-the same receive path a network frame takes; the last act shows the guards
+the same receive path a network frame takes; the workers learn a corridor each
+and merge their patterns from such frames; the last act shows the guards
 refusing a replay, a tampered frame and an outsider.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from typing import Callable
 
 from .errors import RejectedInput
+from .intelligence import IntelligenceSync
+from .learning import make_learner
+from .learning.environments import ChainEnv
+from .learning.episodes import train
 from .p2p import P2PSwarm
 
 
@@ -43,6 +49,8 @@ async def run_demo(say: Callable[[str], None] = print) -> dict[str, int]:
         member = await coordinator.receive_heartbeat(heartbeat.to_json())
         say(f"💓 Heartbeat from {worker.agent_id}: seq ok, measured load {member.load:.4f}, status {coordinator.registry.status(worker.agent_id).value}")
 
+    agree = await learn_and_sync(workers, say)
+
     a, b = workers[0], workers[1]
     same = await a.derive_session_key(b.agent_id) == await b.derive_session_key(a.agent_id)
     direct = await a.send_direct(b.agent_id, b"only for worker-002")
@@ -68,4 +76,31 @@ async def run_demo(say: Callable[[str], None] = print) -> dict[str, int]:
             rejected += 1
             say(f"🛡️  {label} rejected: {type(exc).__name__}")
     say(f"🏁 Done: {len(agents)} agents, {rejected}/{len(attempts)} attacks refused")
-    return {"agents": len(agents), "rejected": rejected, "attacks": len(attempts)}
+    return {"agents": len(agents), "rejected": rejected, "attacks": len(attempts), "workers_agree": agree}
+
+
+async def learn_and_sync(workers: list[P2PSwarm], say: Callable[[str], None], episodes: int = 8) -> bool:
+    """Each worker learns a corridor alone (Q-learning, a few episodes, its own seed), publishes its
+    Q-table as patterns in a sealed frame, and merges the others' frames: afterwards every worker
+    holds the same swarm view and they agree on the best action in every state. Returns that agreement."""
+    env = ChainEnv(length=6)
+    minds = {}
+    for index, worker in enumerate(workers):
+        learner = make_learner("q_learning", actions=env.ACTIONS, rng=random.Random(index))
+        returns = train(env, learner, random.Random(100 + index), episodes, max_steps=50)
+        mind = IntelligenceSync(worker.agent_id)
+        for p in learner.patterns():
+            mind.set_pattern(p.state, p.action, p.q_value, p.visits)
+        minds[worker.agent_id] = mind
+        say(f"🧠 {worker.agent_id} learned alone: {len(learner.patterns())} patterns, returns {[round(r) for r in returns]}")
+    for sender in workers:
+        frame = (await sender.publish("patterns", minds[sender.agent_id].serialize_state())).frame
+        for receiver in workers:
+            if receiver is not sender:
+                message = await receiver.receive(frame)
+                minds[receiver.agent_id].merge_peer_state(message.sender_id, message.payload)
+    views = [[minds[w.agent_id].best_action(s, env.ACTIONS) for s in env.states()] for w in workers]
+    agree = all(view == views[0] for view in views)
+    best = " ".join(f"{s}→{b[0]}" for s, b in zip(env.states(), views[0]) if b)
+    say(f"🔄 Patterns exchanged as sealed frames and merged: workers agree on every best action: {agree} ({best})")
+    return agree
