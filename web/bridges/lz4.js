@@ -131,10 +131,11 @@ function nextAfter(x, up, values, words, signBit) {
 const nextAfter32 = (x, up) => nextAfter(x, up, bits32, word32, 0x80000000);
 const nextAfter16 = (x, up) => nextAfter(x, up, bits16, word16, 0x8000);
 
-function rintHalfEven(v) {
-  const r = Math.round(v);
-  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
+// Round half to even, like numpy.rint: adding and taking away 1.5 × 2^52 leaves a double
+// with no fraction bits, rounded by the FPU's default mode (to nearest, ties to even).
+// Exact for |v| < 2^51; codes are at most 255.
+const ROUND = 6755399441055744;
+const rintHalfEven = (v) => v + ROUND - ROUND;
 
 /** quantize.py's _params: float16 parameters when every block allows them, else float32. */
 function chooseParams(mins, maxs, levels) {
@@ -179,7 +180,7 @@ function chooseParams(mins, maxs, levels) {
  */
 function quantize(raw, n, block, levels) {
   if (raw.byteLength !== 4 * n) throw new Error(`InvalidTensor: ${raw.byteLength} bytes are not ${n} float32 values`);
-  const x = new Float32Array(raw.slice().buffer);
+  const x = raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, n) : new Float32Array(raw.slice().buffer);
   const nb = Math.ceil(n / block);
   const mins = new Float32Array(nb);
   const maxs = new Float32Array(nb);
