@@ -128,6 +128,19 @@ test("the browser sandbox gives NativeSandbox's statuses and outputs for the tas
     const exhausted = await runCase(page, "good", "spin", "", { ...BUDGETS, fuel_limit: 100_000, timeout_ms: 10_000 });
     expect([exhausted.status, exhausted.fuel_used]).toEqual(["FuelExhausted", 100_000]);
 
+    // At every fuel limit around what the task needs, the browser's status and fuel are wasmtime's.
+    const limits = Array.from({ length: 80 }, (_, i) => i + 1);
+    const sweep = await native.ask({ cmd: "sweep", module: modules.good, entrypoint: "sum", input: "0102", limits });
+    const browserSweep = JSON.parse(await py(page, `
+out = []
+for limit in ${JSON.stringify(limits)}:
+    r = await run_case("good", "sum", "0102", {"fuel_limit": limit, "memory_mb": 2, "timeout_ms": 5000})
+    out.append([r["status"], r["fuel_used"]])
+json.dumps(out)
+`));
+    expect(browserSweep).toEqual(sweep.runs);
+    expect(new Set(sweep.runs.map((r) => r[0]))).toEqual(new Set(["FuelExhausted", "Success"]));
+
     // A module the fuel meter cannot decode runs unmetered, and says so.
     const simd = await runCase(page, "simd", "lanes", "");
     const nSimd = await native.ask({ cmd: "run", module: modules.simd, entrypoint: "lanes", input: "", budgets: BUDGETS });

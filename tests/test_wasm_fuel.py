@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ruvector_edge.errors import ModuleRejected
 from ruvector_edge.tasks import Budgets, NativeSandbox, TaskStatus
-from ruvector_edge.tasks.wasm_fuel import FUEL_EXPORT, instrument
+from ruvector_edge.tasks.wasm_fuel import EXHAUSTED, FUEL_EXPORT, instrument
 from ruvector_edge.tasks.wasm_module import outline, sections
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -101,9 +101,9 @@ def run_metered(module: bytes, entrypoint: str, data: bytes, limit: int):
         packed = exports[entrypoint](store, ptr, len(data)) & 0xFFFFFFFFFFFFFFFF
     except wasmtime.Trap:
         left = fuel.value(store)
-        return (TaskStatus.FUEL_EXHAUSTED if left < 0 else TaskStatus.ERROR), b"", limit - left
+        return (TaskStatus.FUEL_EXHAUSTED if left == EXHAUSTED else TaskStatus.ERROR), b"", min(limit, limit - left)
     out = exports["memory"].read(store, packed >> 32, (packed >> 32) + (packed & 0xFFFFFFFF))
-    return TaskStatus.SUCCESS, bytes(out), limit - fuel.value(store)
+    return TaskStatus.SUCCESS, bytes(out), min(limit, limit - fuel.value(store))
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_metered_run_matches_wasmtime_output_and_fuel(native, module, entrypoint
 
 def test_infinite_loop_exhausts_the_counter(native):
     status, output, used = run_metered(GOOD, "spin", b"", 100_000)
-    assert status is TaskStatus.FUEL_EXHAUSTED and output == b"" and used > 100_000
+    assert status is TaskStatus.FUEL_EXHAUSTED and output == b"" and used == 100_000
     assert native.run(GOOD, "spin", b"", Budgets(100_000, 1, 10_000)).status is TaskStatus.FUEL_EXHAUSTED
 
 
@@ -140,6 +140,15 @@ def test_a_budget_too_small_for_the_work_exhausts_like_wasmtime(native):
         assert run_metered(GOOD, "sum", data, limit)[0] is TaskStatus.FUEL_EXHAUSTED
         assert native.run(GOOD, "sum", data, Budgets(limit, 2, 5_000)).status is TaskStatus.FUEL_EXHAUSTED
     assert run_metered(GOOD, "sum", data, needed)[0] is TaskStatus.SUCCESS
+
+
+@pytest.mark.parametrize("entrypoint, data", [("sum", b""), ("sum", bytes(range(5))), ("reverse", b"abc")])
+def test_status_and_fuel_agree_with_wasmtime_at_every_limit(native, entrypoint, data):
+    needed = native.run(GOOD, entrypoint, data, Budgets(10**9, 2, 5_000)).fuel_used
+    for limit in range(1, needed + 3):
+        expected = native.run(GOOD, entrypoint, data, Budgets(limit, 2, 5_000))
+        status, output, used = run_metered(GOOD, entrypoint, data, limit)
+        assert (limit, status, output, used) == (limit, expected.status, expected.output, expected.fuel_used)
 
 
 def test_traps_stay_errors_with_fuel_left():

@@ -7,6 +7,8 @@
 // gets a fresh instance; the worker itself is reused until the bridge
 // terminates it for overrunning its time budget.
 
+const EXHAUSTED = -(2 ** 63); // what tasks/wasm_fuel.py's check leaves in the counter before it traps
+
 self.onmessage = (event) => {
   const { module, entrypoint, input, maxOutput, fuelExport, startExport } = event.data;
   const t0 = performance.now();
@@ -41,8 +43,7 @@ self.onmessage = (event) => {
   } catch (err) {
     // The fuel counter's own trap; otherwise traps (RuntimeError) and stack exhaustion (RangeError)
     // alike: the module failed, as a wasmtime trap is Error.
-    const left = fuel();
-    if (left !== null && left < 0) return done("FuelExhausted", "all fuel consumed");
+    if (fuel() === EXHAUSTED) return done("FuelExhausted", "all fuel consumed");
     return done("Error", why(err));
   }
 };

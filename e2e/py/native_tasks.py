@@ -57,6 +57,10 @@ async def main() -> None:
                 result = sandbox.run(bytes.fromhex(req["module"]), req["entrypoint"], bytes.fromhex(req["input"]), Budgets(**req["budgets"]))
                 out = {"status": result.status.value, "output_sha256": hashlib.sha256(result.output).hexdigest(), "output": result.output.hex(),
                        "fuel_used": result.fuel_used}
+            elif cmd == "sweep":  # status and fuel at each fuel limit
+                module, data = bytes.fromhex(req["module"]), bytes.fromhex(req["input"])
+                runs = [sandbox.run(module, req["entrypoint"], data, Budgets(limit, 2, 5_000)) for limit in req["limits"]]
+                out = {"runs": [[r.status.value, r.fuel_used] for r in runs]}
             elif cmd == "envelope":
                 store = ArtifactStore()
                 env = await TaskEnvelope(

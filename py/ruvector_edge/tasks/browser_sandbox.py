@@ -142,7 +142,7 @@ class BrowserSandbox:
         elif status is TaskStatus.FUEL_EXHAUSTED:
             fuel_used = budgets.fuel_limit  # as natively: the whole budget
         else:
-            fuel_used = budgets.fuel_limit - int(fuel_left)
+            fuel_used = min(budgets.fuel_limit, budgets.fuel_limit - int(fuel_left))  # reported as wasmtime does
         note = prepared.note or ("" if fuel_used is not None or status is TaskStatus.TIMEOUT else FUEL_UNMETERED)
         return SandboxResult(
             status=status,

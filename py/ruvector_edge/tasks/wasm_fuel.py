@@ -1,24 +1,27 @@
 """Fuel metering by rewriting a WebAssembly binary (sans-I/O), for the browser sandbox, where the engine has no fuel.
 
 A browser cannot count instructions, so the module counts them itself: one
-mutable i64 global, exported, starts at the fuel limit, and every straight-line
-segment of code subtracts its cost on entry and traps (`unreachable`) when the
-counter goes negative. A trap with a negative counter is FuelExhausted; after a
-run, `limit - counter` is the fuel used.
+mutable i64 global, exported, starts at the fuel limit; every straight-line
+segment of code subtracts its cost on entry, and where wasmtime checks its fuel
+(function entries and loop headers, on every iteration) the module checks the
+counter the same way (`<= 0`: set it to EXHAUSTED and trap). A trap leaving
+EXHAUSTED is FuelExhausted; after a run, `limit - counter` (at most the limit,
+as wasmtime reports it) is the fuel used.
 
 The cost of a segment is wasmtime's: every operator costs 1 except `nop`,
 `drop`, `block`, `loop`, `unreachable`, `return`, `else` and `end` (0), and
 each function invocation costs 1 more (measured: an empty function costs 1). A
 segment starts at the function entry, at each body of `block`/`loop`/`if`/
-`else`, after each `end` and after each branch, so control only ever enters a
+`else`, after each `end`, branch and call, so control only ever enters a
 segment at its start and a run that completes is charged exactly the operators
-it executed: the same `fuel_used` as NativeSandbox (tests/test_wasm_fuel.py
-checks this against wasmtime). Bulk memory/table operators and successful
-grows also cost their count operand, as wasmtime charges them (measured), and
-a start function 2 more. Two cases part: a run that traps was charged its
-whole last segment (an upper bound of wasmtime's count), and near the limit a
-segment is charged whole before it runs, while wasmtime checks only at function
-entries and loop headers and may let a run finish a little over its budget.
+it executed: the same `fuel_used` as NativeSandbox, and the same status at every
+limit for plain code (tests/test_wasm_fuel.py checks both against wasmtime).
+Bulk memory/table operators and successful grows also cost their count
+operand, as wasmtime charges them (measured), and a start function 2 more.
+What still parts: a run that traps was charged its whole last segment (an
+upper bound of wasmtime's count), and wasmtime's accounting around
+bulk-memory and grow operators is not reproduced exactly when the budget runs
+out right there.
 
 Operators this reader does not know (SIMD, GC, exceptions, threads) make the
 module unmeterable: `instrument` returns None with the reason, and the caller
@@ -62,7 +65,8 @@ _OPENS = {0x02, 0x03, 0x04}
 # memory.grow and table.grow are charged their delta only when they succeed (result != -1), as measured.
 _COUNTED = {(0xFC, 8), (0xFC, 10), (0xFC, 11), (0xFC, 12), (0xFC, 14), (0xFC, 17)}
 _GROWS = {(0xFC, 15), (0x40, None)}
-_SEGMENT_ENDS = {0x02, 0x03, 0x04, 0x05, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F, 0x00, 0x12, 0x13}  # a new segment follows these
+# A new segment follows these: control flow, and calls (the callee checks the fuel charged before it).
+_SEGMENT_ENDS = {0x02, 0x03, 0x04, 0x05, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F, 0x00, 0x10, 0x11, 0x12, 0x13}
 
 
 class _Unmeterable(Exception):
@@ -123,18 +127,25 @@ def _skip_immediate(r: Reader, kind: int) -> None:
             raise _Unmeterable("ref.null of a typed reference")
 
 
+EXHAUSTED = -(1 << 63)  # the counter's value once a check has trapped
+
+
 def _charge(global_index: int, cost: int) -> bytes:
-    """global -= cost; if global < 0: unreachable — stack-neutral, valid anywhere an instruction is."""
+    """global -= cost (stack-neutral, valid anywhere an instruction is)."""
     g = encode_u32(global_index)
-    return (b"\x23" + g + b"\x42" + _sleb(cost) + b"\x7d\x24" + g
-            + b"\x23" + g + b"\x42\x00\x53\x04\x40\x00\x0b")
+    return b"\x23" + g + b"\x42" + _sleb(cost) + b"\x7d\x24" + g
+
+
+def _check(global_index: int) -> bytes:
+    """If no fuel is left (global <= 0, wasmtime's test): set the global to EXHAUSTED and trap."""
+    g = encode_u32(global_index)
+    return b"\x23" + g + b"\x42\x00\x57\x04\x40\x42" + _sleb(EXHAUSTED) + b"\x24" + g + b"\x00\x0b"
 
 
 def _charge_count(global_index: int, scratch: int) -> bytes:
-    """global -= the i32 on top of the stack (left there, through a scratch local); trap if negative."""
+    """global -= the i32 on top of the stack (left there, through a scratch local)."""
     g, t = encode_u32(global_index), encode_u32(scratch)
-    return (b"\x22" + t + b"\x23" + g + b"\x20" + t + b"\xad\x7d\x24" + g
-            + b"\x23" + g + b"\x42\x00\x53\x04\x40\x00\x0b")
+    return b"\x22" + t + b"\x23" + g + b"\x20" + t + b"\xad\x7d\x24" + g
 
 
 def _charge_grow(global_index: int, scratch: int) -> tuple[bytes, bytes]:
@@ -175,11 +186,16 @@ def _instrument_body(data: bytes, start: int, end: int, global_index: int, param
         raise _Unmeterable("too many locals to add a scratch local")
     out = bytearray(encode_u32(groups + 1) + data[groups_end : r.pos] + b"\x02\x7f")
     segment = bytearray()
-    cost = 1  # wasmtime charges one unit per function invocation
+    cost = 0
     depth = 1
+    out.extend(_charge(global_index, 1) + _check(global_index))  # ENTRY_VARIANT
+    checked = False
 
     def flush() -> None:
-        nonlocal cost
+        nonlocal cost, checked
+        if checked:
+            out.extend(_check(global_index))
+            checked = False
         if cost:
             out.extend(_charge(global_index, cost))
         out.extend(segment)
@@ -215,6 +231,7 @@ def _instrument_body(data: bytes, start: int, end: int, global_index: int, param
             depth -= 1
         if op in _SEGMENT_ENDS:
             flush()
+            checked = op == 0x03  # a loop header: wasmtime checks the fuel there, on every iteration
     if r.pos != end:
         raise ModuleRejected("not a valid WebAssembly module: code after a function's final end")
     return bytes(out)
