@@ -18,7 +18,7 @@ from ruvector_edge.gun.native import NativeGunGraph
 from ruvector_edge.gun.sealed import GunStateRecord, StateSealer
 from ruvector_edge.p2p import P2PSwarm
 from ruvector_edge.relay.server import RelayServer
-from test_gun import NodeGun, gun_js, until  # noqa: F401 - gun_js is a fixture
+from test_gun import NodeGun, Official, gun_js, until  # noqa: F401 - gun_js is a fixture
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,6 +97,33 @@ async def test_an_embedded_agent_shares_the_relays_own_engine_with_a_remote_one(
         finally:
             await remote.close()
             await embedded.close()
+
+
+async def test_native_agents_sync_through_the_official_node_gun_relay(gun_js, tmp_path):
+    """Our GUN client side speaks plain GUN: the same GunSwarm works with the official relay in between."""
+    a_id, b_id = await members("agent-a", "agent-b")
+    async with Official(gun_js, tmp_path / "radata") as official:
+        a, b = await gun_swarm(a_id, official.url, True), await gun_swarm(b_id, official.url, True)
+        try:
+            await a.publish_pattern("s", "x", 0.6, 4)
+            await a.announce_peer(["gpu"])
+            await until_async(lambda: b.get_patterns(), lambda got: pattern_map(got) == {("s", "x"): (0.6, 4)})
+            assert (await b.get_peers())["agent-a"]["capabilities"] == ["gpu"]
+        finally:
+            await a.close()
+            await b.close()
+
+
+async def until_async(make, ok, timeout: float = 10.0):
+    """Call `make()` until `ok(result)`, bounded in time."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await make()
+        if ok(result):
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met in {timeout} s: {result!r:.200}")
+        await asyncio.sleep(0.1)
 
 
 async def test_sync_interval_spreads_patterns_without_explicit_calls():
