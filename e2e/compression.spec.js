@@ -142,6 +142,72 @@ json.dumps(out)
   rows.forEach((row, i) => expect(browser.rows[i].containers.NONE === row.native.NONE.container, `tensor ${i} NONE`).toBe(true));
 });
 
+// Random tensors at random block sizes, with value ranges chosen to hit the quantizer's edges:
+// float16 parameter overflow/underflow, subnormals, constant and two-valued blocks, negative-only data.
+const NATIVE_RANDOM = `
+import json, sys
+import numpy as np
+from ruvector_edge.compression import CompressionLevel, TensorCodec
+rng = np.random.default_rng(int(sys.stdin.read()))
+cases = []
+for i in range(240):
+    n = int(rng.integers(1, 2500))
+    kind = i % 8
+    if kind == 0:
+        x = rng.standard_normal(n) * 10.0 ** rng.uniform(-40, 38)
+    elif kind == 1:
+        x = rng.uniform(-1, 1, n) * 65504 * rng.uniform(0.5, 1.5)
+    elif kind == 2:
+        x = rng.uniform(0, 1, n) * 6.1e-5 * rng.uniform(0.01, 4) + rng.uniform(-1e-3, 1e-3)
+    elif kind == 3:
+        x = np.full(n, rng.standard_normal() * 10.0 ** rng.uniform(-8, 8))
+    elif kind == 4:
+        x = rng.choice([rng.standard_normal(), rng.standard_normal() * 100], n)
+    elif kind == 5:
+        x = -np.abs(rng.standard_normal(n)) - rng.uniform(0, 1e4)
+    elif kind == 6:
+        x = np.round(rng.standard_normal(n) * 8) / 2
+    else:
+        x = rng.standard_normal(n).astype(np.float32).view(np.uint32) >> np.uint32(rng.integers(0, 9))
+        x = x.view(np.float32)  # arbitrary bit patterns, subnormals included (no NaN/inf: the top bits are shifted out)
+    x = np.asarray(x, np.float32)
+    level = CompressionLevel.QUANTIZED8 if i % 2 else CompressionLevel.QUANTIZED4
+    block = int(rng.choice([1, 2, 3, 7, 16, 64, 100, 1024, 4096]))
+    blob = TensorCodec(level, block_size=block).compress_tensor(x)
+    cases.append({"raw": x.tobytes().hex(), "level": level.name, "block": block,
+                  "head": blob[:12].hex(), "values": TensorCodec().decompress_tensor(blob).tobytes().hex()})
+print(json.dumps(cases))
+`;
+
+test("random tensors at random block sizes: the JS quantizer picks numpy's parameters and codes", async ({ page }) => {
+  const seed = 20261125;
+  const cases = native(NATIVE_RANDOM, seed);
+  await openReady(page);
+  const browser = JSON.parse(await py(page, `
+import json
+from ruvector_edge.compression import CompressionLevel, Float32Tensor, TensorCodec
+out = []
+for c in json.loads(${JSON.stringify(JSON.stringify(cases))}):
+    raw = bytes.fromhex(c["raw"])
+    blob = TensorCodec(CompressionLevel[c["level"]], block_size=c["block"]).compress_tensor(Float32Tensor(raw, (len(raw) // 4,)))
+    out.append({"container": blob.hex(), "head": blob[:12].hex(), "values": TensorCodec().decompress_tensor(blob).data.hex()})
+json.dumps(out)
+`));
+  const natively = native(NATIVE_DECODE, browser.map((b) => b.container));
+  const paramDtypes = new Set();
+  cases.forEach((c, i) => {
+    const where = `case ${i} (${c.level}, block ${c.block}, seed ${seed})`;
+    // Header bytes 0-11 but packing (byte 7: stored or deflated depends on the deflate library's output size):
+    // magic, version, level, dtype, flags, parameter dtype, ndim, reserved.
+    const fields = (h) => h.slice(0, 14) + h.slice(16);
+    expect(fields(browser[i].head), `${where}: header`).toBe(fields(c.head));
+    expect(browser[i].values === c.values, `${where}: decoded in the browser`).toBe(true);
+    expect(natively[i].values === c.values, `${where}: decoded natively`).toBe(true);
+    paramDtypes.add(c.head.slice(18, 20));
+  });
+  expect([...paramDtypes].sort()).toEqual(["01", "02"]); // both float16 and float32 parameters were exercised
+});
+
 test("hostile containers and bad tensors get the typed errors in the browser", async ({ page }) => {
   await openReady(page);
   const out = JSON.parse(await py(page, `

@@ -108,3 +108,22 @@ def test_q8_split_streams_follow_the_documented_bit_layout(codes):
     high, low = split_q8(padded, n)
     assert (high, low) == _reference_split(codes)
     assert join_q8(high, low, n).tolist() == codes
+
+
+@pytest.mark.parametrize("level", [CompressionLevel.QUANTIZED8, CompressionLevel.QUANTIZED4])
+def test_subnormal_ranges_keep_the_half_step_error_bound(level):
+    """A block whose scale is subnormal has no float32 reciprocal; it must still round to the nearest step.
+
+    (Multiplying by the reciprocal gave inf × 0 = NaN codes, decoded as the block minimum.)
+    """
+    rng = np.random.default_rng(11)
+    tiny = np.float32(1e-40) * rng.random(4096).astype(np.float32)  # all subnormal
+    codec = TensorCodec(level, block_size=64)
+    back = codec.decompress_tensor(codec.compress_tensor(tiny)).astype(np.float64)
+    blocks = tiny.astype(np.float64).reshape(-1, 64)
+    step = (blocks.max(axis=1) - blocks.min(axis=1)) / (255 if level is CompressionLevel.QUANTIZED8 else 15)
+    err = np.abs(back.reshape(-1, 64) - blocks).max(axis=1)
+    assert (step > 0).all()
+    # Half a step, plus the scale's upward rounding (at most one subnormal unit, times the code) and one more unit.
+    levels = 255 if level is CompressionLevel.QUANTIZED8 else 15
+    assert (err <= step / 2 + (levels + 2) * 1.5e-45).all()

@@ -206,7 +206,12 @@ function quantize(raw, n, block, levels) {
     const sc = f32(scales[b]);
     const inv = sc > 0 ? f32(1 / sc) : 0;
     const end = Math.min(n, (b + 1) * block);
-    for (let i = b * block; i < end; i++) codes[i] = rintHalfEven(f32(f32(x[i] - off) * inv));
+    if (inv === Infinity) {
+      // A subnormal scale has no float32 reciprocal: divide, as quantize.py does for such blocks.
+      for (let i = b * block; i < end; i++) codes[i] = rintHalfEven(f32(f32(x[i] - off) / sc));
+    } else {
+      for (let i = b * block; i < end; i++) codes[i] = rintHalfEven(f32(f32(x[i] - off) * inv));
+    }
   }
   const params = new Uint8Array(offsets.byteLength + scales.byteLength);
   params.set(new Uint8Array(offsets.buffer, offsets.byteOffset, offsets.byteLength), 0);

@@ -90,7 +90,12 @@ def quantize(x: np.ndarray, block: int, levels: int) -> tuple[np.ndarray, np.nda
     offsets, scales, pdtype = _params(mins, maxs, levels)
     off = offsets.astype(np.float32)
     sc = scales.astype(np.float32)
-    inv = np.divide(np.float32(1), sc, out=np.zeros_like(sc), where=sc > 0)
+    with np.errstate(over="ignore"):
+        inv = np.divide(np.float32(1), sc, out=np.zeros_like(sc), where=sc > 0)
+    # A subnormal scale has no float32 reciprocal: those blocks divide instead (multiplying by 1).
+    divide = np.isinf(inv)
+    if divide.any():
+        inv[divide] = 1
     n = x.size
     codes = np.zeros(-(-n // 16) * 16, np.uint8)
     full, nb = _blocks(n, block)
@@ -98,10 +103,15 @@ def quantize(x: np.ndarray, block: int, levels: int) -> tuple[np.ndarray, np.nda
     if full:
         body = work[: full * block].reshape(full, block)
         np.subtract(x[: full * block].reshape(full, block), off[:full, None], out=body)
+        rows = np.flatnonzero(divide[:full])
+        if rows.size:
+            body[rows] /= sc[rows, None]
         np.multiply(body, inv[:full, None], out=body)
     if nb > full:
         tail = work[full * block :]
         np.subtract(x[full * block :], off[full], out=tail)
+        if divide[full]:
+            tail /= sc[full]
         np.multiply(tail, inv[full], out=tail)
     np.rint(work, out=work)  # offset <= min and offset + levels * scale >= max keep this in [0, levels]
     codes[:n] = work
