@@ -90,6 +90,12 @@ function rssKiB(pid) {
   return { rss_kib: get("VmRSS"), peak_rss_kib: get("VmHWM") };
 }
 
+/** User + system CPU seconds of a process (/proc/<pid>/stat, clock ticks of 10 ms). */
+function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function lines(child, onLine) {
   createInterface({ input: child.stdout }).on("line", (line) => {
     try { onLine(JSON.parse(line)); } catch { /* GUN's own console output */ }
@@ -131,6 +137,7 @@ async function measure(name, start) {
   };
   try {
     const rssBefore = rssKiB(relay.proc.pid);
+    const cpuBefore = cpuSeconds(relay.proc.pid);
     const reader = node("reader");
     let delivered = 0;
     const readerDone = new Promise((resolve) => lines(reader, (o) => {
@@ -147,11 +154,13 @@ async function measure(name, start) {
     lines(writer, (o) => { if (o.acked !== undefined) writerResult = o; });
     const timedOut = await Promise.race([readerDone.then(() => false), sleep(TIMEOUT_S * 1000).then(() => true)]);
     const seconds = (performance.now() - t0) / 1000;
+    const relayCpu = cpuSeconds(relay.proc.pid) - cpuBefore;
     await sleep(1000); // let the writer's last acks and the relay's writes settle before reading its memory
     emit({
       bench: "gun_puts", relay: name, puts: PUTS, nodes: NODES, window: WINDOW, delivered, timed_out: timedOut,
       seconds: Number(seconds.toFixed(3)), delivered_per_s: Math.round(delivered / seconds),
       writer_acked: writerResult ? writerResult.acked : null, writer_errors: writerResult ? writerResult.errors : null,
+      relay_cpu_s: Number(relayCpu.toFixed(2)), relay_cpu_us_per_put: Math.round((relayCpu * 1e6) / Math.max(1, delivered)),
       relay_rss_kib_before: rssBefore.rss_kib, ...rssKiB(relay.proc.pid),
     });
     return delivered / seconds;
