@@ -333,10 +333,20 @@ compressed = [store.store_artifact(p, compressed=True) for p in payloads[2:]]
 await backend.flush()
 blocks = {cid: backend.get(cid).hex() for cid in list(backend._mirror)}
 victim_chunks = json.loads(backend.get(identity[3]))["chunks"]
-json.dumps({"identity": identity, "victim_chunks": victim_chunks, "compressed": compressed, "unflushed": backend.unflushed, "blocks": blocks,
+from ruvector_edge.errors import InvalidCid
+before = (len(backend), backend.unflushed)
+try:
+    backend.put("../not-a-cid", b"x")
+    bad_put = "accepted"
+except InvalidCid:
+    bad_put = "InvalidCid"
+backend.put(identity[1], b"hello artifacts")  # already stored: nothing queued
+assert (len(backend), backend.unflushed) == before, ((len(backend), backend.unflushed), before)
+json.dumps({"identity": identity, "victim_chunks": victim_chunks, "bad_put": bad_put, "compressed": compressed, "unflushed": backend.unflushed, "blocks": blocks,
             "payloads": [p.hex() for p in payloads], "sha": [hashlib.sha256(p).hexdigest() for p in payloads]})
 `));
   expect(stored.unflushed).toBe(0);
+  expect(stored.bad_put).toBe("InvalidCid");
   const nat = native(NATIVE_ARTIFACTS, { identity: stored.payloads, blocks: stored.blocks, compressed: stored.compressed });
   expect(nat.cids).toEqual(stored.identity);
   expect(nat.rebuilt).toEqual(stored.payloads.slice(2));
