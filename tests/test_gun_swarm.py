@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 
@@ -141,10 +142,6 @@ async def test_sync_interval_spreads_patterns_without_explicit_calls():
             await b.close()
 
 
-def _soul_path(soul: str) -> list[str]:
-    return [soul]  # GUN.js gun.get(soul) addresses a node by its whole soul
-
-
 async def test_forged_unsigned_oversized_and_stranger_values_from_gun_js_are_ignored_and_counted(gun_js):
     a_id, b_id = await members("agent-a", "agent-b")
     [stranger] = await members("mallory")  # a valid identity, but not a member of this swarm
@@ -158,7 +155,7 @@ async def test_forged_unsigned_oversized_and_stranger_values_from_gun_js_are_ign
             record = json.loads(genuine)
             tampered = dict(record, agent_id="agent-b")  # agent-a's signature, now claiming to be agent-b
             foreign = GunStateRecord(a_id.swarm_id, "mallory", "gun.learning", 1, 1, b"x")
-            foreign = GunStateRecord(**{**foreign.__dict__, "sig": await stranger.identity.sign(foreign.signing_bytes())})
+            foreign = dataclasses.replace(foreign, sig=await stranger.identity.sign(foreign.signing_bytes()))
             writes = {
                 "agent-b": json.dumps(tampered),          # bad signature, under the key it claims
                 "agent-c": genuine,                      # agent-a's genuine value moved to another key
@@ -169,7 +166,7 @@ async def test_forged_unsigned_oversized_and_stranger_values_from_gun_js_are_ign
                 "huge": "x" * (StateSealer(a_id, encrypted=False).max_value_chars + 1),
             }
             for key, value in writes.items():
-                ack = await raw.call("put", _soul_path(soul), data={key: value})
+                ack = await raw.call("put", [soul], data={key: value})  # gun.get(soul): the node by its whole soul
                 assert ack["ok"], ack
             got = pattern_map(await b.get_patterns())
             assert got == {("s", "good"): (0.5, 2)}

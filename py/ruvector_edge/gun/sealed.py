@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ..errors import (
@@ -136,7 +136,7 @@ class StateSealer:
             record = GunStateRecord(self.p2p.swarm_id, self.p2p.agent_id, self.topic(kind), self._counter,
                                     self.p2p.runtime.clock.now_ms(), bytes(payload))
             sig = await self.p2p.identity.sign(record.signing_bytes())
-            text = GunStateRecord(**{**record.__dict__, "sig": sig}).to_json().decode("ascii")
+            text = replace(record, sig=sig).to_json().decode("ascii")
         if len(text) > self.max_value_chars:
             raise OversizedMessage(f"sealed {kind} value of {len(text)} characters exceeds {self.max_value_chars}")
         return text
