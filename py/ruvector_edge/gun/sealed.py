@@ -17,6 +17,7 @@ value (a relay rolling state back) is refused as stale.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -119,7 +120,7 @@ class StateSealer:
         self.max_value_chars = max_value_chars
         self.stats: dict[str, int] = {"accepted": 0, **{r: 0 for r in REASONS}}
         self._newest: dict[tuple[str, str], int] = {}
-        self._judged: OrderedDict[tuple[str, str, str], OpenedState | None] = OrderedDict()
+        self._judged: OrderedDict[tuple[str, str, bytes], OpenedState | None] = OrderedDict()  # by value digest
         self._memo = memo
         self._counter = p2p.runtime.clock.now_ms() * 1024
 
@@ -145,7 +146,8 @@ class StateSealer:
         """The verified newest state per member from one GUN node {agent_id: value}."""
         out: dict[str, OpenedState] = {}
         for key, value in node.items():
-            memo_key = (kind, key, value if isinstance(value, str) else repr(value)[:256])
+            text = value if isinstance(value, str) else repr(value)
+            memo_key = (kind, key, hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
             if memo_key in self._judged:
                 self._judged.move_to_end(memo_key)
                 opened = self._judged[memo_key]
