@@ -75,10 +75,13 @@ def test_flat_input_with_a_shape_is_the_same_container():
         lambda: Float32Tensor(b"1234", (2,)),
         lambda: Float32Tensor(b"", (-1,)),
         lambda: Float32Tensor(b"", (1,) * 9),
+        lambda: Float32Tensor(b"1234", 1),
         lambda: TensorCodec().compress_tensor([1.0, 2.0, 3.0], (2, 2)),
         lambda: TensorCodec().compress_tensor([1.0], (1.5,)),
         lambda: TensorCodec().compress_tensor([1.0], "x"),
         lambda: TensorCodec().compress_tensor([1.0], 3),
+        lambda: TensorCodec().compress_tensor([1.0], (2**63 + 1,)),
+        lambda: TensorCodec().compress_tensor(np.zeros(1, np.float32), (2**32 + 1, 2**32 - 1)),
     ],
 )
 def test_bad_tensors_and_shapes_are_refused(make):

@@ -26,6 +26,7 @@ Code streams, all bit fields LSB-first (value i at bits k·i … k·i+k-1):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -211,7 +212,7 @@ class NumpyFloat32Arrays(Float32Arrays):
     def from_tensor(self, tensor: Any, shape: tuple[int, ...] | None) -> tuple[memoryview, tuple[int, ...]]:
         arr = as_float32(tensor)
         if shape is not None:
-            if arr.size != int(np.prod(shape, dtype=np.int64)):
+            if arr.size != math.prod(shape):
                 raise InvalidTensor(f"{arr.size} values do not fill shape {shape}")
             arr = arr.reshape(shape)
         return memoryview(arr.reshape(-1).view(np.uint8)), tuple(arr.shape)

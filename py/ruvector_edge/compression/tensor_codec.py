@@ -77,6 +77,10 @@ class Float32Tensor:
     shape: tuple[int, ...]
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "shape", tuple(self.shape))
+        except TypeError:
+            raise InvalidTensor(f"shape {self.shape!r} is not a sequence of integers") from None
         if len(self.shape) > MAX_NDIM or any(type(d) is not int or d < 0 for d in self.shape):
             raise InvalidTensor(f"shape {self.shape} is not at most {MAX_NDIM} non-negative integers")
         if len(self.data) != 4 * math.prod(self.shape):
