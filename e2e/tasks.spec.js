@@ -113,6 +113,8 @@ test("the browser sandbox gives NativeSandbox's statuses and outputs for the tas
       ["big_memory", "sum", BUDGETS],
       ["start_loop", "sum", { ...BUDGETS, fuel_limit: 50_000 }], // fuel runs out in the start function
       ["start_loop", "sum", { ...BUDGETS, timeout_ms: 300 }],
+      ["recurse", "deep", BUDGETS], // stack exhaustion
+      ["bad_alloc", "sum", BUDGETS], // alloc answers a range outside memory
     ];
     for (const [name, entrypoint, budgets] of cases) {
       const b = await runCase(page, name, entrypoint, "", budgets);

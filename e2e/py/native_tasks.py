@@ -30,6 +30,12 @@ MODULES = {
     "big_memory": test_tasks.GOOD_WAT.replace('(memory (export "memory") 1)', '(memory (export "memory") 128)'),
     "start_loop": test_tasks.GOOD_WAT.replace(
         '(memory (export "memory") 1)', '(memory (export "memory") 1) (func $forever (loop $l (br $l))) (start $forever)'),
+    "recurse": f"""(module {test_tasks.ABI}
+ (func $down (param i32) (result i64) (call $down (i32.add (local.get 0) (i32.const 1))))
+ (func (export "deep") (param i32 i32) (result i64) (call $down (i32.const 0))))""",
+    "bad_alloc": """(module (memory (export "memory") 1)
+ (func (export "alloc") (param i32) (result i32) (i32.const -256))
+ (func (export "sum") (param i32 i32) (result i64) (i64.const 0)))""",
     # SIMD is outside what the browser's fuel meter decodes: it must run unmetered and say so.
     "simd": f"""(module {test_tasks.ABI}
  (func (export "lanes") (param $p i32) (param $n i32) (result i64) (local $o i32)
