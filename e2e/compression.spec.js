@@ -138,6 +138,10 @@ json.dumps(out)
     checked += 1;
   });
   expect(checked).toBe(rows.length * LEVELS.length);
+  // Byte 7 is the packing: LZ4 blocks (1) crossed both ways, not only stored fallbacks.
+  const lz4Packed = (hex) => hex.slice(14, 16) === "01";
+  expect(rows.filter((r) => lz4Packed(r.native.FAST.container)).length).toBeGreaterThanOrEqual(3);
+  expect(browser.rows.filter((r) => lz4Packed(r.containers.FAST)).length).toBeGreaterThanOrEqual(3);
   // Stored (None) containers carry no compressor bytes: identical in both runtimes.
   rows.forEach((row, i) => expect(browser.rows[i].containers.NONE === row.native.NONE.container, `tensor ${i} NONE`).toBe(true));
 });
