@@ -44,7 +44,8 @@ echo
 sleep 1
 echo
 echo "  ruvector-edge is running:"
-echo "    web app         http://$HOST:$PORT/#swarm_key=$KEY   (open in several tabs; the key stays in the fragment)"
+echo "    web app         http://$HOST:$PORT/#swarm_key=$KEY"
+echo "                    (open it in several tabs, pick a role and an id in each; the key stays in the fragment)"
 echo "    agents connect  ws://$HOST:$PORT/ws#swarm_key=$KEY"
 echo "    metrics         http://$HOST:$PORT/metrics"
 echo "    local swarm     coordinator-001, worker-001, worker-002 (WebSocket), scout-001 (shared memory)"

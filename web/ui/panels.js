@@ -46,6 +46,7 @@ export function renderPatterns(snap) {
   const st = snap.pattern_stats;
   $("pattern-stats").textContent =
     `${st.patterns} patterns from ${st.agents} agents, ${st.visits} visits, mean confidence ${st.avg_confidence}`;
+  $("curve-empty").hidden = snap.curve.length > 0;
   fill("patterns", snap.patterns, (row, p) => {
     row.dataset.state = p.state;
     cell(row, p.state);
