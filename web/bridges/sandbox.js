@@ -102,8 +102,10 @@ async function runInWorker(module, entrypoint, input, timeoutMs, maxOutput, fuel
  * Resolves to {status, output: Uint8Array|null, memoryPeak, execUs, detail, fuelLeft} or {rejected}.
  */
 function run(key, bytes, entrypoint, input, timeoutMs, maxOutput, fuelExport = null, startExport = null) {
+  // Taken now: Python sent no bytes because `has(key)` was true, and runs queued ahead may evict the key.
+  const cached = modules.get(key);
   const job = queue.then(async () => {
-    const { module, rejected } = await compiled(key, bytes);
+    const { module, rejected } = cached ? { module: cached } : await compiled(key, bytes);
     if (rejected) return { rejected };
     return runInWorker(module, entrypoint, input, timeoutMs, maxOutput, fuelExport ?? null, startExport ?? null);
   });
