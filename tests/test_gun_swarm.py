@@ -137,6 +137,11 @@ async def test_sync_interval_spreads_patterns_without_explicit_calls():
         try:
             a.learning.set_pattern("s", "x", 0.25, 7)  # learnt locally, never published by hand
             await until(lambda: pattern_map(b.learning.patterns()).get(("s", "x")) == (0.25, 7), timeout=10)
+            # once both replicas hold the same state (b's changed by the merge), ticks write nothing more
+            await asyncio.sleep(0.5)
+            puts = relay.server.gun.metrics()["puts"]
+            await asyncio.sleep(0.5)
+            assert relay.server.gun.metrics()["puts"] == puts
         finally:
             await a.close()
             await b.close()
@@ -309,3 +314,18 @@ async def test_hostile_graph_values_are_refused_with_a_reason_and_change_nothing
 
     loop = asyncio.get_running_loop()
     await asyncio.to_thread(check)
+
+
+async def test_closing_the_native_graph_ends_its_relay_links_for_good():
+    async with Relay() as relay:
+        graphs = [NativeGunGraph([relay.url]) for _ in range(5)]
+        for graph in graphs:
+            await graph.connect(5)
+        await until(lambda: relay.server.gun.metrics()["peers"] == 5)
+        tasks = [task for graph in graphs for task, _ in graph._links]
+        for graph in graphs:
+            await graph.close()
+        assert all(task.done() for task in tasks)
+        await until(lambda: relay.server.gun.metrics()["peers"] == 0)
+        await asyncio.sleep(1.0)  # longer than peer_with's retry delay: nobody reconnects
+        assert relay.server.gun.metrics()["peers"] == 0

@@ -73,8 +73,11 @@ async def _pump(engine: GunEngine, conn: _Conn, ws) -> None:
             writer.cancel()
         try:
             await asyncio.wait_for(writer, 1.0)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+        except asyncio.TimeoutError:
             writer.cancel()
+        except asyncio.CancelledError:  # our own cancellation: pass it on (peer_with would otherwise reconnect)
+            writer.cancel()
+            raise
 
 
 async def peer_with(engine: GunEngine, url: str, *, retry_s: float = 2.0,

@@ -66,10 +66,9 @@ class NativeGunGraph:
             finally:
                 self._waiting.pop(msg_id, None)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 5.0) -> None:
         links, self._links = self._links, []
         for task, _ in links:
             task.cancel()
-        for task, _ in links:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if links:
+            await asyncio.wait([task for task, _ in links], timeout=timeout)

@@ -111,6 +111,7 @@ class GunSwarm:
         self.sealer = StateSealer(p2p, encrypted=encrypted)
         self._merged: dict[str, int] = {}
         self._bad_state = 0
+        self._last_written: bytes | None = None
         self._loop: asyncio.Task | None = None
 
     def soul(self, kind: str) -> str:
@@ -138,7 +139,8 @@ class GunSwarm:
         while True:
             await asyncio.sleep(self.sync_interval_ms / 1000)
             try:
-                await self.sync_learning_state()
+                if self.learning.serialize_state() != self._last_written:  # unchanged state is already in GUN
+                    await self.sync_learning_state()
                 await self.import_to_learning_state()
             except Exception:  # a relay hiccup must not end the loop
                 log.exception("gun: periodic sync failed")
@@ -174,7 +176,9 @@ class GunSwarm:
 
     async def sync_learning_state(self) -> None:
         """Write this agent's whole learning state (a CRDT state: readers join it, in any order)."""
-        await self._write(LEARNING, self.learning.serialize_state())
+        state = self.learning.serialize_state()
+        await self._write(LEARNING, state)
+        self._last_written = state
 
     async def import_to_learning_state(self, timeout: float = 2.0) -> dict[str, MergeResult]:
         """Join every other member's newest verified learning state into ours; returns the merges done."""
