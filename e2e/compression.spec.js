@@ -417,3 +417,50 @@ json.dumps({"result": result, "dropped": not backend.has(${JSON.stringify(chunk)
 `));
   expect(tampered).toEqual({ result: "ChunkHashMismatch", dropped: true, missing: [chunk], neighbour: 256 * 1024 });
 });
+
+test("a SwarmAgent in the page keeps its artifacts in IndexedDB: stored, reloaded, read back verified", async ({ page }) => {
+  const agent = `art-agent-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  const make = (persist) => `
+from ruvector_edge.agent import SwarmAgent, SwarmConfig
+agent = await SwarmAgent.new(SwarmConfig(agent_id=${JSON.stringify(agent)}, swarm_key=bytes(range(32)),
+                                         artifact_persist=${persist ? "True" : "False"}))
+`;
+  await openReady(page);
+  const stored = JSON.parse(await py(page, `
+import json
+${make(true)}
+big = bytes((i * 7919) % 251 for i in range(600_000))  # three blocks and a manifest
+cids = [agent.store_artifact(b"one small artifact"), agent.store_artifact(big)]
+await agent.leave()  # flushes the write-behind block store
+json.dumps({"backend": type(agent.artifacts.backend).__name__, "cids": cids})
+`));
+  expect(stored.backend).toBe("IndexedDbBlockStore");
+
+  await page.reload();
+  await openReady(page);
+  const back = JSON.parse(await py(page, `
+import hashlib, json
+${make(true)}
+small, big = (agent.get_artifact(c) for c in ${JSON.stringify(stored.cids)})
+json.dumps({"small": small.decode(), "big": hashlib.sha256(big).hexdigest(), "n": len(big)})
+`));
+  const expected = native(`
+import hashlib, json
+big = bytes((i * 7919) % 251 for i in range(600_000))
+print(json.dumps(hashlib.sha256(big).hexdigest()))
+`, null);
+  expect(back).toEqual({ small: "one small artifact", big: expected, n: 600000 });
+
+  const volatile = JSON.parse(await py(page, `
+import json
+${make(false)}
+from ruvector_edge.errors import MissingChunks
+try:
+    agent.get_artifact(${JSON.stringify(stored.cids[0])})
+    found = True
+except MissingChunks:
+    found = False
+json.dumps({"backend": agent.artifacts.backend is None, "found": found})
+`));
+  expect(volatile).toEqual({ backend: true, found: false });
+});

@@ -27,7 +27,7 @@ from .intelligence import IntelligenceSync
 from .memory import HashingEmbedder, VectorMemory
 from .p2p import P2PSwarm, Registration, wire
 from .p2p.wire import b64
-from .platform import open_memory_store
+from .platform import open_artifact_backend, open_memory_store
 from .p2p.records import Heartbeat
 from .p2p.registry import MemberStatus
 from .protocol import MessageKind, SwarmMessage
@@ -85,6 +85,8 @@ class SwarmConfig:
     memory_capacity: int = 10_000
     memory_path: str | None = None  # SQLite file for memories that survive restarts (native)
     memory_persist: bool = True  # browser: keep memories in IndexedDB under the agent id
+    artifact_dir: str | None = None  # native: artifact blocks on disk (one file per block)
+    artifact_persist: bool = True  # browser: keep artifact blocks in IndexedDB under the agent id
     task_lease_ms: int = 10_000  # a claim's lease; the executor renews it at half-life while running
     task_settle_ms: int = 150  # how long a claimant waits for earlier claims in flight before running
     task_poll_ms: int = 200  # coordinator assignment / lease takeover tick
@@ -143,8 +145,9 @@ class Link(Protocol):
 
 
 class SwarmAgent:
-    def __init__(self, config: SwarmConfig, swarm: P2PSwarm, memory_store: Any = None) -> None:
-        """`memory_store` overrides where memories persist (SwarmAgent.new opens the runtime's own)."""
+    def __init__(self, config: SwarmConfig, swarm: P2PSwarm, memory_store: Any = None, artifact_backend: Any = None) -> None:
+        """`memory_store` / `artifact_backend` override where memories and artifact blocks persist
+        (SwarmAgent.new opens the runtime's own)."""
         self.config = config
         self.swarm = swarm
         self.peers: dict[str, PeerInfo] = {}
@@ -175,7 +178,11 @@ class SwarmAgent:
             store = SqliteMemoryStore(config.memory_path)
         self.memory = VectorMemory(config.agent_id, config.memory_dim, config.memory_capacity, store=store)
         self._memory_seq_sent = 0
-        self.artifacts = ArtifactStore()
+        if artifact_backend is None and config.artifact_dir:
+            from .artifacts import DiskBlockStore
+
+            artifact_backend = DiskBlockStore(config.artifact_dir)
+        self.artifacts = ArtifactStore(artifact_backend)
         self.exchange = ArtifactExchange(self.artifacts, self.send_to, self._live_peers)
         self.swarm_tasks = SwarmTasks(
             self, lease_ms=config.task_lease_ms, settle_ms=config.task_settle_ms, poll_ms=config.task_poll_ms,
@@ -202,7 +209,8 @@ class SwarmAgent:
             config.agent_id, config.swarm_key, config.effective_capabilities(), **swarm_options
         )
         store = await open_memory_store(config.agent_id, config.memory_path, persist=config.memory_persist)
-        return cls(config, swarm, memory_store=store)
+        blocks = await open_artifact_backend(config.agent_id, config.artifact_dir, persist=config.artifact_persist)
+        return cls(config, swarm, memory_store=store, artifact_backend=blocks)
 
     @property
     def agent_id(self) -> str:
@@ -269,6 +277,12 @@ class SwarmAgent:
                 await link.stop()
             self.links.clear()
         self.memory.close()
+        flush = getattr(self.artifacts.backend, "flush", None)  # write-behind block stores (IndexedDB)
+        if flush is not None:
+            try:
+                await flush()
+            except OSError as exc:
+                log.warning("%s: artifact blocks not all written: %s", self.agent_id, exc)
 
     def attach_link(self, name: str, link: Link) -> None:
         """Add a path (e.g. the browser's BroadcastChannel or WebRTC links); see PATH_PREFERENCE."""

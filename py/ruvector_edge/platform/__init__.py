@@ -10,7 +10,7 @@ import sys
 
 from .base import Clock, CryptoProvider, FakeClock, RandomSource, Runtime
 
-__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_codec", "default_gun_graph", "default_runtime", "default_sandbox", "default_vector_kernel", "open_memory_store"]
+__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_codec", "default_gun_graph", "default_runtime", "default_sandbox", "default_vector_kernel", "open_artifact_backend", "open_memory_store"]
 
 _default: Runtime | None = None
 
@@ -99,4 +99,27 @@ async def open_memory_store(agent_id: str, sqlite_path: str | None = None, *, pe
         from ..memory.persistence import SqliteMemoryStore
 
         return SqliteMemoryStore(sqlite_path)
+    return None
+
+
+async def open_artifact_backend(agent_id: str, directory: str | None = None, *, persist: bool = True):
+    """Where an agent's artifact blocks persist: IndexedDB (per agent id) under Pyodide when `persist`,
+    a directory natively when one is given, else None (the in-memory LRU cache only)."""
+    if sys.platform == "emscripten":
+        if not persist:
+            return None
+        from ..artifacts.browser_store import IndexedDbBlockStore
+        from ..errors import ProviderUnavailable
+
+        try:
+            return await IndexedDbBlockStore.open(agent_id)
+        except ProviderUnavailable as error:
+            import logging
+
+            logging.getLogger(__name__).warning("artifacts will not persist: %s", error)
+            return None
+    if directory:
+        from ..artifacts.blockstore import DiskBlockStore
+
+        return DiskBlockStore(directory)
     return None
