@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -14,11 +15,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ruvector_edge.gun import GunEngine, GunLimits, SqliteGraphStore, add_gun_routes, ham, js_stringify, peer_with
 from ruvector_edge.gun.graph import GraphLimits
 from ruvector_edge.gun.ham import APPLY, DEFER, DROP
-from ruvector_edge.gun.wire import WireLimits
+from ruvector_edge.gun.wire import WireLimits, valid_value
 
 CLIENTS = Path(__file__).parent / "gun_clients"
 GUN_VERSION = "0.2020.1241"
@@ -571,3 +574,69 @@ async def test_a_flooding_connection_is_rate_limited_without_hurting_others():
                 assert engine.get("calm", "k")["k"] == "v"
     finally:
         await runner.cleanup()
+
+
+# -- hostile input, generated ---------------------------------------------------------
+
+_NOW = 1e12
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(-2**64, 2**64), st.floats(), st.text(max_size=12))
+_any = st.recursive(_leaf, lambda kids: st.one_of(st.lists(kids, max_size=3),
+                                                  st.dictionaries(st.text(max_size=6), kids, max_size=3)),
+                    max_leaves=10)
+_soul = st.one_of(st.text(max_size=8), st.sampled_from(["s", "a/b", "\ud800", "~@x", "#h"]))
+_good_state = st.one_of(st.integers(0, int(_NOW)), st.floats(0, _NOW), st.sampled_from([_NOW, _NOW + 1e3]))
+_bad_state = st.one_of(st.floats(), st.integers(-2**70, 2**70), st.just(_NOW + 1e13), _any)
+_good_value = st.one_of(_leaf, st.builds(lambda s: {"#": s}, _soul))
+
+
+def _mostly(draw, good, bad, p: float = 0.9):
+    """Mostly well-formed parts, so whole messages are often valid and the merge path runs."""
+    return draw(good) if draw(st.integers(0, 999)) < p * 1000 else draw(bad)
+
+
+@st.composite
+def _node(draw, soul):
+    keys = draw(st.lists(st.text(max_size=6), max_size=4))
+    states = {k: _mostly(draw, _good_state, _bad_state) for k in keys}
+    meta = {"#": _mostly(draw, st.just(soul), _soul), ">": states}
+    node = {k: _mostly(draw, _good_value, _any) for k in keys}
+    return _mostly(draw, st.just({"_": meta, **node}), st.one_of(st.just(node), st.builds(lambda m: {"_": m, **node}, _any)))
+
+
+@st.composite
+def _message(draw):
+    msg = {}
+    if draw(st.integers(0, 9)) < 8:
+        msg["#"] = _mostly(draw, st.text(min_size=1, max_size=10), _any)
+    for field, per_ten in (("@", 2), ("##", 1), ("><", 2), ("dam", 1), ("pid", 1), ("get", 3)):
+        if draw(st.integers(0, 9)) < per_ten:
+            msg[field] = draw(st.one_of(st.text(max_size=10), _any))
+    if "get" in msg and draw(st.booleans()):
+        msg["get"] = {"#": draw(_soul), ".": draw(st.one_of(st.none(), st.text(max_size=4), _any))}
+    if draw(st.integers(0, 9)) < 8:
+        graph = {s: draw(_node(s)) for s in draw(st.lists(_soul, max_size=3))}
+        msg["put"] = _mostly(draw, st.just(graph), st.one_of(st.builds(dict), _any))
+    return msg
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=st.lists(st.one_of(_message(), st.lists(_message(), max_size=3)), min_size=1, max_size=4))
+def test_engine_survives_generated_messages_and_stores_only_valid_data(frames):
+    eng = GunEngine(clock=Clock(_NOW), pid="RELAY")
+    eng.open("A")
+    eng.open("B")
+    for frame in frames:
+        try:
+            raw = json.dumps(frame)
+        except (ValueError, TypeError):
+            continue
+        for to, text in eng.receive("A", raw):
+            assert to in ("A", "B") and isinstance(json.loads(text), (dict, list))
+    limits = eng.limits
+    for soul, node in eng.graph.nodes.items():
+        assert 0 < len(soul) <= limits.wire.max_soul_length and node
+        for key, (state, value) in node.items():
+            assert key != "_" and len(key) <= limits.wire.max_key_length
+            assert math.isfinite(state) and state <= _NOW and valid_value(value)
+    for state, _, _, _, value in eng.graph._deferred:
+        assert _NOW < state <= _NOW + limits.graph.max_future_ms and valid_value(value)
