@@ -53,7 +53,9 @@ function nativeAgent() {
   const lines = createInterface({ input: child.stdout });
   const waiting = [];
   lines.on("line", (l) => waiting.shift()?.(JSON.parse(l)));
+  const exited = new Promise((resolve) => child.once("exit", resolve));
   return {
+    exited,
     next(send) {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error("native agent timed out")), 30_000);
@@ -140,6 +142,12 @@ json.dumps(await gun_swarm.graph.read(gun_swarm.soul("learning")))
     expect(Object.keys(sealed).sort()).toEqual(["ct", "header", "iv", "sig"]);
     expect(sealed.header.topic).toBe("gun.learning");
     expect(sealed.header.sender_id).toBe("page-a");
+    // closing drops GUN.js's relay links: the relay's /gun engine loses this page as a peer
+    const peers = async () => Number((await (await fetch(`${origin}/metrics`)).text()).match(/edge_relay_gun\{what="peers"\} (\d+)/)[1]);
+    await Promise.race([native.exited, sleep(10_000)]);
+    await expect.poll(peers, { timeout: 10_000 }).toBe(2); // the two pages (the native agent has left)
+    await py(a, "await gun_swarm.close()");
+    await expect.poll(peers, { timeout: 10_000 }).toBe(1);
   } finally {
     native.close();
     await context.close();
