@@ -329,3 +329,25 @@ async def test_closing_the_native_graph_ends_its_relay_links_for_good():
         await until(lambda: relay.server.gun.metrics()["peers"] == 0)
         await asyncio.sleep(1.0)  # longer than peer_with's retry delay: nobody reconnects
         assert relay.server.gun.metrics()["peers"] == 0
+
+
+async def test_a_native_client_keeps_only_the_souls_it_uses():
+    """Our relay forwards every put to every peer; a native agent's engine stores only its swarm's souls."""
+    a_id, b_id = await members("agent-a", "agent-b")
+    async with Relay() as relay:
+        a, b = await gun_swarm(a_id, relay.url, True), await gun_swarm(b_id, relay.url, True)
+        other = NativeGunGraph([relay.url])
+        await other.connect(5)
+        try:
+            await b.get_patterns()  # b now reads the learning soul
+            for i in range(20):
+                await other.put(f"unrelated/{i}", {"k": i})
+            await a.publish_pattern("s", "x", 0.5, 1)
+            await until(lambda: "agent-a" in (b.graph.engine.get(b.soul("learning")) or {}))
+            assert set(b.graph.engine.graph.nodes) == {b.soul("learning")}
+            assert b.graph.engine.metrics()["uninterested"] >= 20
+            assert len(relay.server.gun.graph.nodes) == 21  # the relay itself keeps everything
+        finally:
+            await other.close()
+            await a.close()
+            await b.close()

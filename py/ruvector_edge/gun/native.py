@@ -20,7 +20,10 @@ from .peer import GunEngine
 class NativeGunGraph:
     def __init__(self, relays: Sequence[str] = (), engine: GunEngine | None = None) -> None:
         self.relays = list(relays)
-        self.engine = engine or GunEngine()
+        if engine is None:  # our own client engine: keep only the souls this agent uses
+            engine = GunEngine()
+            engine.interest = set()
+        self.engine = engine
         self._links: list[tuple[asyncio.Task, asyncio.Event]] = []
         self._waiting: dict[str, asyncio.Event] = {}
         self.engine.on_answer = self._answered

@@ -86,8 +86,11 @@ class GunEngine:
         self.peers: dict[object, _Peer] = {}
         self._dup: OrderedDict[str, object] = OrderedDict()
         self.counts = {"messages": 0, "duplicates": 0, "malformed": 0, "gets": 0, "puts": 0,
-                       "relayed": 0, "acks_routed": 0, "rate_limited": 0}
+                       "relayed": 0, "acks_routed": 0, "rate_limited": 0, "uninterested": 0}
         self.on_answer = None  # called with the id of our own request when a peer answers it
+        # Souls this engine stores (None: every soul, as a relay does). A client engine keeps only the
+        # souls it reads or writes, so a relay forwarding every put does not make it mirror the graph.
+        self.interest: set[str] | None = None
 
     # -- connections -------------------------------------------------------
     def open(self, conn) -> list[tuple[object, str]]:
@@ -225,7 +228,10 @@ class GunEngine:
             if self.graph.too_far(state):
                 raise Malformed("state too far in the future")
         for soul, key, state, value in rows:
-            self.graph.merge(soul, key, state, value)
+            if self.interest is None or soul in self.interest:
+                self.graph.merge(soul, key, state, value)
+            else:
+                self.counts["uninterested"] += 1
 
     def _ack(self, conn, msg_id, out, err: str | None = None) -> None:
         answer = random_id()
@@ -265,6 +271,8 @@ class GunEngine:
 
     def put_tracked(self, soul: str, values: dict, state: float | None = None) -> tuple[str, list[tuple[object, str]]]:
         """`put`, also returning the message id, whose acks reach `on_answer`."""
+        if self.interest is not None:
+            self.interest.add(soul)
         state = self.graph.now() if state is None else state
         node = {"_": {"#": soul, ">": {k: state for k in values}}, **values}
         msg_id = random_id()
@@ -281,6 +289,8 @@ class GunEngine:
 
     def request(self, soul: str) -> tuple[str, list[tuple[object, str]]]:
         """Ask every peer for a node; answers merge into the graph and reach `on_answer` with the id."""
+        if self.interest is not None:
+            self.interest.add(soul)
         msg_id = random_id()
         self._track(msg_id, SELF)
         text = encode({"#": msg_id, "get": {"#": soul}})
