@@ -49,8 +49,8 @@ test("pages opened with one invite fragment list each other and a native agent",
     await expect(a.locator('#peers tr[data-agent-id="native-1"] td').nth(2)).toHaveText("relay");
     // the key stays in the fragment: the invite link shown is this page's URL
     await expect(a.locator("#invite-link")).toHaveValue(new RegExp(`#swarm_key=${key}`));
-    mkdirSync(`${ROOT}test-results`, { recursive: true });
-    await a.screenshot({ path: `${ROOT}test-results/app-peers.png`, fullPage: true });
+    mkdirSync(`${ROOT}test-results/screenshots`, { recursive: true });
+    await a.screenshot({ path: `${ROOT}test-results/screenshots/app-peers.png`, fullPage: true });
   } finally {
     child.kill("SIGTERM");
     for (const p of [a, b]) {

@@ -17,8 +17,9 @@ const BASE = `http://127.0.0.1:${PORT}`;
 const KEY = randomBytes(32).toString("hex");
 const SHOTS = `${ROOT}test-results/screenshots`;
 const CONVERGE = { timeout: 40_000, intervals: [250, 500, 1000] };
-// Tab i: id tab-i with a role; 0 coordinates, 1 scouts, 2 is a specialist, the rest work.
+// Tab i: id tab-i with a role; 0 coordinates, 1 scouts, 2 is a specialist in "vision", the rest work.
 const ROLES = ["coordinator", "scout", "specialist", "worker", "worker", "worker", "worker", "worker"];
+const EXTRA = { 2: "&caps=vision" };
 const TAB_IDS = ROLES.map((_, i) => `tab-${i}`);
 const NATIVE_IDS = ["native-1", "native-2"];
 const ALL = [...TAB_IDS, ...NATIVE_IDS];
@@ -85,7 +86,7 @@ test.beforeAll(async ({ browser }) => {
   await Promise.all(TAB_IDS.map(async (id, i) => {
     const page = await contexts[Math.floor(i / 2)].newPage();
     page.on("pageerror", (e) => console.error(`${id}: ${e}`));
-    await page.goto(`${BASE}/#swarm_key=${KEY}&role=${ROLES[i]}&id=${id}`);
+    await page.goto(`${BASE}/#swarm_key=${KEY}&role=${ROLES[i]}&id=${id}${EXTRA[i] ?? ""}`);
     pages.set(id, page);
   }));
   for (const [id, page] of pages) await expect(page.locator("#me-id")).toHaveText(id, { timeout: 90_000 });
@@ -166,7 +167,7 @@ test("a memory stored in one tab is found from another tab and a native agent, w
     .toBe("tab-1");
 });
 
-test("a task submitted in one tab is executed by another agent and its receipt verifies in the submitting tab", async () => {
+test("a task submitted in one tab is executed by another agent and its receipt verifies in the submitting tab; one for a specialist capability runs in that tab", async () => {
   const page = pages.get("tab-0");
   await page.locator("#task-input").fill("tasks from a tab");
   await page.locator("#task-btn").click();
@@ -179,6 +180,12 @@ test("a task submitted in one tab is executed by another agent and its receipt v
   expect(TAB_IDS.concat(NATIVE_IDS)).toContain(executor);
   expect(verified).toBe("yes");
   await expect(page.locator("#artifacts tbody tr")).toHaveCount(3); // module, input, output
+  // a task for the specialist's capability is run by the specialist, in its browser sandbox
+  await expect(pages.get("tab-2").locator("#me-caps")).toHaveText("specialist, wasm, vision");
+  await page.locator("#task-input").fill("for the specialist");
+  await page.locator("#task-cap").fill("vision");
+  await page.locator("#task-btn").click();
+  await expect(page.locator("#task-result")).toContainText("receipt verified: tab-2 → Success, output “FOR THE SPECIALIST”", { timeout: 45_000 });
   await page.screenshot({ path: `${SHOTS}/swarm-coordinator-tab-0.png`, fullPage: true });
 });
 

@@ -22,11 +22,12 @@ pytestmark = pytest.mark.timeout(45)
 KEY = bytes(range(32))
 
 
-async def joined_pages(port: int, *specs: tuple[str, AgentRole]) -> list[PageAgent]:
+async def joined_pages(port: int, *specs: tuple) -> list[PageAgent]:
+    """Page agents joined to the relay, from (id, role[, extra capabilities]) each."""
     pages = []
-    for agent_id, role in specs:
+    for agent_id, role, *extra in specs:
         config = SwarmConfig(agent_id=agent_id, role=role, swarm_key=KEY, coordinator_url=None,
-                             capabilities=browser_app.role_capabilities(role), sync_interval_ms=100)
+                             capabilities=browser_app.role_capabilities(role, *extra), sync_interval_ms=100)
         agent = await SwarmAgent.new(config)
         page = PageAgent(agent)
         await agent.join_swarm(ws_url(port), timeout=10)
@@ -197,4 +198,20 @@ async def test_a_sample_task_submitted_from_a_page_is_executed_by_a_worker_and_i
             assert receipt["output_cid"] in cids and len(cids) == 3 and all(a["local"] for a in snap["artifacts"])
         finally:
             for page in (coord, worker):
+                await page.stop()
+
+
+
+async def test_a_task_for_a_specialists_capability_goes_to_that_specialist_not_to_the_workers():
+    async with running_relay() as relay:
+        coord, worker, specialist = await joined_pages(
+            relay.port, ("c", AgentRole.COORDINATOR), ("w", AgentRole.WORKER), ("sp", AgentRole.SPECIALIST, "vision"))
+        try:
+            assert specialist.snapshot()["capabilities"] == ["specialist", "wasm", "vision"]
+            submitted = await coord.act("submit_sample_task", {"input": "eyes", "capability": "vision"})
+            receipt = await coord.act("wait_receipt", {"task_id": submitted["task_id"], "timeout": 20})
+            assert (receipt["executor"], receipt["output"]) == ("sp", "EYES")
+            assert all(row["task_id"] != submitted["task_id"] or row["claimant"] == "sp" for row in worker.snapshot()["tasks"])
+        finally:
+            for page in (coord, worker, specialist):
                 await page.stop()

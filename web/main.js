@@ -215,7 +215,7 @@ onSubmit("learn-form", "best-result", "learn",
 onSubmit("store-form", "memory-result", "store_memory", () => ({ text: $("store-text").value }),
   (r) => ($("store-text").value = "", $("memory-result").textContent = `stored ${r.id}`));
 onSubmit("search-form", "memory-result", "search_memory", () => ({ query: $("search-text").value, k: 5 }), renderSearch);
-onSubmit("task-form", "task-result", "submit_sample_task", () => ({ input: $("task-input").value }), (r) => {
+onSubmit("task-form", "task-result", "submit_sample_task", () => ({ input: $("task-input").value, capability: $("task-cap").value }), (r) => {
   $("task-result").textContent = `submitted ${r.task_id}; waiting for a verified receipt…`;
   act("wait_receipt", { task_id: r.task_id, timeout: 30 }).then(
     (rc) => ($("task-result").textContent = `receipt verified: ${rc.executor} → ${rc.status}, output “${rc.output}”`),

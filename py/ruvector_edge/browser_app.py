@@ -347,12 +347,13 @@ class PageAgent:
         self.artifact_cids.append(cid)
         return {"cid": cid}
 
-    async def act_submit_sample_task(self, input: str = "hello from the page") -> dict[str, Any]:
-        """Submit the bundled task-ABI module; its module and input become artifacts the executor fetches."""
+    async def act_submit_sample_task(self, input: str = "hello from the page", capability: str = "wasm") -> dict[str, Any]:
+        """Submit the bundled task-ABI module for members advertising `capability` (a specialist's own
+        capability routes it to that specialist); module and input become artifacts the executor fetches."""
         from .tasks.samples import sample_module
 
         module, data = sample_module(), str(input).encode()
-        task_id = await self.agent.submit_task(module, data)
+        task_id = await self.agent.submit_task(module, data, capability=str(capability).strip() or "wasm")
         self.artifact_cids += [self.agent.store_artifact(module), self.agent.store_artifact(data)]  # same CIDs: content-addressed
         return {"task_id": task_id}
 
