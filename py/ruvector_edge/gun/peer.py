@@ -82,7 +82,7 @@ class GunEngine:
             store = SqliteGraphStore(store)
         self.limits = limits or GunLimits()
         self.graph = Graph(store, self.limits.graph, clock)
-        self.pid = pid or random_id()
+        self.pid = pid or random_id()[:9]  # as short as GUN's: peers read only 99 characters of "><" lists
         self.peers: dict[object, _Peer] = {}
         self._dup: OrderedDict[str, object] = OrderedDict()
         self.counts = {"messages": 0, "duplicates": 0, "malformed": 0, "gets": 0, "puts": 0,
