@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +15,7 @@ from relay_fixtures import running_relay, wait_for, ws_url
 from ruvector_edge import browser_app
 from ruvector_edge.agent import AgentRole, SwarmAgent, SwarmConfig
 from ruvector_edge.browser_app import PageAgent, SCOUT_CORPUS
-from ruvector_edge.errors import IdentityFileError
+from ruvector_edge.errors import IdentityFileError, RejectedInput
 from ruvector_edge.p2p.identity import IdentityManager
 from ruvector_edge.platform import default_runtime
 
@@ -29,7 +30,7 @@ async def joined_pages(port: int, *specs: tuple) -> list[PageAgent]:
         config = SwarmConfig(agent_id=agent_id, role=role, swarm_key=KEY, coordinator_url=None,
                              capabilities=browser_app.role_capabilities(role, *extra), sync_interval_ms=100)
         agent = await SwarmAgent.new(config)
-        page = PageAgent(agent)
+        page = PageAgent(agent, rng=random.Random(agent_id))  # seeded: the learning test is repeatable
         await agent.join_swarm(ws_url(port), timeout=10)
         pages.append(page)
     ids = {p.agent.agent_id for p in pages}
@@ -215,3 +216,57 @@ async def test_a_task_for_a_specialists_capability_goes_to_that_specialist_not_t
         finally:
             for page in (coord, worker, specialist):
                 await page.stop()
+
+
+HOSTILE_ACTIONS = [
+    ("", {}), ("__init__", {}), ("act", {"name": "learn", "args": {}}), ("learn; import os", {}), (None, {}), (7, {}),
+    ("learn", []), ("learn", "state=x"), ("learn", {"state": "s"}), ("learn", {"state": "s", "action": "a", "reward": 1, "x": 2}),
+    ("learn", {"state": "s", "action": "a", "reward": "1"}), ("learn", {"state": "s", "action": "a", "reward": True}),
+    ("learn", {"state": "s", "action": "a", "reward": float("nan")}), ("learn", {"state": "s", "action": "a", "reward": 1e400}),
+    ("learn", {"state": "", "action": "a", "reward": 1}), ("learn", {"state": ["s"], "action": "a", "reward": 1}),
+    ("learn", {"state": "s" * 20_000, "action": "a", "reward": 1}), ("learn", {"state": "s", "action": None, "reward": 1}),
+    ("best_action", {"state": "s", "actions": []}), ("best_action", {"state": "s", "actions": ""}),
+    ("best_action", {"state": "s", "actions": [1, 2]}), ("best_action", {"state": "s", "actions": {"a": 1}}),
+    ("best_action", {"state": "s", "actions": ["a"] * 300}),
+    ("store_memory", {"text": ""}), ("store_memory", {"text": "   \n"}), ("store_memory", {"text": 5}),
+    ("store_memory", {"text": "x" * 20_000}), ("search_memory", {"query": "q", "k": 0}), ("search_memory", {"query": "q", "k": "5"}),
+    ("search_memory", {"query": "q", "k": 5.0}), ("search_memory", {"query": None}), ("scout_feed", {"text": ["a"]}),
+    ("store_artifact", {"text": None}), ("submit_sample_task", {"input": b"x"}), ("submit_sample_task", {"capability": "x" * 100}), ("wait_receipt", {"task_id": "nope", "timeout": -1}),
+    ("wait_receipt", {"task_id": "nope", "timeout": float("inf")}), ("wait_receipt", {"task_id": 3, "timeout": 1}),
+]
+
+
+async def test_hostile_page_actions_get_typed_errors_and_change_nothing():
+    async with running_relay() as relay:
+        (page,) = await joined_pages(relay.port, ("solo", AgentRole.COORDINATOR))
+        try:
+            before = json.dumps({k: v for k, v in page.snapshot().items() if k not in ("log", "series", "peers")}, sort_keys=True)
+            for name, args in HOSTILE_ACTIONS:
+                try:
+                    await page.act(name, args)
+                except RejectedInput:
+                    pass
+                else:
+                    pytest.fail(f"accepted: {name!r} {args!r:.80}")
+                after = json.dumps({k: v for k, v in page.snapshot().items() if k not in ("log", "series", "peers")}, sort_keys=True)
+                assert after == before, (name, args)
+        finally:
+            await page.stop()
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=st.sampled_from(["learn", "best_action", "store_memory", "search_memory", "scout_feed", "store_artifact", "nope"]),
+       args=st.dictionaries(st.sampled_from(["state", "action", "reward", "actions", "text", "query", "k", "extra"]),
+                            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | st.lists(st.integers(), max_size=2),
+                            max_size=4))
+async def test_fuzzed_page_actions_raise_only_rejected_input(name, args):
+    agent = await SwarmAgent.new(SwarmConfig(agent_id="fuzz", swarm_key=KEY, coordinator_url=None))
+    page = PageAgent(agent)
+    try:
+        await page.act(name, args)
+    except RejectedInput:
+        pass
+    except RuntimeError as exc:  # a valid action that then needs the network: this agent never joined
+        assert "not connected" in str(exc)
+    finally:
+        await agent.leave()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import inspect
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import random
 import time
 from typing import Any, Awaitable, Callable
 
-from .errors import IdentityFileError, ProviderUnavailable, RejectedInput
+from .errors import EdgeError, IdentityFileError, InvalidPageAction, ProviderUnavailable, RejectedInput
 from .learning.environments import ChainEnv
 from .p2p.identity import IdentityManager
 from .protocol import MessageKind, SwarmMessage
@@ -134,7 +135,7 @@ class MessageLog:
 class PageAgent:
     """One agent plus what its page shows over time and what its role does in the background."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Any, rng: random.Random | None = None) -> None:
         self.agent = agent
         self.log = MessageLog()
         self.curve: collections.deque[float] = collections.deque(maxlen=CURVE_LIMIT)
@@ -143,7 +144,7 @@ class PageAgent:
         self._total_at_last_sample = 0
         self.artifact_cids: list[str] = []
         self._relay_was_connected = True
-        self.rng = random.Random()
+        self.rng = rng or random.Random()
         self.env = ChainEnv(length=6)
         self._tasks: list[asyncio.Task] = []
         for kind in MessageKind:
@@ -176,9 +177,12 @@ class PageAgent:
                 log.warning("page agent: %s failed: %s", getattr(step, "__name__", step), exc)
 
     # Role behaviour ----------------------------------------------------------------
-    async def learn_episode(self, max_steps: int = 30, epsilon: float = 0.2, gamma: float = 0.95) -> float:
+    async def learn_episode(self, max_steps: int = 40, gamma: float = 0.95) -> float:
         """Workers: one epsilon-greedy episode on the built-in corridor, acting on the swarm's best
-        actions and folding each step's discounted return into the shared patterns. Returns its return."""
+        actions and folding each step's discounted return into the shared patterns. Exploration
+        decays from fully random (0.9 per episode, floor 0.1) so the far goal is found before the
+        walk turns greedy. Returns the episode's return."""
+        epsilon = max(0.1, 0.9 ** len(self.curve))
         state, path, total = self.env.start, [], 0.0
         for _ in range(max_steps):
             actions = list(self.env.actions(state))
@@ -307,43 +311,71 @@ class PageAgent:
 
     # The page's buttons ---------------------------------------------------------------
     async def act(self, name: str, args: dict[str, Any]) -> Any:
-        """Run one page action by name; ValueError for an unknown one or bad arguments."""
-        handler = getattr(self, f"act_{name}", None)
+        """Run one page action by name. Anything the page sends that does not fit an action's
+        signature and types is InvalidPageAction (or the agent's own typed error), before any change."""
+        handler = getattr(self, f"act_{name}", None) if isinstance(name, str) and name.isidentifier() else None
         if handler is None:
-            raise ValueError(f"unknown action {name!r}")
-        return await handler(**args)
+            raise InvalidPageAction(f"unknown action {name!r:.60}")
+        if not isinstance(args, dict):
+            raise InvalidPageAction(f"{name}: arguments must be an object")
+        try:
+            inspect.signature(handler).bind(**args)
+        except TypeError as exc:
+            raise InvalidPageAction(f"{name}: {exc}") from None
+        try:
+            return await handler(**args)
+        except EdgeError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidPageAction(f"{name}: {exc}") from exc
+
+    @staticmethod
+    def _text(value: Any, what: str, limit: int = 16_384) -> str:
+        if not isinstance(value, str) or len(value) > limit:
+            raise InvalidPageAction(f"{what} must be a string of at most {limit} characters")
+        return value
+
+    @staticmethod
+    def _number(value: Any, what: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+            raise InvalidPageAction(f"{what} must be a finite number")
+        return float(value)
 
     async def act_learn(self, state: str, action: str, reward: float) -> dict[str, Any]:
-        await self.agent.learn(str(state), str(action), float(reward))
+        await self.agent.learn(self._text(state, "state"), self._text(action, "action"), self._number(reward, "reward"))
         await self.agent.sync_patterns()
         return {"ok": True}
 
     async def act_best_action(self, state: str, actions: list[str] | str) -> dict[str, Any] | None:
         if isinstance(actions, str):
             actions = [a.strip() for a in actions.split(",") if a.strip()]
-        best = await self.agent.get_best_action(str(state), [str(a) for a in actions])
+        if not isinstance(actions, list) or not 1 <= len(actions) <= 256:
+            raise InvalidPageAction("actions must be a non-empty list (or comma-separated text) of at most 256")
+        best = await self.agent.get_best_action(self._text(state, "state"), [self._text(a, "action") for a in actions])
         return None if best is None else {"action": best[0], "confidence": round(best[1], 3)}
 
     async def act_store_memory(self, text: str) -> dict[str, Any]:
-        text = str(text).strip()
+        text = self._text(text, "text").strip()
         if not text:
-            raise ValueError("nothing to store")
+            raise InvalidPageAction("nothing to store")
         memory_id = await self.agent.store_memory(text, metadata={"source": "page"})
         await self.agent.sync_memories()
         return {"id": memory_id}
 
     async def act_search_memory(self, query: str, k: int = 5) -> list[dict[str, Any]]:
-        hits = await self.agent.search_memory(str(query), int(k))
+        if type(k) is not int or not 1 <= k <= 100:
+            raise InvalidPageAction("k must be an integer from 1 to 100")
+        hits = await self.agent.search_memory(self._text(query, "query"), k)
         return [{"id": h.id, "content": h.content, "score": round(h.score, 4), "owner": h.owner,
                  "source": (h.metadata or {}).get("source")} for h in hits]
 
     async def act_scout_feed(self, text: str) -> dict[str, Any]:
-        stored = await self.scout_feed(str(text))
+        stored = await self.scout_feed(self._text(text, "text", limit=256 * 1024))
         await self.agent.sync_memories()
         return {"stored": stored}
 
     async def act_store_artifact(self, text: str) -> dict[str, Any]:
-        cid = self.agent.store_artifact(str(text).encode())
+        cid = self.agent.store_artifact(self._text(text, "text", limit=1 << 20).encode())
         self.artifact_cids.append(cid)
         return {"cid": cid}
 
@@ -352,17 +384,20 @@ class PageAgent:
         capability routes it to that specialist); module and input become artifacts the executor fetches."""
         from .tasks.samples import sample_module
 
-        module, data = sample_module(), str(input).encode()
-        task_id = await self.agent.submit_task(module, data, capability=str(capability).strip() or "wasm")
+        module, data = sample_module(), self._text(input, "input").encode()
+        task_id = await self.agent.submit_task(module, data, capability=self._text(capability, "capability").strip() or "wasm")
         self.artifact_cids += [self.agent.store_artifact(module), self.agent.store_artifact(data)]  # same CIDs: content-addressed
         return {"task_id": task_id}
 
     async def act_wait_receipt(self, task_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """The verified receipt of one of our tasks, with its output fetched (and verified) as text."""
-        receipt = await self.agent.wait_receipt(str(task_id), float(timeout))
+        timeout = self._number(timeout, "timeout")
+        if not 0 < timeout <= 120:
+            raise InvalidPageAction("timeout must be in (0, 120] seconds")
+        receipt = await self.agent.wait_receipt(self._text(task_id, "task_id", limit=200), timeout)
         output = None
         if receipt.output_cid:
-            output = (await self.agent.fetch_artifact(receipt.output_cid, timeout=float(timeout))).decode(errors="replace")
+            output = (await self.agent.fetch_artifact(receipt.output_cid, timeout=timeout)).decode(errors="replace")
         return {"task_id": receipt.task_id, "executor": receipt.executor,
                 "status": getattr(receipt.status, "value", receipt.status), "output_cid": receipt.output_cid,
                 "output": output}

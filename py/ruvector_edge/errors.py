@@ -203,3 +203,9 @@ class UnsolicitedReply(RejectedInput):
 
 class UnknownTask(RejectedInput):
     """A claim, assignment, result or spot-check names a task this member has no envelope for."""
+
+
+# The web app.
+
+class InvalidPageAction(RejectedInput, ValueError):
+    """A page action (browser_app.act) with an unknown name or arguments of the wrong shape or type."""
