@@ -201,6 +201,22 @@ test("a closed tab shows as gone in the others", async () => {
   }
 });
 
+test("a reloaded tab keeps its identity, so everyone accepts it again under the same id", async () => {
+  const page = pages.get("tab-6");
+  const fingerprint = await page.locator("#me-fp").textContent();
+  await page.reload();
+  await expect(page.locator("#me-id")).toHaveText("tab-6", { timeout: 60_000 });
+  await expect(page.locator("#me-fp")).toHaveText(fingerprint);
+  // peers pinned tab-6 to its first key: a new key would be refused and tab-6 would stay gone
+  await act(page, "learn", { state: "after-reload", action: "kept", reward: 1 });
+  for (const [id, other] of pages) {
+    if (id === "tab-6") continue;
+    await expect.poll(async () => Object.fromEntries(await peerRows(other))["tab-6"], { ...CONVERGE, message: id }).toBe("active");
+    await expect.poll(async () => (await act(other, "best_action", { state: "after-reload", actions: ["kept"] }))?.action,
+      { ...CONVERGE, message: id }).toBe("kept");
+  }
+});
+
 /** Agents connected to the relay now (its Prometheus gauge). */
 async function relayConnections() {
   const text = await (await fetch(`${BASE}/metrics`)).text();
