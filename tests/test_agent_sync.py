@@ -148,3 +148,54 @@ async def test_hostile_memory_entries_are_counted_and_not_stored(swarm_of):
     await until(genuine_arrived)
     assert len(b.memory) == 1
     assert b.memory.get(entry["id"]).content == "a real memory"
+
+
+async def _drop_link_and_learn_while_away(a: SwarmAgent, b: SwarmAgent) -> None:
+    """Cut a's relay link (held down until b's pattern has gone out to nobody), then let it reconnect."""
+    link = a.links["relay"]
+    gate = asyncio.Event()
+    connect = link._connect_once
+
+    async def held_back():
+        await gate.wait()
+        await connect()
+
+    link._connect_once = held_back
+    await link._ws.close()
+
+    async def a_is_away():
+        return not link.connected.is_set()
+
+    await until(a_is_away)
+    await b.learn("outage", "wait", 0.7)
+    assert await b.sync_patterns()  # broadcast while a is not connected: the relay keeps nothing for it
+    await asyncio.sleep(0.3)
+    gate.set()
+
+    async def a_is_back():
+        return link.connected.is_set()
+
+    await until(a_is_back)
+
+
+async def test_an_agent_whose_link_dropped_asks_again_for_what_it_missed(swarm_of):
+    a, b = await swarm_of("a"), await swarm_of("b")
+    await _drop_link_and_learn_while_away(a, b)
+
+    async def caught_up():
+        return await a.get_best_action("outage", ["wait", "go"]) is not None
+
+    await until(caught_up)
+
+
+async def test_without_the_catch_up_the_missed_pattern_stays_missing(swarm_of, monkeypatch):
+    """The control for the test above: the pattern reaches a only because it asked again."""
+    a, b = await swarm_of("a"), await swarm_of("b")
+
+    async def no_catch_up():
+        return False
+
+    monkeypatch.setattr(a, "catch_up_after_reconnect", no_catch_up)
+    await _drop_link_and_learn_while_away(a, b)
+    await asyncio.sleep(1.0)  # 20 sync intervals
+    assert await a.get_best_action("outage", ["wait", "go"]) is None

@@ -170,6 +170,7 @@ class SwarmAgent:
         }
         self.intelligence = IntelligenceSync(config.agent_id, clock=swarm.runtime.clock)
         self._own_version_sent = 0
+        self._relay_was_connected = False
         self.embedder = HashingEmbedder(config.memory_dim)
         store = memory_store
         if store is None and config.memory_path:
@@ -445,11 +446,26 @@ class SwarmAgent:
         self._own_version_sent = own
         return True
 
+    async def catch_up_after_reconnect(self) -> bool:
+        """The relay stores nothing: what peers broadcast while our link was down is gone. So when
+        the relay link comes back, ask again for the patterns this replica lacks, as at join.
+        True when it asked (the sync loop calls this every tick)."""
+        relay = self.links.get("relay")
+        event = getattr(relay, "connected", None)
+        connected = event is not None and event.is_set()
+        came_back = connected and not self._relay_was_connected
+        self._relay_was_connected = connected
+        if came_back:
+            await self.broadcast(MessageKind.REQUEST_PATTERNS, vv=self.intelligence.version_vector())
+        return came_back
+
     async def _sync_loop(self) -> None:
         interval = self.config.sync_interval_ms / 1000
+        self._relay_was_connected = True  # announce() has just asked
         while True:
             await asyncio.sleep(interval)
             try:
+                await self.catch_up_after_reconnect()
                 await self.sync_patterns()
                 await self.sync_memories()
             except Exception as exc:  # a failed sync is retried at the next tick (the cursors did not move)

@@ -143,7 +143,6 @@ class PageAgent:
         self.latency_ms: float | None = None
         self._total_at_last_sample = 0
         self.artifact_cids: list[str] = []
-        self._relay_was_connected = True
         self.rng = rng or random.Random()
         self.env = ChainEnv(length=6)
         self._tasks: list[asyncio.Task] = []
@@ -154,7 +153,6 @@ class PageAgent:
         """Start the samplers and the role's own loop."""
         self._tasks.append(asyncio.create_task(self._every(SAMPLE_EVERY_S, self.sample)))
         self._tasks.append(asyncio.create_task(self._every(PING_EVERY_S, self.measure_latency)))
-        self._tasks.append(asyncio.create_task(self._every(SAMPLE_EVERY_S, self.catch_up_after_reconnect)))
         role = self.agent.config.role.value
         if role == "worker":
             self._tasks.append(asyncio.create_task(self._every(LEARN_EVERY_S, self.learn_episode)))
@@ -221,18 +219,6 @@ class PageAgent:
             contents.update(entry["content"] for entry in page)
             since = page[-1]["seq"]
         return contents
-
-    async def catch_up_after_reconnect(self) -> bool:
-        """The relay keeps nothing: what peers broadcast while this page was cut off (or before they
-        were back) is gone. So when the relay link comes back, ask again for the patterns this replica
-        lacks, as at join; True when it asked."""
-        relay = self.agent.links.get("relay")
-        connected = relay is not None and relay.connected.is_set()
-        came_back = connected and not self._relay_was_connected
-        self._relay_was_connected = connected
-        if came_back:
-            await self.agent.broadcast(MessageKind.REQUEST_PATTERNS, vv=self.agent.intelligence.version_vector())
-        return came_back
 
     # Samplers ------------------------------------------------------------------------
     async def sample(self) -> None:
