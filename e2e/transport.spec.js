@@ -273,3 +273,21 @@ listener.close(); talker.close(); p1.destroy(); p2.destroy()
 `);
   expect(out).toEqual([1, true]);
 });
+
+test("a page agent that leaves closes its relay socket and nothing calls back into the destroyed proxy", async ({ browser }) => {
+  const page = await isolatedPage(browser);
+  const key = randomBytes(32).toString("hex");
+  const connections = async () => {
+    const text = await (await page.request.get("/metrics")).text();
+    return Number(/^edge_relay_connections (\d+)/m.exec(text)[1]);
+  };
+  const before = await connections();
+  await join(page, "leaver", key, { bc: false, rtc: false });
+  await expect.poll(connections, POLL).toBe(before + 1);
+  const errorsBefore = await py(page, "import js; js.edgeTransport.stats.callbackErrors");
+  await py(page, "await agent.leave()");
+  await expect.poll(connections, POLL).toBe(before);
+  await py(page, "import asyncio; await asyncio.sleep(0.5)");
+  expect(await py(page, "import js; js.edgeTransport.stats.callbackErrors")).toBe(errorsBefore);
+  await page.context().close();
+});

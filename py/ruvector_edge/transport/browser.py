@@ -169,10 +169,15 @@ class BrowserRelayLink(ReconnectingRelayLink):
 
     async def _connect_once(self) -> None:
         assert self._events is not None
-        self._sock = _bridge().webSocket(self.url, self._events.proxy)
-        self._sock_send = self._sock.send
+        sock = self._sock = _bridge().webSocket(self.url, self._events.proxy)
+        self._sock_send = sock.send
         try:
             code = await self._closed.get()
+        except asyncio.CancelledError:
+            # stop() cancels us before _close runs: close the socket here (detaching our callback
+            # in JS), or it stays open and later calls a proxy that _close has destroyed.
+            sock.close(rw.CLOSE_NORMAL, "bye")
+            raise
         finally:
             self._sock = self._sock_send = None
         self.close_codes = (self.close_codes + [code])[-16:]
