@@ -16,8 +16,14 @@ const RELAY = new URL("../.venv/bin/edge-relay", import.meta.url).pathname;
 /** Start edge-relay on 127.0.0.1:port serving dist/ and wait for /healthz; returns the child process. */
 export async function startRelay(port) {
   const base = `http://127.0.0.1:${port}`;
+  // Something already answering there (a relay left over from an earlier run) would be measured
+  // instead of this build: refuse rather than benchmark the wrong server.
+  const taken = await fetch(base + "/healthz").then(() => true, () => false);
+  if (taken) throw new Error(`port ${port} is already serving: stop that server or pass another --port`);
   const server = spawn(RELAY, ["--listen", `127.0.0.1:${port}`, "--web", "dist"], { stdio: "ignore", detached: true });
-  for (let i = 0; i < 100; i++) {
+  let exited = false;
+  server.on("exit", () => (exited = true));
+  for (let i = 0; i < 100 && !exited; i++) {
     try {
       if ((await fetch(base + "/healthz")).ok) return server;
     } catch {}
