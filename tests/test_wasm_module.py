@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ruvector_edge.errors import ModuleRejected
-from ruvector_edge.tasks import Budgets, NativeSandbox
+from ruvector_edge.tasks import NativeSandbox
 from ruvector_edge.tasks.wasm_module import MAX_PAGES, outline, require_abi, sections, with_memory_maximum
 
 ABI = """

@@ -23,6 +23,8 @@ import js  # type: ignore[import-not-found]
 from pyodide.ffi import JsException, JsProxy  # type: ignore[import-not-found]
 
 from ..errors import InvalidTensor, MalformedMessage, ProviderUnavailable
+from ..platform.jsffi import js_bridge
+from ..platform.jsffi import to_u8 as _u8
 from .container import MAX_NDIM, ParamDtype
 from .lz4codec import Codec
 from .tensor_codec import Float32Arrays, Float32Tensor, Quantized
@@ -34,18 +36,7 @@ _QUANT_HEAD = struct.Struct("<5I")
 
 
 def _bridge() -> JsProxy:
-    bridge = getattr(js, "edgeCompression", None)
-    if bridge is None:
-        raise ProviderUnavailable("globalThis.edgeCompression is missing: load web/bridges/lz4.js in the worker first")
-    return bridge
-
-
-def _u8(data: bytes | bytearray | memoryview) -> JsProxy:
-    """Copy bytes into a fresh Uint8Array (new + assign, far cheaper than to_js for large buffers)."""
-    arr = js.Uint8Array.new(len(data))
-    if len(data):
-        arr.assign(data)
-    return arr
+    return js_bridge("edgeCompression", "web/bridges/lz4.js")
 
 
 class _Scratch:

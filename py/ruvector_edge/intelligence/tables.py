@@ -27,7 +27,7 @@ from typing import Any, Callable, NamedTuple
 
 from ..errors import MalformedMessage, OversizedMessage
 from . import wire
-from .wire import ID_BITS, MAX_INT63, MAX_VISITS, Layout, Limits
+from .wire import ID_BITS, MAX_INT63, Layout, Limits
 
 from ..learning.pattern import confidence_for as confidence  # one rule for learners and the swarm view
 

@@ -18,9 +18,7 @@ closed tab can lose it.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import sys
 from array import array
 from collections.abc import Sequence
@@ -29,28 +27,17 @@ import js  # type: ignore[import-not-found]
 from pyodide.ffi import JsException, JsProxy  # type: ignore[import-not-found]
 
 from ..errors import ProviderUnavailable
+from ..platform.jsffi import WriteBehindStore, js_bridge
+from ..platform.jsffi import to_u8 as _u8
 from .entry import MemoryEntry
 from .kernels import PurePythonKernel, VectorKernel
 from .persistence import MemoryStore
 
 __all__ = ["IndexedDbMemoryStore", "JsFloat32Kernel", "browser_default_kernel", "memory_db_name"]
 
-log = logging.getLogger(__name__)
-
 
 def _bridge() -> JsProxy:
-    bridge = getattr(js, "edgeVectors", None)
-    if bridge is None:
-        raise ProviderUnavailable("globalThis.edgeVectors is missing: load web/bridges/vectors.js in the worker first")
-    return bridge
-
-
-def _u8(data: bytes) -> JsProxy:
-    """Copy bytes into a fresh Uint8Array (new + assign, far cheaper than to_js for large buffers)."""
-    arr = js.Uint8Array.new(len(data))
-    if data:
-        arr.assign(data)
-    return arr
+    return js_bridge("edgeVectors", "web/bridges/vectors.js")
 
 
 class JsFloat32Kernel(VectorKernel):
@@ -136,30 +123,23 @@ def memory_db_name(agent_id: str) -> str:
     return f"ruvector-edge/memory/{agent_id}"
 
 
-class IndexedDbMemoryStore(MemoryStore):
+class IndexedDbMemoryStore(WriteBehindStore, MemoryStore):
     """Memories in IndexedDB, one database per agent, behind a synchronous in-memory mirror.
 
     Open with ``await IndexedDbMemoryStore.open(agent_id)``. `apply` updates the
     mirror and queues the change; queued changes are coalesced per id and
     written as *one* read-write transaction with strict durability (committed
-    to disk before it completes), so a batch lands whole or not at all.
-    `flush()` awaits that; a failed write stays queued, `flush()` raises
-    OSError, and the next flush retries it. With an event loop running, `apply`
-    also starts a flush in the background, so changes reach the disk even when
-    nobody awaits them — but only an awaited `flush()` is a guarantee.
+    to disk before it completes), so a batch lands whole or not at all (see
+    WriteBehindStore for flush and failure semantics).
     """
 
     def __init__(self, db: JsProxy, name: str, dim: int | None, entries: list[MemoryEntry]) -> None:
         """Use `open()`: the database must be opened and read with awaits first."""
+        super().__init__(db, name)
         self._js = _bridge()
-        self._db: JsProxy | None = db
-        self.name = name
         self._dim = dim
         self._mirror: dict[str, MemoryEntry] = {entry.id: entry for entry in entries}
-        self._pending: dict[str, MemoryEntry | None] = {}  # id -> entry to put, or None to delete
-        self._pending_dim: int | None = None
-        self._lock = asyncio.Lock()
-        self._background: asyncio.Task[None] | None = None
+        self._pending_dim: int | None = None  # the dimension, written with the first batch
 
     @classmethod
     async def open(cls, agent_id: str, db_name: str | None = None) -> IndexedDbMemoryStore:
@@ -182,8 +162,22 @@ class IndexedDbMemoryStore(MemoryStore):
 
     @property
     def unflushed(self) -> int:
-        """How many ids have changes not yet confirmed on disk."""
+        """How many ids (and the dimension) have changes not yet confirmed on disk."""
         return len(self._pending) + (self._pending_dim is not None)
+
+    def _take_batch(self) -> tuple[dict[str, MemoryEntry | None], int | None]:
+        batch, self._pending = self._pending, {}
+        dim, self._pending_dim = self._pending_dim, None
+        return batch, dim
+
+    def _requeue(self, batch: tuple[dict[str, MemoryEntry | None], int | None]) -> None:
+        entries, dim = batch
+        super()._requeue(entries)
+        if self._pending_dim is None:
+            self._pending_dim = dim
+
+    def _close_db(self, db: JsProxy) -> None:
+        self._js.idbClose(db)
 
     def load(self, dim: int) -> list[MemoryEntry]:
         self._check_open()
@@ -213,45 +207,10 @@ class IndexedDbMemoryStore(MemoryStore):
             self._pending[entry.id] = entry
         self._write_behind()
 
-    async def flush(self) -> None:
-        """Return once every change applied before this call is committed to IndexedDB."""
-        async with self._lock:
-            if not self.unflushed:
-                return
-            self._check_open()
-            batch, self._pending = self._pending, {}
-            dim, self._pending_dim = self._pending_dim, None
-            try:
-                await self._start_write(batch, dim)
-            except JsException as error:
-                # Requeue what no later apply has superseded, for the next flush.
-                batch.update(self._pending)
-                self._pending = batch
-                if self._pending_dim is None:
-                    self._pending_dim = dim
-                raise OSError(f"IndexedDB write to {self.name!r} failed: {error}") from error
-
-    def close(self) -> None:
-        """Close the database; unflushed changes are still written, but nobody learns whether they landed."""
-        if self._db is None:
-            return
-        if self.unflushed:
-            log.warning("%s closed with %d unflushed changes: writing them unconfirmed", self.name, self.unflushed)
-            batch, self._pending = self._pending, {}
-            dim, self._pending_dim = self._pending_dim, None
-            self._start_write(batch, dim).catch(js.console.warn)
-        # IndexedDB lets transactions created before close() finish.
-        self._js.idbClose(self._db)
-        self._db = None
-
     # Internals -----------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._db is None:
-            raise ValueError(f"{self.name} is closed")
-
-    def _start_write(self, batch: dict[str, MemoryEntry | None], dim: int | None) -> JsProxy:
-        """Create the transaction now (synchronously, inside the JS call); returns its promise."""
+    def _start_write(self, batch: tuple[dict[str, MemoryEntry | None], int | None]) -> JsProxy:
+        batch, dim = batch
         puts = [entry for entry in batch.values() if entry is not None]
         deletes = [id_ for id_, entry in batch.items() if entry is None]
         size = len(puts[0].vector) if puts else 0
@@ -259,21 +218,3 @@ class IndexedDbMemoryStore(MemoryStore):
         return self._js.idbApply(
             self._db, dim, fields, _u8(b"".join(e.vector for e in puts)), size, json.dumps(deletes)
         )
-
-    def _write_behind(self) -> None:
-        if self._background is not None and not self._background.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._background = loop.create_task(self._flush_quietly())
-
-    async def _flush_quietly(self) -> None:
-        """Flush until nothing is queued (applies may land while a write is in flight)."""
-        while self.unflushed and self._db is not None:
-            try:
-                await self.flush()
-            except Exception as error:  # kept queued; the caller's own flush() retries and raises
-                log.warning("background write of %s failed: %s", self.name, error)
-                return

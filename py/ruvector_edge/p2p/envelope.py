@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..canonical import canonical_flat, canonicalize
+from ..canonical import canonical_flat
 from ..errors import MalformedMessage, WrongType
 from . import wire
 

@@ -24,10 +24,11 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import js  # type: ignore[import-not-found]
 from pyodide.ffi import JsProxy  # type: ignore[import-not-found]
 
-from ..errors import ModuleRejected, ProviderUnavailable
+from ..errors import ModuleRejected
+from ..platform.jsffi import js_bridge
+from ..platform.jsffi import to_u8 as _u8
 from .envelope import Budgets
 from .sandbox import WASM_PAGE, SandboxResult, TaskStatus
 from .wasm_fuel import instrument
@@ -39,17 +40,7 @@ FUEL_UNMETERED = "fuel unmetered in the browser"
 
 
 def _bridge() -> JsProxy:
-    bridge = getattr(js, "edgeSandbox", None)
-    if bridge is None:
-        raise ProviderUnavailable("globalThis.edgeSandbox is missing: load web/bridges/sandbox.js in the worker first")
-    return bridge
-
-
-def _u8(data: bytes) -> JsProxy:
-    arr = js.Uint8Array.new(len(data))
-    if data:
-        arr.assign(data)
-    return arr
+    return js_bridge("edgeSandbox", "web/bridges/sandbox.js")
 
 
 def _with_note(detail: str, note: str) -> str:

@@ -37,7 +37,8 @@ import js  # type: ignore[import-not-found]
 from pyodide.ffi import create_proxy, to_js  # type: ignore[import-not-found]
 
 from ..agent import PATH_PREFERENCE, SWARM_TOPIC, SwarmAgent
-from ..errors import MalformedMessage, ProviderUnavailable, RejectedInput, TransportClosed
+from ..errors import MalformedMessage, RejectedInput, TransportClosed
+from ..platform.jsffi import js_bridge
 from ..p2p.records import Registration
 from ..p2p.swarm import P2PSwarm
 from ..protocol import MessageKind, SwarmMessage
@@ -53,10 +54,7 @@ RegistrationHandler = Callable[[Registration], Awaitable[None]]
 
 
 def _bridge() -> Any:
-    bridge = getattr(js, "edgeTransport", None)
-    if bridge is None:
-        raise ProviderUnavailable("globalThis.edgeTransport is missing: load web/bridges/transport.js in the worker")
-    return bridge
+    return js_bridge("edgeTransport", "web/bridges/transport.js")
 
 
 def _text(frame: bytes | str) -> str:
