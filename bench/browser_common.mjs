@@ -1,7 +1,10 @@
-// What the browser benchmarks share: flags, JSON-line output, and the native relay
-// serving the built app (dist/) on a loopback port, as in production.
+// What the browser benchmarks share: flags, JSON-line output, the native relay
+// serving the built app (dist/) on a loopback port, as in production, and headless
+// Chromium (the e2e tests' binary and flags, playwright.config.js) opening the app.
+import { chromium } from "@playwright/test";
 import { spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
+import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config.js";
 
 /** `--name value` from the command line as a number, else `dflt`. */
 export const arg = (name, dflt) => {
@@ -31,4 +34,37 @@ export async function startRelay(port) {
   }
   process.kill(-server.pid);
   throw new Error(`edge-relay did not start on ${base} (build the app: bash scripts/build-web.sh)`);
+}
+
+/**
+ * Start the relay on `port` and headless Chromium, run `body(browser)`, then close
+ * the browser and stop the relay whatever happened; returns what `body` returned.
+ */
+export async function withRelayAndBrowser(port, body) {
+  const server = await startRelay(port);
+  let browser;
+  try {
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    return await body(browser);
+  } finally {
+    await browser?.close();
+    try { process.kill(-server.pid); } catch {}
+  }
+}
+
+/** A new tab in `context` on the app at `url`, once the worker's Python is ready. */
+export async function openApp(context, url) {
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.waitForFunction(() => window.edge && window.edge.timing.readyMs !== null, null, { timeout: 60_000 });
+  return page;
+}
+
+/** Run `code` in the page's Python and resolve with its result; reject if it takes over 10 minutes. */
+export async function pyWithinTenMinutes(page, code) {
+  let timer;
+  return Promise.race([
+    page.evaluate((c) => window.edge.py(c), code),
+    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error("benchmark exceeded 10 minutes")), 600_000); }),
+  ]).finally(() => clearTimeout(timer));
 }

@@ -10,9 +10,7 @@
 //   node bench/browser_compression.mjs [--repeats 5] [--seed 5] [--port 4411]
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { chromium } from "@playwright/test";
-import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config.js";
-import { arg, emit, startRelay } from "./browser_common.mjs";
+import { arg, emit, openApp, pyWithinTenMinutes, withRelayAndBrowser } from "./browser_common.mjs";
 
 const REPEATS = arg("repeats", 5);
 const SEED = arg("seed", 5);
@@ -91,17 +89,9 @@ function nativeLines() {
 }
 
 const native = nativeLines();
-const server = await startRelay(PORT);
-const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-try {
-  const page = await (await browser.newContext()).newPage();
-  await page.goto(BASE + "/");
-  await page.waitForFunction(() => window.edge && window.edge.timing.readyMs !== null, null, { timeout: 60_000 });
-  let timer;
-  const inBrowser = JSON.parse(await Promise.race([
-    page.evaluate((c) => window.edge.py(c), CODE("browser")),
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error("benchmark exceeded 10 minutes")), 600_000); }),
-  ]).finally(() => clearTimeout(timer)));
+await withRelayAndBrowser(PORT, async (browser) => {
+  const page = await openApp(await browser.newContext(), BASE + "/");
+  const inBrowser = JSON.parse(await pyWithinTenMinutes(page, CODE("browser")));
   const key = (l) => `${l.corpus}/${l.level}`;
   const nativeBy = new Map(native.map((l) => [key(l), l]));
   for (const l of inBrowser) {
@@ -113,7 +103,4 @@ try {
       compress_vs_native: +(l.compress.min_mb_s / n.compress.min_mb_s).toFixed(3),
       decompress_vs_native: +(l.decompress.min_mb_s / n.decompress.min_mb_s).toFixed(3) });
   }
-} finally {
-  await browser.close();
-  try { process.kill(-server.pid); } catch {}
-}
+});

@@ -3,10 +3,8 @@
 // seal/open — all in one headless Chromium run, printed as JSON lines.
 // Needs a built app (bash scripts/build-web.sh). Loopback only; every loop is bounded.
 //   node bench/browser_crypto.mjs [--n 500] [--rounds 3] [--cold 3]
-import { chromium } from "@playwright/test";
 import { readFileSync } from "node:fs";
-import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config.js";
-import { arg, emit, startRelay } from "./browser_common.mjs";
+import { arg, emit, openApp, withRelayAndBrowser } from "./browser_common.mjs";
 
 const N = arg("n", 500);
 const ROUNDS = arg("rounds", 3);
@@ -18,18 +16,14 @@ const BASE = `http://127.0.0.1:${PORT}`;
 
 async function openReady(browser) {
   const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(BASE + "/");
-  await page.waitForFunction(() => window.edge && window.edge.timing.readyMs !== null, null, { timeout: 60_000 });
+  const page = await openApp(context, BASE + "/");
   const ms = await page.evaluate(() => window.edge.timing.readyMs);
   return { context, page, ms };
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-const server = await startRelay(PORT);
-const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-try {
+await withRelayAndBrowser(PORT, async (browser) => {
   const cold = [];
   for (let i = 0; i < COLD; i++) {
     const { context, ms } = await openReady(browser);
@@ -61,7 +55,4 @@ json.dumps(await _b["run"](${N}, ${ROUNDS}, ${PAYLOAD}))
     emit({ bench: "envelope_open", impl: "pyodide-ruvector_edge", batch: N, payload_bytes: PAYLOAD, ops_per_s: Math.round(r.open_per_s),
       ratio_vs_raw_verify: +(r.open_per_s / raw.verify_per_s).toFixed(3), target_ratio: 0.3 });
   }
-} finally {
-  await browser.close();
-  try { process.kill(-server.pid); } catch {}
-}
+});

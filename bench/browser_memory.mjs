@@ -4,9 +4,7 @@
 // and the pure-Python kernel for comparison. Printed as JSON lines; goal ≤ 20 ms.
 // Needs a built app (bash scripts/build-web.sh). Loopback only; every loop is bounded.
 //   node bench/browser_memory.mjs [--n 10000] [--dim 384] [--k 10] [--queries 200] [--py-queries 20] [--port 4184]
-import { chromium } from "@playwright/test";
-import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config.js";
-import { arg, emit, startRelay } from "./browser_common.mjs";
+import { arg, emit, openApp, pyWithinTenMinutes, withRelayAndBrowser } from "./browser_common.mjs";
 
 const N = arg("n", 10_000);
 const DIM = arg("dim", 384);
@@ -72,17 +70,9 @@ res["same_top_k"] = same
 json.dumps({k: v if not isinstance(v, list) else {"p50": pct(v, 50), "p99": pct(v, 99), "n": len(v)} for k, v in res.items()})
 `;
 
-const server = await startRelay(PORT);
-const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-try {
-  const page = await (await browser.newContext()).newPage();
-  await page.goto(BASE + "/");
-  await page.waitForFunction(() => window.edge && window.edge.timing.readyMs !== null, null, { timeout: 60_000 });
-  let timer;
-  const r = JSON.parse(await Promise.race([
-    page.evaluate((c) => window.edge.py(c), CODE),
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error("benchmark exceeded 10 minutes")), 600_000); }),
-  ]).finally(() => clearTimeout(timer)));
+await withRelayAndBrowser(PORT, async (browser) => {
+  const page = await openApp(await browser.newContext(), BASE + "/");
+  const r = JSON.parse(await pyWithinTenMinutes(page, CODE));
   const shape = { n: N, dim: DIM, k: K };
   const ms = (x) => +x.toFixed(3);
   const line = (impl, s, extra = {}) =>
@@ -95,7 +85,4 @@ try {
   emit({ bench: "browser_memory_load", impl: "js-float32-add_many", ...shape, ms: ms(r.js_add_many_ms) });
   emit({ bench: "browser_memory_store", impl: "vectormemory.store_memory", ...shape,
     ms_js: Math.round(r.js_store_ms), ms_py: Math.round(r.py_store_ms) });
-} finally {
-  await browser.close();
-  try { process.kill(-server.pid); } catch {}
-}
+});

@@ -9,9 +9,7 @@
 //   node bench/browser_sandbox.mjs [--count 300] [--cold 20] [--port 4186]
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { chromium } from "@playwright/test";
-import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config.js";
-import { arg, emit, startRelay } from "./browser_common.mjs";
+import { arg, emit, openApp, pyWithinTenMinutes, withRelayAndBrowser } from "./browser_common.mjs";
 
 const COUNT = arg("count", 300);
 const COLD = arg("cold", 20);
@@ -94,17 +92,9 @@ out["workers_started"] = bridge.stats.workersStarted - started
 json.dumps(out)
 `;
 
-const server = await startRelay(PORT);
-const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-try {
-  const page = await (await browser.newContext()).newPage();
-  await page.goto(`http://127.0.0.1:${PORT}/`);
-  await page.waitForFunction(() => window.edge && window.edge.timing.readyMs !== null, null, { timeout: 60_000 });
-  let timer;
-  const r = JSON.parse(await Promise.race([
-    page.evaluate((c) => window.edge.py(c), CODE),
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error("benchmark exceeded 10 minutes")), 600_000); }),
-  ]).finally(() => clearTimeout(timer)));
+await withRelayAndBrowser(PORT, async (browser) => {
+  const page = await openApp(await browser.newContext(), `http://127.0.0.1:${PORT}/`);
+  const r = JSON.parse(await pyWithinTenMinutes(page, CODE));
   const us = (x) => +x.toFixed(1);
   for (const size of SIZES) {
     const b = r.sizes[size];
@@ -131,7 +121,4 @@ try {
     workers_started: r.workers_started,
     note: "cold = a new dedicated worker per task (as after a Timeout); cold+compile also recompiles the module; native cold = new wasmtime engine + compile + run",
   });
-} finally {
-  await browser.close();
-  try { process.kill(-server.pid); } catch {}
-}
+});

@@ -9,11 +9,9 @@
 // worker, so the ping figure can be read as transport + crypto.
 // Needs a built app (bash scripts/build-web.sh). Loopback only; every loop is bounded.
 //   node bench/browser_transport.mjs [--n 500] [--warmup 50] [--port 4184]
-import { chromium } from "@playwright/test";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config.js";
-import { arg, emit, startRelay } from "./browser_common.mjs";
+import { arg, emit, openApp, withRelayAndBrowser } from "./browser_common.mjs";
 
 const N = Math.min(arg("n", 500), 5000);
 const WARMUP = arg("warmup", 50);
@@ -27,9 +25,7 @@ const BASE = `http://127.0.0.1:${PORT}`;
 const py = (page, code) => page.evaluate((c) => window.edge.py(c), code);
 
 async function openAgent(context, id, key) {
-  const page = await context.newPage();
-  await page.goto(BASE + "/");
-  await page.waitForFunction(() => window.edge && window.edge.timing.readyMs !== null, null, { timeout: 60_000 });
+  const page = await openApp(context, BASE + "/");
   await py(page, `
 from ruvector_edge.agent import SwarmAgent, SwarmConfig
 from ruvector_edge.transport.browser import join_swarm_browser
@@ -122,9 +118,7 @@ _ms.sort()
   }
 }
 
-const server = await startRelay(PORT);
-const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-try {
+await withRelayAndBrowser(PORT, async (browser) => {
   const key = randomBytes(32).toString("hex");
   const context = await browser.newContext(); // one context: the tabs share a BroadcastChannel
   const a = await openAgent(context, "bench-a", key);
@@ -183,7 +177,4 @@ _r.sort()
     p50_ms: +relayRtt[0].toFixed(3), p99_ms: +relayRtt[1].toFixed(3) });
   await py(a, "await agent.leave()");
   await py(b, "await agent.leave()");
-} finally {
-  await browser.close();
-  process.kill(-server.pid);
-}
+});

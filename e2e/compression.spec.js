@@ -4,23 +4,7 @@
 // in either runtime decode to the same float32 bits in both, hostile containers get
 // the typed errors in the browser too, CIDs agree, and stored artifacts survive a reload.
 import { test, expect } from "@playwright/test";
-import { execFileSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { openReady, py } from "./helpers.js";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const PYTHON = process.env.PYTHON || `${ROOT}.venv/bin/python`;
-
-/** Run `code` in native CPython with `input` as JSON on stdin; returns the JSON it prints. */
-function native(code, input) {
-  const out = execFileSync(PYTHON, ["-c", code], {
-    input: JSON.stringify(input),
-    env: { ...process.env, PYTHONPATH: `${ROOT}py` },
-    maxBuffer: 256 << 20,
-    timeout: 60_000,
-  });
-  return JSON.parse(out.toString());
-}
+import { native, openReady, py } from "./helpers.js";
 
 const LEVELS = ["NONE", "FAST", "HIGH", "QUANTIZED8", "QUANTIZED4"];
 

@@ -3,37 +3,10 @@
 // what the other sealed, broadcast and direct (X25519+HKDF session keys), and
 // each rejects tampered or replayed frames. Frames cross by fixture round trip.
 import { test, expect } from "@playwright/test";
-import { spawn } from "node:child_process";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
-import { openReady, py } from "./helpers.js";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const PYTHON = process.env.PYTHON || `${ROOT}.venv/bin/python`;
+import { nativeHelper, openReady, py } from "./helpers.js";
 
 /** Start e2e/py/native_peer.py; returns {ask(req) → answer, close()}. */
-function nativePeer() {
-  const child = spawn(PYTHON, [`${ROOT}e2e/py/native_peer.py`], {
-    env: { ...process.env, PYTHONPATH: `${ROOT}py` },
-    stdio: ["pipe", "pipe", "inherit"],
-  });
-  const lines = createInterface({ input: child.stdout });
-  const waiting = [];
-  lines.on("line", (l) => waiting.shift()?.(JSON.parse(l)));
-  return {
-    ask(req) {
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`native peer timed out on ${req.cmd}`)), 20_000);
-        waiting.push((v) => { clearTimeout(timer); resolve(v); });
-        child.stdin.write(JSON.stringify(req) + "\n");
-      });
-    },
-    close() {
-      child.stdin.end();
-      child.kill();
-    },
-  };
-}
+const nativePeer = () => nativeHelper("native_peer.py", { timeoutMs: 20_000, label: "native peer" });
 
 const hex = (s) => Buffer.from(s).toString("hex");
 

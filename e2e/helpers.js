@@ -1,5 +1,13 @@
-// Shared helpers: open the app and wait for Python in the worker to be ready.
+// Shared helpers: open the app and wait for Python in the worker to be ready;
+// run native CPython beside it (one-shot, or a JSON-lines helper process).
 import { expect } from "@playwright/test";
+import { execFileSync, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+export const PYTHON = process.env.PYTHON || `${ROOT}.venv/bin/python`;
+const NATIVE_ENV = { ...process.env, PYTHONPATH: `${ROOT}py` };
 
 /** Load the page and wait for the worker's "ready"; returns the info it reported. */
 export async function openReady(page) {
@@ -14,4 +22,43 @@ export async function openReady(page) {
 /** Run Python in the worker and return its converted result. */
 export function py(page, code) {
   return page.evaluate((c) => window.edge.py(c), code);
+}
+
+/** Run `code` in native CPython with `input` as JSON on stdin; returns the JSON it prints. */
+export function native(code, input) {
+  const out = execFileSync(PYTHON, ["-c", code], {
+    input: JSON.stringify(input),
+    env: NATIVE_ENV,
+    maxBuffer: 256 << 20,
+    timeout: 60_000,
+  });
+  return JSON.parse(out.toString());
+}
+
+/**
+ * Start the JSON-lines helper `e2e/py/<script>` in native CPython; returns
+ * {ask(req) → answer, close()}. Each `ask` writes one request line and resolves
+ * with the next answer line, or rejects after `timeoutMs` naming `label`.
+ */
+export function nativeHelper(script, { timeoutMs, label }) {
+  const child = spawn(PYTHON, [`${ROOT}e2e/py/${script}`], {
+    env: NATIVE_ENV,
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  const lines = createInterface({ input: child.stdout });
+  const waiting = [];
+  lines.on("line", (l) => waiting.shift()?.(JSON.parse(l)));
+  return {
+    ask(req) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${label} timed out on ${req.cmd}`)), timeoutMs);
+        waiting.push((v) => { clearTimeout(timer); resolve(v); });
+        child.stdin.write(JSON.stringify(req) + "\n");
+      });
+    },
+    close() {
+      child.stdin.end();
+      child.kill();
+    },
+  };
 }

@@ -4,37 +4,10 @@
 // statuses and output hashes NativeSandbox gives; a receipt signed by a
 // TaskExecutor in the browser verifies natively with verify_receipt.
 import { test, expect } from "@playwright/test";
-import { spawn } from "node:child_process";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
-import { openReady, py } from "./helpers.js";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const PYTHON = process.env.PYTHON || `${ROOT}.venv/bin/python`;
+import { nativeHelper, openReady, py } from "./helpers.js";
 
 /** Start e2e/py/native_tasks.py; returns {ask(req) → answer, close()}. */
-function nativeTasks() {
-  const child = spawn(PYTHON, [`${ROOT}e2e/py/native_tasks.py`], {
-    env: { ...process.env, PYTHONPATH: `${ROOT}py` },
-    stdio: ["pipe", "pipe", "inherit"],
-  });
-  const lines = createInterface({ input: child.stdout });
-  const waiting = [];
-  lines.on("line", (l) => waiting.shift()?.(JSON.parse(l)));
-  return {
-    ask(req) {
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`native helper timed out on ${req.cmd}`)), 30_000);
-        waiting.push((v) => { clearTimeout(timer); resolve(v); });
-        child.stdin.write(JSON.stringify(req) + "\n");
-      });
-    },
-    close() {
-      child.stdin.end();
-      child.kill();
-    },
-  };
-}
+const nativeTasks = () => nativeHelper("native_tasks.py", { timeoutMs: 30_000, label: "native helper" });
 
 const hex = (s) => Buffer.from(s).toString("hex");
 const BUDGETS = { fuel_limit: 10 ** 15, memory_mb: 2, timeout_ms: 2000 };

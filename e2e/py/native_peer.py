@@ -6,46 +6,37 @@ line out; it exits at end of input, so it cannot outlive the test.
 """
 
 import asyncio
-import json
-import sys
 
+from line_server import serve  # e2e/py/, the script's own directory
 from ruvector_edge.errors import RejectedInput
 from ruvector_edge.p2p import P2PSwarm
 
 
 async def main() -> None:
     swarm = None
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            return
-        req = json.loads(line)
-        cmd = req["cmd"]
-        try:
-            if cmd == "init":
-                key = bytes.fromhex(req["key"]) if req.get("key") else None
-                swarm = await P2PSwarm.create(req.get("agent_id", "native-peer"), key, capabilities=["native"])
-                out = {"key": swarm.swarm_key.key.hex(), "registration": swarm.registration.to_json().decode()}
-            elif cmd == "register":
-                await swarm.register_member(req["registration"])
-                out = {}
-            elif cmd == "publish":
-                out = {"frame": (await swarm.publish(req["topic"], bytes.fromhex(req["payload"]))).frame.decode()}
-            elif cmd == "direct":
-                out = {"frame": (await swarm.send_direct(req["peer"], bytes.fromhex(req["payload"]))).frame.decode()}
-            elif cmd == "receive":
-                try:
-                    msg = await swarm.receive(req["frame"])
-                    out = {"sender_id": msg.sender_id, "topic": msg.topic, "payload": msg.payload.hex(), "direct": msg.direct}
-                except RejectedInput as exc:
-                    out = {"rejected": type(exc).__name__}
-            else:
-                out = {"error": f"unknown command {cmd}"}
-        except Exception as exc:  # report, keep serving: the test decides what is fatal
-            out = {"error": f"{type(exc).__name__}: {exc}"}
-        sys.stdout.write(json.dumps(out) + "\n")
-        sys.stdout.flush()
+
+    async def handle(cmd: str, req: dict) -> dict | None:
+        nonlocal swarm
+        if cmd == "init":
+            key = bytes.fromhex(req["key"]) if req.get("key") else None
+            swarm = await P2PSwarm.create(req.get("agent_id", "native-peer"), key, capabilities=["native"])
+            return {"key": swarm.swarm_key.key.hex(), "registration": swarm.registration.to_json().decode()}
+        if cmd == "register":
+            await swarm.register_member(req["registration"])
+            return {}
+        if cmd == "publish":
+            return {"frame": (await swarm.publish(req["topic"], bytes.fromhex(req["payload"]))).frame.decode()}
+        if cmd == "direct":
+            return {"frame": (await swarm.send_direct(req["peer"], bytes.fromhex(req["payload"]))).frame.decode()}
+        if cmd == "receive":
+            try:
+                msg = await swarm.receive(req["frame"])
+            except RejectedInput as exc:
+                return {"rejected": type(exc).__name__}
+            return {"sender_id": msg.sender_id, "topic": msg.topic, "payload": msg.payload.hex(), "direct": msg.direct}
+        return None
+
+    await serve(handle)
 
 
 if __name__ == "__main__":

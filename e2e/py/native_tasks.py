@@ -7,7 +7,6 @@ out; it exits at end of input, so it cannot outlive the test.
 
 import asyncio
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import wasmtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 import test_tasks  # noqa: E402  (the native tests' modules)
+from line_server import serve  # noqa: E402  (e2e/py/, the script's own directory)
 
 from ruvector_edge.artifacts import ArtifactStore  # noqa: E402
 from ruvector_edge.errors import RejectedInput  # noqa: E402
@@ -48,51 +48,46 @@ MODULES = {
 async def main() -> None:
     sandbox = NativeSandbox()
     requester = await IdentityManager.generate(CRYPTO)
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            sandbox.close()
-            return
-        req = json.loads(line)
-        cmd = req["cmd"]
-        try:
-            if cmd == "modules":
-                out = {name: wasmtime.wat2wasm(text).hex() for name, text in MODULES.items()}
-            elif cmd == "run":
-                result = sandbox.run(bytes.fromhex(req["module"]), req["entrypoint"], bytes.fromhex(req["input"]), Budgets(**req["budgets"]))
-                out = {"status": result.status.value, "output_sha256": hashlib.sha256(result.output).hexdigest(), "output": result.output.hex(),
-                       "fuel_used": result.fuel_used}
-            elif cmd == "sweep":  # status and fuel at each fuel limit
-                module, data = bytes.fromhex(req["module"]), bytes.fromhex(req["input"])
-                runs = [sandbox.run(module, req["entrypoint"], data, Budgets(limit, 2, 5_000)) for limit in req["limits"]]
-                out = {"runs": [[r.status.value, r.fuel_used] for r in runs]}
-            elif cmd == "envelope":
-                store = ArtifactStore()
-                env = await TaskEnvelope(
-                    swarm="swarm-e2e", task_id=req["task_id"], module_cid=store.store_artifact(bytes.fromhex(req["module"])),
-                    entrypoint=req["entrypoint"], input_cid=store.store_artifact(bytes.fromhex(req["input"])),
-                    output_schema_hash=hashlib.sha256(b"u32le").digest(), budgets=Budgets(**req["budgets"]),
-                    requester="native-requester", deadline=2**52, priority=1,
-                ).sign(requester)
-                out = {"envelope": env.to_json().decode(), "requester_key": requester.ed25519_public.hex()}
-            elif cmd == "verify":
-                store = ArtifactStore()
-                for blob in req["artifacts"]:
-                    store.store_artifact(bytes.fromhex(blob))
-                receipt = TaskReceipt.from_json(req["receipt"].encode())
-                envelope = TaskEnvelope.from_json(req["envelope"].encode())
-                try:
-                    await verify_receipt(receipt, envelope, bytes.fromhex(req["executor_key"]), store, crypto=CRYPTO)
-                    out = {"verified": True, "status": receipt.status.value, "fuel_used": receipt.fuel_used, "detail": receipt.detail}
-                except RejectedInput as exc:
-                    out = {"verified": False, "rejected": type(exc).__name__, "why": str(exc)}
-            else:
-                out = {"error": f"unknown command {cmd}"}
-        except Exception as exc:  # report, keep serving: the test decides what is fatal
-            out = {"error": f"{type(exc).__name__}: {exc}"}
-        sys.stdout.write(json.dumps(out) + "\n")
-        sys.stdout.flush()
+
+    async def handle(cmd: str, req: dict) -> dict | None:
+        if cmd == "modules":
+            out = {name: wasmtime.wat2wasm(text).hex() for name, text in MODULES.items()}
+        elif cmd == "run":
+            result = sandbox.run(bytes.fromhex(req["module"]), req["entrypoint"], bytes.fromhex(req["input"]), Budgets(**req["budgets"]))
+            out = {"status": result.status.value, "output_sha256": hashlib.sha256(result.output).hexdigest(), "output": result.output.hex(),
+                   "fuel_used": result.fuel_used}
+        elif cmd == "sweep":  # status and fuel at each fuel limit
+            module, data = bytes.fromhex(req["module"]), bytes.fromhex(req["input"])
+            runs = [sandbox.run(module, req["entrypoint"], data, Budgets(limit, 2, 5_000)) for limit in req["limits"]]
+            out = {"runs": [[r.status.value, r.fuel_used] for r in runs]}
+        elif cmd == "envelope":
+            store = ArtifactStore()
+            env = await TaskEnvelope(
+                swarm="swarm-e2e", task_id=req["task_id"], module_cid=store.store_artifact(bytes.fromhex(req["module"])),
+                entrypoint=req["entrypoint"], input_cid=store.store_artifact(bytes.fromhex(req["input"])),
+                output_schema_hash=hashlib.sha256(b"u32le").digest(), budgets=Budgets(**req["budgets"]),
+                requester="native-requester", deadline=2**52, priority=1,
+            ).sign(requester)
+            out = {"envelope": env.to_json().decode(), "requester_key": requester.ed25519_public.hex()}
+        elif cmd == "verify":
+            store = ArtifactStore()
+            for blob in req["artifacts"]:
+                store.store_artifact(bytes.fromhex(blob))
+            receipt = TaskReceipt.from_json(req["receipt"].encode())
+            envelope = TaskEnvelope.from_json(req["envelope"].encode())
+            try:
+                await verify_receipt(receipt, envelope, bytes.fromhex(req["executor_key"]), store, crypto=CRYPTO)
+                out = {"verified": True, "status": receipt.status.value, "fuel_used": receipt.fuel_used, "detail": receipt.detail}
+            except RejectedInput as exc:
+                out = {"verified": False, "rejected": type(exc).__name__, "why": str(exc)}
+        else:
+            return None
+        return out
+
+    try:
+        await serve(handle)
+    finally:
+        sandbox.close()
 
 
 if __name__ == "__main__":

@@ -9,31 +9,12 @@
 // overlapping writes commit in call order. Hashing is not done here: Python
 // verifies every block against its CID when it is read.
 
+import { done, openDb, request } from "./idb.js";
+
 const BLOCKS = "blocks";
 
-const request = (req) =>
-  new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
-
-const done = (tx) =>
-  new Promise((resolve, reject) => {
-    tx.oncomplete = () => resolve(true);
-    tx.onerror = () => reject(tx.error || new Error("IndexedDB transaction failed"));
-    tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
-  });
-
-async function blocksOpen(name) {
-  const req = indexedDB.open(name, 1);
-  req.onupgradeneeded = () => {
-    const db = req.result;
-    if (!db.objectStoreNames.contains(BLOCKS)) db.createObjectStore(BLOCKS, { keyPath: "cid" });
-  };
-  req.onblocked = () => console.warn(`edgeArtifacts: opening ${name} is blocked by another connection`);
-  const db = await request(req);
-  db.onversionchange = () => db.close();
-  return db;
+function blocksOpen(name) {
+  return openDb(name, { [BLOCKS]: { keyPath: "cid" } }, { owner: "edgeArtifacts" });
 }
 
 /** Every block: {cids: JSON list, lengths: JSON list, data: the blocks' bytes concatenated in that order}. */

@@ -4,27 +4,14 @@
 // of IdentityManager.to_secret_json(); Python validates it when reading it back.
 // Exposed to Python as globalThis.edgeIdentity {load(name), save(name, json)}.
 
+import { done, openDb, request } from "./idb.js";
+
 const DB = "ruvector-edge-identity";
 const STORE = "identities";
 
-const request = (req) =>
-  new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
-
 let opened = null;
 function db() {
-  opened ??= (async () => {
-    const req = indexedDB.open(DB, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
-    const handle = await request(req);
-    handle.onversionchange = () => {
-      handle.close();
-      opened = null;
-    };
-    return handle;
-  })();
+  opened ??= openDb(DB, { [STORE]: {} }, { onVersionChange: () => (opened = null) });
   opened.catch(() => (opened = null));
   return opened;
 }
@@ -39,11 +26,7 @@ globalThis.edgeIdentity = {
   /** Store `json` under `name`; resolves once the transaction has committed. */
   async save(name, json) {
     const tx = (await db()).transaction(STORE, "readwrite", { durability: "strict" });
-    const committed = new Promise((resolve, reject) => {
-      tx.oncomplete = () => resolve(true);
-      tx.onerror = () => reject(tx.error || new Error("IndexedDB transaction failed"));
-      tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
-    });
+    const committed = done(tx);
     tx.objectStore(STORE).put(String(json), String(name));
     return committed;
   },

@@ -16,6 +16,8 @@
 //
 // Handles are plain objects: when Python drops its proxy, the matrix is garbage.
 
+import { done, openDb, request } from "./idb.js";
+
 if (new Uint8Array(new Float32Array([1]).buffer)[3] !== 0x3f) {
   throw new Error("edgeVectors: packed vectors are little-endian float32; this platform is big-endian");
 }
@@ -190,31 +192,8 @@ function search(h, bytes, nq, k) {
 const MEMORIES = "memories";
 const META = "meta";
 
-const request = (req) =>
-  new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
-
-const done = (tx) =>
-  new Promise((resolve, reject) => {
-    tx.oncomplete = () => resolve(true);
-    tx.onerror = () => reject(tx.error || new Error("IndexedDB transaction failed"));
-    tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
-  });
-
-async function idbOpen(name) {
-  const req = indexedDB.open(name, 1);
-  req.onupgradeneeded = () => {
-    const db = req.result;
-    if (!db.objectStoreNames.contains(MEMORIES)) db.createObjectStore(MEMORIES, { keyPath: "id" });
-    if (!db.objectStoreNames.contains(META)) db.createObjectStore(META);
-  };
-  req.onblocked = () => console.warn(`edgeVectors: opening ${name} is blocked by another connection`);
-  const db = await request(req);
-  // Another tab deleting or upgrading the database: let it, rather than block it forever.
-  db.onversionchange = () => db.close();
-  return db;
+function idbOpen(name) {
+  return openDb(name, { [MEMORIES]: { keyPath: "id" }, [META]: {} }, { owner: "edgeVectors" });
 }
 
 /** Everything stored: {dim (0 when new), fields: JSON [[id, seq, owner, content, metadata, embedding bytes], ...] by seq, vectors}. */
