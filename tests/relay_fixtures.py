@@ -129,6 +129,36 @@ async def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01, what
         await asyncio.sleep(interval)
 
 
+TEST_SWARM_KEY = bytes(range(32))
+
+
+def agent_config(agent_id: str, role=None, *, swarm_key: bytes = TEST_SWARM_KEY, **options):
+    """A SwarmConfig for tests: fixed swarm key, no coordinator URL from the environment."""
+    from ruvector_edge.agent import AgentRole, SwarmConfig
+
+    return SwarmConfig(agent_id=agent_id, role=role or AgentRole.WORKER, swarm_key=swarm_key,
+                       coordinator_url=None, **options)
+
+
+async def joined_agents(url: str, *configs) -> list:
+    """Start one agent per config on the relay at `url` and wait until each has seen every other's JOIN
+    and the relay has processed its subscriptions (a relay ping answered)."""
+    from ruvector_edge.agent import SwarmAgent
+
+    agents = []
+    for cfg in configs:
+        agent = await SwarmAgent.new(cfg)
+        await agent.join_swarm(url, timeout=10)
+        agents.append(agent)
+    ids = {a.agent_id for a in agents}
+    for agent in agents:
+        await wait_for(lambda: all(agent.peers.get(p) is not None and agent.peers[p].joined
+                                   for p in ids - {agent.agent_id}), what=f"{agent.agent_id} to see every JOIN")
+    for agent in agents:
+        await agent.links["relay"].ping()
+    return agents
+
+
 async def raw_join(http, port: int, swarm, topics: list[str] = (), **connect_options):
     """A bare aiohttp WebSocket that completes the handshake as `swarm`'s agent; returns (ws, welcome)."""
     ws = await http.ws_connect(ws_url(port), **connect_options)

@@ -8,40 +8,20 @@ import time
 
 import pytest
 
-from relay_fixtures import PYTHON, ROOT, child_env, running_relay, wait_for, ws_url
+from relay_fixtures import PYTHON, ROOT, child_env, running_relay, wait_for, ws_url, TEST_SWARM_KEY, agent_config as config, joined_agents as joined
 from ruvector_edge.agent import AgentRole, SwarmAgent, SwarmConfig, Transport
 from ruvector_edge.p2p import P2PSwarm
 from ruvector_edge.protocol import MessageKind
 
 pytestmark = pytest.mark.timeout(45)
 
-KEY = bytes(range(32))
+KEY = TEST_SWARM_KEY
 # Kinds the agent does not consume itself (patterns and memories have their own handlers).
 APPLICATION_KINDS = [
     MessageKind.BROADCAST_TASK,
     MessageKind.TASK_RESULT,
     MessageKind.SIGNAL,
 ]
-
-
-def config(agent_id: str, role: AgentRole = AgentRole.WORKER, **options) -> SwarmConfig:
-    return SwarmConfig(agent_id=agent_id, role=role, swarm_key=KEY, coordinator_url=None, **options)
-
-
-async def joined(url: str, *configs: SwarmConfig) -> list[SwarmAgent]:
-    agents = []
-    for cfg in configs:
-        agent = await SwarmAgent.new(cfg)
-        await agent.join_swarm(url, timeout=10)
-        agents.append(agent)
-    ids = {a.agent_id for a in agents}
-    for agent in agents:
-        await wait_for(lambda: all(agent.peers.get(p) is not None and agent.peers[p].joined
-                                   for p in ids - {agent.agent_id}),
-                       what=f"{agent.agent_id} to see every JOIN")
-    for agent in agents:
-        await agent.links["relay"].ping()  # subscriptions processed by the relay before the test sends anything
-    return agents
 
 
 async def leave_all(*agents: SwarmAgent) -> None:

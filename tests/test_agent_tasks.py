@@ -17,8 +17,9 @@ import wasmtime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay_fixtures import running_relay, wait_for, ws_url
-from ruvector_edge.agent import AgentRole, SwarmAgent, SwarmConfig
+from test_tasks import ABI
+from relay_fixtures import running_relay, wait_for, ws_url, TEST_SWARM_KEY, agent_config as config, joined_agents as joined
+from ruvector_edge.agent import AgentRole, SwarmAgent
 from ruvector_edge.errors import LeaseHeld
 from ruvector_edge.protocol import MessageKind
 from ruvector_edge.tasks import Budgets, NativeSandbox, TaskStatus
@@ -26,15 +27,8 @@ from ruvector_edge.tasks.samples import SAMPLE_ENTRYPOINT, sample_module
 
 pytestmark = pytest.mark.timeout(90)
 
-KEY = bytes(range(32))
-ABI = """
- (memory (export "memory") 1)
- (global $top (mut i32) (i32.const 1024))
- (func $alloc (export "alloc") (param $n i32) (result i32) (local $p i32)
-   (local.set $p (global.get $top))
-   (global.set $top (i32.add (global.get $top) (local.get $n)))
-   (local.get $p))
-"""
+KEY = TEST_SWARM_KEY
+
 # `count` loops as many times as the input's first u32 says (about 1 ns each) and returns the count.
 MISBEHAVING = wasmtime.wat2wasm(f"""(module {ABI}
  (func (export "spin") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))
@@ -110,25 +104,6 @@ def test_any_body_is_refused_with_a_typed_error_or_left_to_subscribers(lone_agen
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def config(agent_id: str, role: AgentRole = AgentRole.WORKER, **options) -> SwarmConfig:
-    return SwarmConfig(agent_id=agent_id, role=role, swarm_key=KEY, coordinator_url=None, **options)
-
-
-async def joined(url: str, *configs: SwarmConfig) -> list[SwarmAgent]:
-    agents = []
-    for cfg in configs:
-        agent = await SwarmAgent.new(cfg)
-        await agent.join_swarm(url, timeout=10)
-        agents.append(agent)
-    ids = {a.agent_id for a in agents}
-    for agent in agents:
-        await wait_for(lambda: all(agent.peers.get(p) is not None and agent.peers[p].joined
-                                   for p in ids - {agent.agent_id}), what=f"{agent.agent_id} to see every JOIN")
-    for agent in agents:
-        await agent.links["relay"].ping()
-    return agents
 
 
 async def leave_all(agents) -> None:
