@@ -75,26 +75,27 @@ def default_sandbox():
     return NativeSandbox()
 
 
+async def _open_indexeddb(store_class, agent_id: str, what: str):
+    """`await store_class.open(agent_id)`, or None with a warning when the browser refuses IndexedDB
+    (private mode, quota): the page then runs without persistence rather than without an agent."""
+    from ..errors import ProviderUnavailable
+
+    try:
+        return await store_class.open(agent_id)
+    except ProviderUnavailable as error:
+        import logging
+
+        logging.getLogger(__name__).warning("%s will not persist: %s", what, error)
+        return None
+
+
 async def open_memory_store(agent_id: str, sqlite_path: str | None = None, *, persist: bool = True):
     """Where an agent's memories persist: IndexedDB (per agent id) under Pyodide when `persist`,
-    SQLite natively when a path is given, else None (memory only).
-
-    A browser that refuses IndexedDB (private mode, quota) degrades to memory only
-    with a warning rather than leaving the page without an agent.
-    """
+    SQLite natively when a path is given, else None (memory only)."""
     if sys.platform == "emscripten":
-        if not persist:
-            return None
-        from ..errors import ProviderUnavailable
         from ..memory.browser import IndexedDbMemoryStore
 
-        try:
-            return await IndexedDbMemoryStore.open(agent_id)
-        except ProviderUnavailable as error:
-            import logging
-
-            logging.getLogger(__name__).warning("memories will not persist: %s", error)
-            return None
+        return await _open_indexeddb(IndexedDbMemoryStore, agent_id, "memories") if persist else None
     if sqlite_path:
         from ..memory.persistence import SqliteMemoryStore
 
@@ -106,18 +107,9 @@ async def open_artifact_backend(agent_id: str, directory: str | None = None, *, 
     """Where an agent's artifact blocks persist: IndexedDB (per agent id) under Pyodide when `persist`,
     a directory natively when one is given, else None (the in-memory LRU cache only)."""
     if sys.platform == "emscripten":
-        if not persist:
-            return None
         from ..artifacts.browser_store import IndexedDbBlockStore
-        from ..errors import ProviderUnavailable
 
-        try:
-            return await IndexedDbBlockStore.open(agent_id)
-        except ProviderUnavailable as error:
-            import logging
-
-            logging.getLogger(__name__).warning("artifacts will not persist: %s", error)
-            return None
+        return await _open_indexeddb(IndexedDbBlockStore, agent_id, "artifacts") if persist else None
     if directory:
         from ..artifacts.blockstore import DiskBlockStore
 
