@@ -177,7 +177,7 @@ async def test_forged_unsigned_oversized_and_stranger_values_from_gun_js_are_ign
             assert got == {("s", "good"): (0.5, 2)}
             assert b.stats == {"accepted": 1, "unsigned": 2, "malformed": 1, "oversized": 1, "wrong_swarm": 0,
                                "misplaced": 1, "unknown_sender": 1, "bad_signature": 1, "undecryptable": 0,
-                               "stale": 0, "bad_state": 0}
+                               "stale": 0, "bad_state": 0, "bad_pointer": 0}
             # reading again does not recount what was already judged
             await b.get_patterns()
             assert b.stats["unsigned"] == 2 and b.stats["bad_signature"] == 1
@@ -351,3 +351,53 @@ async def test_a_native_client_keeps_only_the_souls_it_uses():
             await other.close()
             await a.close()
             await b.close()
+
+
+async def _pointer(p2p: P2PSwarm, cid_data: bytes, version: int = 1, publisher: str | None = None):
+    from ruvector_edge.artifacts import ArtifactPointer, ArtifactType, cid_for
+    import hashlib
+
+    unsigned = ArtifactPointer(
+        swarm=p2p.swarm_id, publisher=publisher or p2p.agent_id, artifact_type=ArtifactType.QTABLE,
+        cid=str(cid_for(cid_data)), dimensions=(4, 2), schema_hash=hashlib.sha256(b"qtable-v1").digest(),
+        checksum=hashlib.sha256(cid_data).digest(), version=version)
+    return await unsigned.sign(p2p.identity)
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+async def test_artifact_pointers_are_found_by_other_members_and_forged_ones_are_counted(encrypted):
+    a_id, b_id, c_id = await members("agent-a", "agent-b", "agent-c")
+    async with Relay() as relay:
+        a, b, c = [await gun_swarm(p, relay.url, encrypted) for p in (a_id, b_id, c_id)]
+        try:
+            first, second = await _pointer(a_id, b"q-table one"), await _pointer(a_id, b"q-table two")
+            await a.publish_pointer(first)
+            await a.publish_pointer(second)
+            await a.publish_pointer(await _pointer(a_id, b"q-table one", version=2))  # replaces the first
+            seen = await b.get_pointers()
+            assert [(p.cid, p.version) for p in seen] == [(second.cid, 1), (first.cid, 2)]
+            assert b.stats["bad_pointer"] == 0
+
+            # someone else's pointer cannot be published as one's own ...
+            with pytest.raises(ValueError):
+                await c.publish_pointer(first)
+            # ... nor smuggled into one's own signed list, nor tampered with: counted and dropped,
+            # c's genuine pointer kept
+            genuine = await _pointer(c_id, b"c's weights")
+            tampered = dataclasses.replace(genuine, version=99)
+            for smuggled in (first, tampered):
+                await c._write("pointers", json.dumps([json.loads(p.to_json()) for p in (smuggled, genuine)]).encode())
+                before = b.stats["bad_pointer"]
+                by_publisher = {}
+                for p in await b.get_pointers():
+                    by_publisher.setdefault(p.publisher, []).append(p.version)
+                assert by_publisher == {"agent-a": [1, 2], "agent-c": [1]}
+                assert b.stats["bad_pointer"] == before + 1
+            # not a list at all: one bad value, nothing from it
+            await c._write("pointers", b'{"not": "a list"}')
+            before = b.stats["bad_pointer"]
+            assert {p.publisher for p in await b.get_pointers()} == {"agent-a"}
+            assert b.stats["bad_pointer"] == before + 1
+        finally:
+            for s in (a, b, c):
+                await s.close()

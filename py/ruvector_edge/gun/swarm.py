@@ -4,7 +4,10 @@ Layout: one GUN node per kind, soul ``<name>/<swarm_id>/<kind>``, one key per
 agent holding that agent's latest sealed value (see sealed.py):
 
 - ``presence``: what `announce_peer` says (capabilities, time);
-- ``learning``: the agent's `IntelligenceSync.serialize_state()`.
+- ``learning``: the agent's `IntelligenceSync.serialize_state()`;
+- ``pointers``: the agent's newest signed `ArtifactPointer`s (at most
+  MAX_POINTERS_PER_AGENT), so members find Q-tables, memory snapshots and
+  weights by CID and fetch them over the swarm.
 
 Patterns are not a second CRDT: `publish_pattern` writes through the agent's
 IntelligenceSync and `import_to_learning_state` joins every member's state with
@@ -27,13 +30,15 @@ from ..errors import MalformedMessage, RejectedInput
 from ..intelligence import IntelligenceSync
 from ..intelligence.sync import MergeResult
 from ..learning.pattern import Pattern
+from ..artifacts.pointer import ArtifactPointer
 from ..p2p import wire
 from ..p2p.swarm import P2PSwarm
 from .sealed import OpenedState, StateSealer
 
 log = logging.getLogger(__name__)
 
-PRESENCE, LEARNING = "presence", "learning"
+PRESENCE, LEARNING, POINTERS = "presence", "learning", "pointers"
+MAX_POINTERS_PER_AGENT = 64
 
 
 class GunGraph(Protocol):
@@ -111,6 +116,8 @@ class GunSwarm:
         self.sealer = StateSealer(p2p, encrypted=encrypted)
         self._merged: dict[str, int] = {}
         self._bad_state = 0
+        self._bad_pointer = 0
+        self._pointers: list[ArtifactPointer] = []
         self._last_written: bytes | None = None
         self._loop: asyncio.Task | None = None
 
@@ -119,8 +126,9 @@ class GunSwarm:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Values accepted and ignored, by reason; `bad_state`: signed learning states the CRDT refused."""
-        return {**self.sealer.stats, "bad_state": self._bad_state}
+        """Values accepted and ignored, by reason; `bad_state`: signed learning states the CRDT refused;
+        `bad_pointer`: pointers in a signed value that are malformed or not their publisher's."""
+        return {**self.sealer.stats, "bad_state": self._bad_state, "bad_pointer": self._bad_pointer}
 
     async def connect(self, timeout: float = 10.0) -> None:
         await self.graph.connect(timeout)
@@ -198,3 +206,47 @@ class GunSwarm:
         """The swarm's patterns: ours joined with every member's state in the graph."""
         await self.import_to_learning_state(timeout)
         return self.learning.patterns()
+
+    # artifact pointers ---------------------------------------------------------------
+    async def publish_pointer(self, pointer: ArtifactPointer) -> None:
+        """Add a pointer this agent signed to its list in GUN (newest MAX_POINTERS_PER_AGENT kept;
+        a pointer to a CID already listed replaces it)."""
+        if pointer.publisher != self.agent_id:
+            raise ValueError(f"a pointer published by {pointer.publisher!r} is not this agent's to publish")
+        await pointer.verify(self.p2p.runtime.crypto, self.p2p.identity.ed25519_public, swarm_id=self.p2p.swarm_id)
+        kept = [p for p in self._pointers if p.cid != pointer.cid][-(MAX_POINTERS_PER_AGENT - 1):]
+        self._pointers = kept + [pointer]
+        payload = json.dumps([json.loads(p.to_json()) for p in self._pointers], separators=(",", ":"))
+        await self._write(POINTERS, payload.encode())
+
+    async def get_pointers(self, timeout: float = 2.0) -> list[ArtifactPointer]:
+        """Every member's verified pointers (this agent's included), newest last per member.
+
+        The value holding them is signed by the member whose key it sits under, and each
+        pointer must also be signed by that member as its publisher: a member cannot pass
+        off someone else's (or a made-up) pointer as its own. Bad ones are counted, not kept.
+        """
+        pointers: list[ArtifactPointer] = []
+        for sender, opened in (await self._read(POINTERS, timeout)).items():
+            try:
+                items = json.loads(opened.payload)
+            except ValueError:
+                items = None
+            if not isinstance(items, list) or len(items) > MAX_POINTERS_PER_AGENT:
+                self._bad_pointer += 1
+                continue
+            key = self.p2p.registry.public_key(sender)
+            for item in items:
+                try:
+                    if not isinstance(item, dict):
+                        raise MalformedMessage("a pointer is a JSON object")
+                    pointer = ArtifactPointer.from_dict(item)
+                    if pointer.publisher != sender:
+                        raise MalformedMessage(f"{sender!r} listed a pointer published by {pointer.publisher!r}")
+                    await pointer.verify(self.p2p.runtime.crypto, key, swarm_id=self.p2p.swarm_id)
+                except RejectedInput as exc:
+                    self._bad_pointer += 1
+                    log.info("gun: pointer from %s refused: %s", sender, exc)
+                    continue
+                pointers.append(pointer)
+        return pointers
