@@ -19,6 +19,7 @@ from ..platform.native import NativeCryptoProvider
 from ..transport import relay_wire as rw
 from .http import add_http_routes
 from .metrics import RelayMetrics
+from .queued_peer import QueuedPeer
 from .router import RelayLimits, RelayRouter
 
 log = logging.getLogger(__name__)
@@ -28,54 +29,31 @@ PING_SLICES = 50  # each agent is pinged once per interval, a fiftieth of them a
 CLOSE_GRACE_S = 1.0
 
 
-class _Connection:
-    """A WebSocket with a bounded outbound queue drained by its own writer task."""
+class _Connection(QueuedPeer):
+    """A WebSocket peer: frames go out with `send_str`; a consumer too slow to take even the
+    close frame has its TCP connection cut after CLOSE_GRACE_S."""
+
+    write_errors = (ConnectionError, RuntimeError, asyncio.CancelledError)
 
     def __init__(self, conn_id: int, ws: web.WebSocketResponse, queue_length: int, transport=None) -> None:
-        self.conn_id = conn_id
+        super().__init__(conn_id, queue_length)
         self.ws = ws
         self.transport = transport
         self.writer_task: asyncio.Task | None = None
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(queue_length)
-        self.close_code: int | None = None
-        self.close_reason = ""
 
-    def send(self, text: str) -> bool:
-        if self.close_code is not None:
-            return True  # closing: nothing more goes out, and that is not a slow consumer
-        try:
-            self.queue.put_nowait(text)
-            return True
-        except asyncio.QueueFull:
-            return False
+    async def _write(self, text: str) -> None:
+        await self.ws.send_str(text)
 
-    def close(self, code: int, reason: str) -> None:
-        if self.close_code is None:
-            self.close_code, self.close_reason = code, reason
-            while not self.queue.empty():  # drop what is queued; the close goes out first
-                self.queue.get_nowait()
-            self.queue.put_nowait(None)
-            # A consumer too slow to take its frames may never take the close frame either:
-            # if the writer is still stuck on the socket shortly, cut the TCP connection.
-            asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._abort_if_stuck)
+    def _on_close(self) -> None:
+        asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._abort_if_stuck)
 
     def _abort_if_stuck(self) -> None:
         if self.writer_task is not None and not self.writer_task.done() and self.transport is not None:
             self.transport.abort()
 
-    async def writer(self) -> None:
-        try:
-            while True:
-                text = await self.queue.get()
-                if text is None:
-                    break
-                await self.ws.send_str(text)
-        except (ConnectionError, RuntimeError, asyncio.CancelledError):
-            pass
-        finally:
-            if not self.ws.closed:
-                await self.ws.close(code=self.close_code or rw.CLOSE_GOING_AWAY,
-                                    message=self.close_reason.encode()[:120])
+    async def _finish(self) -> None:
+        if not self.ws.closed:
+            await self.ws.close(code=self.close_code or rw.CLOSE_GOING_AWAY, message=self.close_reason.encode()[:120])
 
 
 class RelayServer:

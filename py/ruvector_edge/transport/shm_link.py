@@ -18,6 +18,7 @@ import socket
 
 from ..errors import RejectedInput, TransportClosed, TransportError
 from ..p2p.swarm import P2PSwarm
+from ..relay.queued_peer import QueuedPeer
 from .relay_link import ReconnectingRelayLink
 from .shm import ShmChannel
 
@@ -31,38 +32,17 @@ def hub_address(hub: str) -> str:
     return _HUB_NS + hub
 
 
-class _ShmPeer:
-    """A router Peer backed by a channel, with a bounded queue drained by its own writer task."""
+class _ShmPeer(QueuedPeer):
+    """A router Peer backed by a shared-memory channel."""
+
+    write_errors = (TransportError, RejectedInput)
 
     def __init__(self, channel: ShmChannel, queue_length: int) -> None:
-        self.conn_id = next(_conn_ids)
+        super().__init__(next(_conn_ids), queue_length)
         self.channel = channel
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(queue_length)
-        self.closed = False
 
-    def send(self, text: str) -> bool:
-        if self.closed:
-            return True
-        try:
-            self.queue.put_nowait(text)
-            return True
-        except asyncio.QueueFull:
-            return False
-
-    def close(self, code: int, reason: str) -> None:
-        if not self.closed:
-            self.closed = True
-            self.queue.put_nowait(None) if not self.queue.full() else None
-
-    async def writer(self) -> None:
-        try:
-            while True:
-                text = await self.queue.get()
-                if text is None or self.closed and self.queue.empty():
-                    break
-                await self.channel.asend(text.encode("utf-8"))
-        except (TransportError, RejectedInput) as exc:
-            log.debug("shm peer %d writer stopped: %s", self.conn_id, exc)
+    async def _write(self, text: str) -> None:
+        await self.channel.asend(text.encode("utf-8"))
 
 
 class ShmHub:
