@@ -15,15 +15,13 @@
 // loop is bounded. Needs a built app (bash scripts/build-web.sh).
 //   node bench/browser_swarm.mjs [--sizes 8,16] [--trials 20] [--port 4417]
 import { chromium } from "@playwright/test";
-import { spawn, execFileSync } from "node:child_process";
+import { nativeHelper } from "../e2e/helpers.js";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { CHROMIUM, CHROMIUM_ARGS } from "../playwright.config.js";
 import { arg, emit, startRelay } from "./browser_common.mjs";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const PORT = arg("port", 4417);
 const TRIALS = Math.min(arg("trials", 20), 200);
 const sizesAt = process.argv.indexOf("--sizes");
@@ -65,23 +63,10 @@ _agent.on(MessageKind.SYNC_PATTERNS, _on_sync)
 `);
 
 async function startNative(key, id) {
-  const child = spawn(`${ROOT}.venv/bin/python`, [`${ROOT}e2e/py/swarm_agent.py`, `ws://127.0.0.1:${PORT}/ws`, key, id],
-    { stdio: ["pipe", "pipe", "inherit"] });
-  const lines = createInterface({ input: child.stdout });
-  const waiting = [];
-  let joined;
-  const joinedP = new Promise((r) => (joined = r));
-  lines.on("line", (line) => {
-    const msg = JSON.parse(line);
-    if (msg.joined) return joined();
-    waiting.shift()?.(msg);
-  });
-  const ask = (req) => new Promise((resolve) => {
-    waiting.push(resolve);
-    child.stdin.write(JSON.stringify(req) + "\n");
-  });
-  await Promise.race([joinedP, sleep(20_000).then(() => { throw new Error("native agent did not join"); })]);
-  return { child, ask };
+  const native = nativeHelper("swarm_agent.py", { timeoutMs: 30_000, label: id, readyKey: "joined",
+                                                  args: [`ws://127.0.0.1:${PORT}/ws`, key, id] });
+  await native.ready;
+  return native;
 }
 
 /** Resident memory of the browser and all its child processes, in MiB. */
@@ -191,8 +176,7 @@ try {
       emit({ bench: "browser_swarm", what: "pattern_to_native_agent_ms", tabs: size, peer: "CPython agent in the same swarm (polled every ~5 ms)", ...summary(nat) });
     } finally {
       for (const { page } of tabs) await page.context().close().catch(() => {});
-      native.child.stdin.end();
-      native.child.kill("SIGTERM");
+      native.close();
     }
   }
 } finally {

@@ -36,19 +36,35 @@ export function native(code, input) {
 }
 
 /**
- * Start the JSON-lines helper `e2e/py/<script>` in native CPython; returns
- * {ask(req) → answer, close()}. Each `ask` writes one request line and resolves
- * with the next answer line, or rejects after `timeoutMs` naming `label`.
+ * Start the JSON-lines helper `e2e/py/<script> [args…]` in native CPython; returns
+ * {ask(req) → answer, close(), ready}. Each `ask` writes one request line and resolves
+ * with the next answer line, or rejects after `timeoutMs` naming `label`. With
+ * `readyKey`, the helper's first line (holding that key) announces it is up: `ready`
+ * resolves then, or rejects after `readyMs`.
  */
-export function nativeHelper(script, { timeoutMs, label }) {
-  const child = spawn(PYTHON, [`${ROOT}e2e/py/${script}`], {
+export function nativeHelper(script, { timeoutMs, label, args = [], readyKey = null, readyMs = 20_000 }) {
+  const child = spawn(PYTHON, [`${ROOT}e2e/py/${script}`, ...args], {
     env: NATIVE_ENV,
     stdio: ["pipe", "pipe", "inherit"],
   });
   const lines = createInterface({ input: child.stdout });
   const waiting = [];
-  lines.on("line", (l) => waiting.shift()?.(JSON.parse(l)));
+  let announced = null;
+  const ready = readyKey === null ? Promise.resolve() : new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${label} did not start within ${readyMs} ms`)), readyMs);
+    announced = (msg) => { clearTimeout(timer); resolve(msg); };
+  });
+  lines.on("line", (l) => {
+    const msg = JSON.parse(l);
+    if (announced && readyKey in msg) {
+      const done = announced;
+      announced = null;
+      return done(msg);
+    }
+    waiting.shift()?.(msg);
+  });
   return {
+    ready,
     ask(req) {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`${label} timed out on ${req.cmd}`)), timeoutMs);

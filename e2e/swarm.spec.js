@@ -7,9 +7,9 @@ import { test, expect } from "@playwright/test";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { nativeHelper } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const PORT = Number(process.env.E2E_PORT || 4173) + 1;
@@ -50,26 +50,17 @@ async function stopRelay(child) {
   await Promise.race([exited, sleep(5000).then(() => child.kill("SIGKILL"))]);
 }
 
-/** A native agent answering JSON-line requests; `ask(req)` resolves with its answer. */
+/** A native agent (e2e/py/swarm_agent.py); `ask(req)` resolves with its answer's `ok`, rejects on its `error`. */
 async function startNative(id) {
-  const child = spawn(`${ROOT}.venv/bin/python`, [`${ROOT}e2e/py/swarm_agent.py`, `ws://127.0.0.1:${PORT}/ws`, KEY, id],
-    { stdio: ["pipe", "pipe", "inherit"] });
-  const lines = createInterface({ input: child.stdout });
-  const waiting = [];
-  let joined;
-  const joinedP = new Promise((r) => (joined = r));
-  lines.on("line", (line) => {
-    const msg = JSON.parse(line);
-    if (msg.joined) return joined();
-    waiting.shift()?.(msg);
-  });
-  const ask = (req) =>
-    new Promise((resolve, reject) => {
-      waiting.push((msg) => (msg.error ? reject(new Error(msg.error)) : resolve(msg.ok)));
-      child.stdin.write(JSON.stringify(req) + "\n");
-    });
-  await Promise.race([joinedP, sleep(20_000).then(() => Promise.reject(new Error(`${id} did not join`)))]);
-  return { id, child, ask };
+  const helper = nativeHelper("swarm_agent.py", { timeoutMs: 30_000, label: id, readyKey: "joined",
+                                                  args: [`ws://127.0.0.1:${PORT}/ws`, KEY, id] });
+  await helper.ready;
+  const ask = async (req) => {
+    const msg = await helper.ask(req);
+    if (msg.error) throw new Error(msg.error);
+    return msg.ok;
+  };
+  return { id, ask, close: helper.close };
 }
 
 const act = (page, name, args = {}) => page.evaluate(([n, a]) => window.edge.act(n, a), [name, args]);
@@ -97,10 +88,7 @@ test.afterAll(async () => {
     await page.evaluate(() => window.edge.py("from ruvector_edge import browser_app\nawait browser_app.leave()")).catch(() => {});
   }
   for (const context of contexts) await context.close().catch(() => {});
-  for (const n of natives) {
-    n.child.stdin.end();
-    n.child.kill("SIGTERM");
-  }
+  for (const n of natives) n.close();
   if (relay) await stopRelay(relay);
 });
 
