@@ -23,7 +23,7 @@ import random
 import time
 from typing import Any, Awaitable, Callable
 
-from .errors import EdgeError, IdentityFileError, InvalidPageAction, ProviderUnavailable, RejectedInput
+from .errors import EdgeError, IdentityFileError, InvalidPageAction, RejectedInput
 from .learning.environments import ChainEnv
 from .p2p.identity import IdentityManager
 from .protocol import MessageKind, SwarmMessage
@@ -398,16 +398,13 @@ async def start(invite: dict[str, Any]) -> dict[str, Any]:
     if _app is not None:
         return snapshot()
     key, role, agent_id, relay_url = parse_invite(invite)
-    import js  # type: ignore[import-not-found]  # Pyodide only, like the browser links below
-
     from .agent import SwarmAgent, SwarmConfig
     from .p2p.keys import swarm_id_for
     from .platform import default_runtime
+    from .platform.jsffi import js_bridge  # Pyodide only, like the browser links below
     from .transport.browser import join_swarm_browser
 
-    bridge = getattr(js, "edgeIdentity", None)
-    if bridge is None:
-        raise ProviderUnavailable("globalThis.edgeIdentity is missing: import web/bridges/identity-idb.js in the worker")
+    bridge = js_bridge("edgeIdentity", "web/bridges/identity-idb.js")
     identity, _ = await load_or_create_identity(
         default_runtime().crypto, identity_name(swarm_id_for(key), agent_id), bridge.load, bridge.save)
     config = SwarmConfig(agent_id=agent_id, role=role, swarm_key=key,

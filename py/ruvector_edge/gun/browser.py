@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-import js  # type: ignore[import-not-found]
 from pyodide.ffi import to_js  # type: ignore[import-not-found]
 
-from ..errors import ProviderUnavailable, TransportError
+from ..errors import TransportError
+from ..platform.jsffi import js_bridge
 
 
 class BrowserGunGraph:
@@ -20,11 +20,9 @@ class BrowserGunGraph:
         self.relays = list(relays)
         self._handle = None
 
-    def _bridge(self):
-        bridge = getattr(js, "edgeGun", None)
-        if bridge is None:
-            raise ProviderUnavailable("the GUN bridge (web/bridges/gun.js) is not loaded in this worker")
-        return bridge
+    @staticmethod
+    def _bridge():
+        return js_bridge("edgeGun", "web/bridges/gun.js")
 
     async def connect(self, timeout: float = 10.0) -> None:
         """Start GUN.js with the relays; GUN connects (and reconnects) to them on its own."""
