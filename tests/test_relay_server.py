@@ -124,7 +124,6 @@ async def test_static_files_with_wasm_and_module_mime_types(http, tmp_path):
     (tmp_path / "worker.mjs").write_text("export {};")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "data.json").write_text("{}")
-    (tmp_path.parent / "secret.txt").write_text("outside the web root")
     async with running_relay(web_root=tmp_path) as server:
         async with http.get(base(server) + "/") as response:
             assert response.status == 200 and response.content_type == "text/html"
@@ -139,10 +138,41 @@ async def test_static_files_with_wasm_and_module_mime_types(http, tmp_path):
             assert response.content_type == "application/json"
         async with http.get(base(server) + "/missing.js") as response:
             assert response.status == 404
-        async with http.get(base(server) + "/%2e%2e/secret.txt") as response:
-            assert response.status in (403, 404)
         async with http.get(base(server) + "/healthz") as response:
             assert (await response.json())["web_app"] is True
+
+
+TRAVERSALS = [
+    "/../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E/secret.txt", "/.%2e/secret.txt", "/..%2fsecret.txt",
+    "/%2e%2e%2fsecret.txt", "/sub/../../secret.txt", "/sub/%2e%2e/%2e%2e/secret.txt", "/..%5csecret.txt",
+    "/%252e%252e/secret.txt", "//../secret.txt", "/./../secret.txt",
+]
+
+
+async def raw_get(port: int, target: str) -> bytes:
+    """One HTTP/1.1 request written byte for byte: an HTTP client library would normalise `..` away first."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 5)  # until the server closes
+    finally:
+        writer.close()
+
+
+async def test_static_files_never_escape_the_web_root(tmp_path):
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "index.html").write_text("<!doctype html>")
+    (root / "sub" / "inside.txt").write_text("inside")
+    secret = f"outside the web root {time.monotonic_ns()}".encode()
+    (tmp_path / "secret.txt").write_bytes(secret)
+    async with running_relay(web_root=root) as server:
+        assert (await raw_get(server.port, "/sub/inside.txt")).endswith(b"\r\n\r\ninside")  # the raw client works
+        for target in TRAVERSALS:
+            response = await raw_get(server.port, target)
+            assert response.startswith(b"HTTP/1.1 "), (target, response[:80])
+            assert secret not in response, f"{target} served a file outside the web root"
 
 
 async def test_without_a_web_app_the_root_explains_how_to_build_it(http):
