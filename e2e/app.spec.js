@@ -1,7 +1,7 @@
 // The page as an agent: an invite in the URL fragment (#swarm_key=…) makes the page
 // join that swarm through the relay on its own host and list its peers; without one,
 // "Create a swarm" puts a fresh key in the fragment. Everything is read from the DOM.
-import { test, expect } from "@playwright/test";
+import { test, expect } from "./fixtures.js";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
@@ -70,6 +70,11 @@ test("without an invite the page offers to create a swarm; the role/id picker jo
   // the picker comes first, with a random tab id as default
   await expect(page.locator("#picker")).toBeVisible();
   await expect(page.locator("#pick-id")).toHaveValue(/^tab-[0-9a-f]{4}$/);
+  // the browser itself checks the id (the pattern must compile under the `v` flag browsers use)
+  const idValid = (value) => page.locator("#pick-id").evaluate((el, v) => ((el.value = v), el.checkValidity()), value);
+  expect(await idValid("bad id!")).toBe(false);
+  expect(await idValid("x".repeat(65))).toBe(false);
+  expect(await idValid("a-b_c.9")).toBe(true);
   await page.locator("#pick-role").selectOption("scout");
   await page.locator("#pick-id").fill("picked-1");
   await page.locator("#join-btn").click();
@@ -80,6 +85,12 @@ test("without an invite the page offers to create a swarm; the role/id picker jo
   await expect(page.locator("#invite-link")).toHaveValue(/#swarm_key=[0-9a-f]{64}$/); // the key alone, not our id
   await expect(page.locator("#peers-empty")).toBeVisible();
   await expect(page.locator("#scout-feed")).toBeVisible(); // a scout is given a feed box
+  // counts read as English: one pattern, not "1 patterns from 1 agents"
+  await page.locator("#learn-state").fill("plural-state");
+  await page.locator("#learn-action").fill("go");
+  await page.locator("#learn-reward").fill("1");
+  await page.locator("#learn-form button").click();
+  await expect(page.locator("#pattern-stats")).toContainText("1 pattern from 1 agent, 1 visit,", WAIT);
   const fp = await page.locator("#me-fp").textContent();
   expect(fp).toMatch(/^([0-9a-f]{4}:){7}[0-9a-f]{4}$/);
   expect(await page.evaluate(() => location.hash)).toMatch(/&role=scout&id=picked-1$/);

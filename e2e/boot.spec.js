@@ -1,6 +1,6 @@
 // The app starts: worker boots, Pyodide and the wheel load, "ready" is shown
 // with the version; a broken wheel URL is reported visibly, not as a blank page.
-import { test, expect } from "@playwright/test";
+import { allowConsoleErrors, test, expect } from "./fixtures.js";
 import { readFileSync } from "node:fs";
 import { openReady, py } from "./helpers.js";
 
@@ -26,6 +26,7 @@ test("Pyodide, wheel and wasm are served with the right types", async ({ request
 });
 
 test("a broken wheel URL shows a visible error", async ({ page }) => {
+  allowConsoleErrors(/could not install the wheel from .*no-such-wheel/);
   await page.goto("/?wheel=/wheels/no-such-wheel-0.0.0-py3-none-any.whl");
   await expect(page.locator("#status")).toHaveAttribute("data-state", "error", { timeout: 45_000 });
   await expect(page.locator("#error")).toBeVisible();

@@ -3,7 +3,7 @@
 // checked against native CPython (liblz4, numpy) in the same test: containers made
 // in either runtime decode to the same float32 bits in both, hostile containers get
 // the typed errors in the browser too, CIDs agree, and stored artifacts survive a reload.
-import { test, expect } from "@playwright/test";
+import { test, expect } from "./fixtures.js";
 import { native, openReady, py } from "./helpers.js";
 
 const LEVELS = ["NONE", "FAST", "HIGH", "QUANTIZED8", "QUANTIZED4"];

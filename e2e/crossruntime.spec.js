@@ -2,7 +2,7 @@
 // Pyodide member in the browser worker (WebCrypto) share a swarm; each opens
 // what the other sealed, broadcast and direct (X25519+HKDF session keys), and
 // each rejects tampered or replayed frames. Frames cross by fixture round trip.
-import { test, expect } from "@playwright/test";
+import { test, expect } from "./fixtures.js";
 import { nativeHelper, openReady, py } from "./helpers.js";
 
 /** Start e2e/py/native_peer.py; returns {ask(req) → answer, close()}. */

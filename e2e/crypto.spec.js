@@ -3,7 +3,7 @@
 // (ruvector_edge.conformance: RFC 8032, RFC 7748, RFC 5869, the GCM spec's test
 // cases 13-16, RFC 8785) and run here, in the Pyodide worker, exactly as pytest
 // runs them natively.
-import { test, expect } from "@playwright/test";
+import { test, expect } from "./fixtures.js";
 import { openReady, py } from "./helpers.js";
 
 // The same count tests/test_conformance.py pins natively: a vector dropped from the suite fails both.

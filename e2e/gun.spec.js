@@ -2,7 +2,7 @@
 // GunSwarmBuilder, syncing signed+encrypted learning state through our relay's /gun;
 // a native agent (CPython, our GunEngine) reads and writes the same graph; and what was
 // written before a relay restart is served from its SQLite file afterwards.
-import { test, expect } from "@playwright/test";
+import { test, expect } from "./fixtures.js";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -2,7 +2,7 @@
 // through ruvector_edge.memory.browser) must answer exactly as the pure-Python
 // kernel does, memories stored through IndexedDbMemoryStore must survive a page
 // reload once flushed, and bad embeddings must be refused with the typed error.
-import { test, expect } from "@playwright/test";
+import { test, expect } from "./fixtures.js";
 import { openReady, py } from "./helpers.js";
 
 // A fresh database name per run, so reruns against one browser profile never see old data.

@@ -3,7 +3,7 @@
 // on one relay that this spec runs itself, so that it can restart it. The tests run in order
 // on one swarm; every wait is bounded. Everything is read from the pages' DOM or asked of
 // the agents through the page's own actions (window.edge.act), as a person would click.
-import { test, expect } from "@playwright/test";
+import { test, expect } from "./fixtures.js";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";

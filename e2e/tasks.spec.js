@@ -3,7 +3,7 @@
 // BrowserSandbox (a dedicated Web Worker per web/bridges/sandbox.js) and give the
 // statuses and output hashes NativeSandbox gives; a receipt signed by a
 // TaskExecutor in the browser verifies natively with verify_receipt.
-import { test, expect } from "@playwright/test";
+import { test, expect } from "./fixtures.js";
 import { nativeHelper, openReady, py } from "./helpers.js";
 
 /** Start e2e/py/native_tasks.py; returns {ask(req) → answer, close()}. */

@@ -3,7 +3,7 @@
 // the relay WebSocket, BroadcastChannel (tabs of one browser context) and WebRTC
 // data channels (signalled as signed, encrypted SIGNAL messages); a native
 // edge-agent process joins the same swarm. Loopback only, every wait bounded.
-import { test, expect } from "@playwright/test";
+import { test, expect } from "./fixtures.js";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";

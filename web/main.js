@@ -4,7 +4,7 @@
 
 import { hostWebRtc } from "./bridges/rtc-host.js";
 import { Charts } from "./ui/charts.js";
-import { $, renderAll, renderSearch } from "./ui/panels.js";
+import { $, count, renderAll, renderSearch } from "./ui/panels.js";
 
 const STAGES = ["boot", "pyodide", "manifest", "wheel", "import"];
 
@@ -226,6 +226,6 @@ onSubmit("artifact-form", "task-result", "store_artifact", () => ({ text: $("art
   (r) => ($("artifact-text").value = "", $("task-result").textContent = `stored ${r.cid}`));
 $("feed-btn").onclick = () =>
   act("scout_feed", { text: $("feed-text").value }).then(
-    (r) => ($("feed-result").textContent = `${r.stored} new memories`),
+    (r) => ($("feed-result").textContent = `${count(r.stored, "new memory", "new memories")}`),
     (err) => ($("feed-result").textContent = `error: ${err.message}`),
   );

@@ -16,6 +16,9 @@ function fill(tableId, items, addRow) {
   for (const item of items) addRow(body.insertRow(), item);
 }
 
+/** "1 pattern", "2 patterns", "0 memories": a count with its noun in the right number. */
+export const count = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
 const short = (s, n = 12) => (s && s.length > n ? `${s.slice(0, n)}…` : s);
 const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
 
@@ -45,7 +48,7 @@ export function renderPeers(snap) {
 export function renderPatterns(snap) {
   const st = snap.pattern_stats;
   $("pattern-stats").textContent =
-    `${st.patterns} patterns from ${st.agents} agents, ${st.visits} visits, mean confidence ${st.avg_confidence}`;
+    `${count(st.patterns, "pattern")} from ${count(st.agents, "agent")}, ${count(st.visits, "visit")}, mean confidence ${st.avg_confidence}`;
   $("curve-empty").hidden = snap.curve.length > 0;
   fill("patterns", snap.patterns, (row, p) => {
     row.dataset.state = p.state;

@@ -1,0 +1,56 @@
+// Every spec imports `test` from here: it fails a test on any console error or
+// uncaught exception in any page or worker of any context the test opens (the default
+// `context` fixture and every `browser.newContext()`), so a page that logs an error on
+// load cannot pass. A test that provokes an error on purpose says so with
+// `allowConsoleErrors(/what it expects/)`.
+import { test as base, expect } from "@playwright/test";
+
+let allowed = [];
+const watched = new WeakSet();
+
+/** Let console errors matching `pattern` pass in the current test (for errors a test causes on purpose). */
+export function allowConsoleErrors(pattern) {
+  allowed.push(pattern);
+}
+
+function watch(context, errors) {
+  if (watched.has(context)) return;
+  watched.add(context);
+  const where = (msg) => {
+    const loc = msg.location?.();
+    return loc && loc.url ? ` (${loc.url}:${loc.lineNumber})` : "";
+  };
+  context.on("console", (msg) => {
+    if (msg.type() === "error") errors.push(`console.error: ${msg.text()}${where(msg)}`);
+  });
+  context.on("weberror", (err) => errors.push(`uncaught: ${err.error()}`));
+}
+
+export const test = base.extend({
+  consoleErrors: [
+    async ({ browser }, use) => {
+      const errors = [];
+      allowed = [];
+      const newContext = browser.newContext;
+      browser.newContext = async function (...args) {
+        const context = await newContext.apply(this, args);
+        watch(context, errors);
+        return context;
+      };
+      try {
+        await use(errors);
+      } finally {
+        browser.newContext = newContext;
+      }
+      const unexpected = errors.filter((e) => !allowed.some((p) => p.test(e)));
+      expect(unexpected, "console errors and uncaught exceptions in the test's pages").toEqual([]);
+    },
+    { auto: true },
+  ],
+  context: async ({ context, consoleErrors }, use) => {
+    watch(context, consoleErrors);
+    await use(context);
+  },
+});
+
+export { expect };
