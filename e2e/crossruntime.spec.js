@@ -86,7 +86,7 @@ json.dumps({"registration": swarm.registration.to_json().decode(), "tampered": j
 `));
     await native.ask({ cmd: "register", registration: out.registration });
     const bad = await native.ask({ cmd: "receive", frame: out.tampered });
-    expect(["BadSignature", "MalformedMessage"]).toContain(bad.rejected);
+    expect(bad.rejected).toBe("BadSignature"); // as natively: the signature covers the topic
     // the forged frame burned nothing: the genuine one still opens
     expect((await native.ask({ cmd: "receive", frame: out.good })).payload).toBe(hex("payload"));
   } finally {
