@@ -7,8 +7,10 @@ last_update), where version is the origin's own counter at its latest write.
 A merge keeps, per (state, action, origin), the entry with the higher version —
 a join, so merging is idempotent, commutative and associative, and a state seen
 twice (or an older one) changes nothing. The swarm's value of a pattern is then
-the visit-weighted mean of the origins' q over their visits, and the visits are
-each origin's count once.
+read from the kept per-origin entries with bounded influence per origin
+(robust.py: visits capped at the origins' median, a trimmed mean over their q),
+so one member, or fewer than a third of them colluding, cannot steer it, and
+every replica holding the same entries reads the same value.
 
 Versions are a hybrid clock: max(last version + 1, now in ms). They grow by at
 least one per write, and an agent that restarts without its counter still
@@ -31,8 +33,9 @@ from ..errors import MalformedMessage, OversizedMessage
 from ..learning.pattern import Pattern
 from ..platform.base import Clock
 from . import wire
-from .tables import Entry, PatternTable, confidence, default_table_factory, swarm_value
-from .wire import MAX_INT63, MAX_VISITS, Limits
+from .robust import liars_tolerated, robust_value
+from .tables import Entry, PatternTable, confidence, default_table_factory
+from .wire import MAX_ABS_Q, MAX_INT63, MAX_VISITS, Limits
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +61,16 @@ class MergeResult:
 
 @dataclass(frozen=True)
 class SwarmStats:
-    """total_agents: origins known plus this agent; total_patterns: distinct (state, action)."""
+    """total_agents: origins known plus this agent; total_patterns: distinct (state, action);
+    total_visits: the swarm visits (capped, kept) summed over patterns; trimmed_entries /
+    capped_entries: origins' entries the robust read left out / weighed below their claimed visits."""
 
     total_agents: int
     total_patterns: int
     total_visits: int
     avg_confidence: float
+    trimmed_entries: int = 0
+    capped_entries: int = 0
 
 
 VERSION_HORIZON_MS = 60 * 60 * 1000
@@ -130,8 +137,8 @@ class IntelligenceSync:
     @staticmethod
     def _finite(value: float) -> float:
         value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("q-values must be finite")
+        if not -MAX_ABS_Q <= value <= MAX_ABS_Q:  # NaN fails both comparisons
+            raise ValueError(f"q-values must be finite and within ±{MAX_ABS_Q}")
         return value
 
     # sync ------------------------------------------------------------------
@@ -229,27 +236,36 @@ class IntelligenceSync:
         ]
 
     def best_action(self, state: str, actions: Sequence[str]) -> tuple[str, float] | None:
-        """The known action with the highest swarm q (ties: more visits, then the smaller name), and its confidence."""
+        """The known action with the highest swarm q, and its confidence.
+
+        Backed actions (reported by more origins than the state can hold liars, robust.py)
+        come first, so colluding members cannot win with an action only they report. Ties:
+        more visits, then the smaller name.
+        """
         known = self._table.for_state(state)
-        best: tuple[float, int, str] | None = None
+        tolerated = liars_tolerated(len({origin for pairs in known.values() for origin, _ in pairs}))
+        best: tuple[bool, float, int, str] | None = None
         for action in sorted(set(actions)):
             contributions = known.get(action)
             if not contributions:
                 continue
-            q, visits, _ = swarm_value(contributions)
-            if best is None or (q, visits) > best[:2]:
-                best = (q, visits, action)
+            value = robust_value([entry for _, entry in contributions])
+            rank = (len(contributions) > tolerated, value.q_value, value.visits)
+            if best is None or rank > best[:3]:
+                best = (*rank, action)
         if best is None:
             return None
-        return best[2], confidence(best[1])
+        return best[3], confidence(best[2])
 
     def get_swarm_stats(self) -> SwarmStats:
-        keys, visits, conf_sum, origins = self._table.totals()
+        totals = self._table.totals()
         return SwarmStats(
-            total_agents=len(origins | {self.agent_id}),
-            total_patterns=keys,
-            total_visits=visits,
-            avg_confidence=conf_sum / keys if keys else 0.0,
+            total_agents=len(totals.origins | {self.agent_id}),
+            total_patterns=totals.keys,
+            total_visits=totals.visits,
+            avg_confidence=totals.confidence_sum / totals.keys if totals.keys else 0.0,
+            trimmed_entries=totals.trimmed,
+            capped_entries=totals.capped,
         )
 
     def __len__(self) -> int:

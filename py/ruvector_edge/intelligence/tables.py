@@ -2,12 +2,14 @@
 
 The choice is made once (`default_table_factory`) like any other provider: numpy
 when it imports (CPython, or a Pyodide distribution that ships it), plain Python
-otherwise. Both kernels give bit-identical results, because every floating-point
-sum is done in the same order: for each (state, action), the origins'
-``q * visits`` are added one after another in sorted-origin order starting from
-0.0 (`numpy.bincount` adds sequentially in input order, so the numpy kernel
-feeds it the entries grouped by origin rank). Integers are summed exactly and
-averages of confidences use `math.fsum`.
+otherwise. Both read a pair's swarm value by the rule in `robust.py` (capped
+weights, trimmed mean) and give bit-identical results, because every
+floating-point sum is done in the same order: for each (state, action), the kept
+origins' ``q * weight`` are added one after another in sorted-origin order
+starting from 0.0 (`numpy.bincount` adds sequentially in input order, so the
+numpy kernel feeds it the entries grouped by origin rank, with weight 0 for
+trimmed ones), and ties in q are broken by origin name in both. Integers are
+summed exactly and averages of confidences use `math.fsum`.
 
 The numpy kernel keeps entries as parallel arrays sorted by one int64 key,
 ``state_id << 42 | action_id << 21 | origin_id`` over an interned string table,
@@ -27,7 +29,8 @@ from typing import Any, Callable, NamedTuple
 
 from ..errors import MalformedMessage, OversizedMessage
 from . import wire
-from .wire import ID_BITS, MAX_INT63, Layout, Limits
+from .robust import robust_value, trim_count
+from .wire import ID_BITS, MAX_ABS_Q, MAX_INT63, Layout, Limits
 
 from ..learning.pattern import confidence_for as confidence  # one rule for learners and the swarm view
 
@@ -52,18 +55,6 @@ def wins(incoming: Entry, current: Entry) -> bool:
     )
 
 
-def swarm_value(contributions: list[Entry]) -> tuple[float, int, int]:
-    """(visit-weighted mean q, total visits, latest update) of contributions given in sorted-origin order."""
-    weighted = 0.0
-    total = 0
-    latest = 0
-    for entry in contributions:
-        weighted += entry.q_value * entry.visits
-        total += entry.visits
-        latest = max(latest, entry.last_update)
-    return weighted / total, total, latest
-
-
 @dataclass(frozen=True)
 class MergeCounts:
     """What one merge did, entry by entry (inserted + updated + unchanged = entries received)."""
@@ -85,6 +76,18 @@ class Aggregate:
     q_values: list[float]
     visits: list[int]
     last_updates: list[int]
+
+
+class Totals(NamedTuple):
+    """Over every distinct (state, action): counts, swarm visits, the sum of confidences, the origins,
+    and how many entries the robust read dropped (trimmed) or weighed below their claim (capped)."""
+
+    keys: int
+    visits: int
+    confidence_sum: float
+    origins: set[str]
+    trimmed: int
+    capped: int
 
 
 class PatternTable(abc.ABC):
@@ -118,15 +121,14 @@ class PatternTable(abc.ABC):
     def version_vector(self) -> dict[str, int]: ...
 
     @abc.abstractmethod
-    def for_state(self, state: str) -> dict[str, list[Entry]]:
-        """action -> contributions in sorted-origin order, for one state."""
+    def for_state(self, state: str) -> dict[str, list[tuple[str, Entry]]]:
+        """action -> (origin, contribution) in sorted-origin order, for one state."""
 
     @abc.abstractmethod
     def aggregate(self) -> Aggregate: ...
 
     @abc.abstractmethod
-    def totals(self) -> tuple[int, int, float, set[str]]:
-        """(distinct keys, total visits, sum of per-key confidences, origins)."""
+    def totals(self) -> Totals: ...
 
     @abc.abstractmethod
     def __len__(self) -> int: ...
@@ -195,8 +197,8 @@ class PyTable(PatternTable):
             packed = [(si * names + ai) * names + oi for si, ai, oi in zip(s, a, o)]
             if any(x >= y for x, y in zip(packed, packed[1:])):
                 raise MalformedMessage("entries are not strictly sorted by (state, action, origin)")
-            if not all(map(math.isfinite, q)):
-                raise MalformedMessage("a q-value is not finite")
+            if not all(-MAX_ABS_Q <= x <= MAX_ABS_Q for x in q):  # NaN fails both comparisons
+                raise MalformedMessage(f"a q-value is not finite or beyond ±{MAX_ABS_Q}")
             if min(visits) < 1:
                 raise MalformedMessage("an entry has no visits")
             if min(version) < 1 or max(version) > MAX_INT63 or max(last) > MAX_INT63:
@@ -273,28 +275,35 @@ class PyTable(PatternTable):
     def version_vector(self) -> dict[str, int]:
         return dict(self._vv)
 
-    def for_state(self, state: str) -> dict[str, list[Entry]]:
+    def for_state(self, state: str) -> dict[str, list[tuple[str, Entry]]]:
         return {
-            action: [origins[o] for o in sorted(origins)]
+            action: [(o, origins[o]) for o in sorted(origins)]
             for (s, action), origins in self._keys.items()
             if s == state
         }
 
+    def _values(self):
+        return {key: robust_value([origins[o] for o in sorted(origins)]) for key, origins in self._keys.items()}
+
     def aggregate(self) -> Aggregate:
         out = Aggregate([], [], [], [], [])
-        for (state, action) in sorted(self._keys):
-            origins = self._keys[(state, action)]
-            q, visits, last = swarm_value([origins[o] for o in sorted(origins)])
+        values = self._values()
+        for (state, action) in sorted(values):
+            value = values[(state, action)]
             out.states.append(state)
             out.actions.append(action)
-            out.q_values.append(q)
-            out.visits.append(visits)
-            out.last_updates.append(last)
+            out.q_values.append(value.q_value)
+            out.visits.append(value.visits)
+            out.last_updates.append(value.last_update)
         return out
 
-    def totals(self) -> tuple[int, int, float, set[str]]:
-        per_key = [sum(e.visits for e in origins.values()) for origins in self._keys.values()]
-        return len(per_key), sum(per_key), math.fsum(map(confidence, per_key)), set(self._vv)
+    def totals(self) -> Totals:
+        values = list(self._values().values())
+        visits = [v.visits for v in values]
+        return Totals(
+            len(values), sum(visits), math.fsum(map(confidence, visits)), set(self._vv),
+            sum(v.trimmed for v in values), sum(v.capped for v in values),
+        )
 
 
 # --------------------------------------------------------------------------- numpy
@@ -390,8 +399,8 @@ class NumpyTable(PatternTable):
             packed = (s.astype(np.int64) * names + a) * names + o
             if n > 1 and not bool((packed[1:] > packed[:-1]).all()):
                 raise MalformedMessage("entries are not strictly sorted by (state, action, origin)")
-            if not bool(np.isfinite(q).all()):
-                raise MalformedMessage("a q-value is not finite")
+            if not bool((np.abs(q) <= MAX_ABS_Q).all()):  # NaN compares false
+                raise MalformedMessage(f"a q-value is not finite or beyond ±{MAX_ABS_Q}")
             if int(visits.min()) < 1:
                 raise MalformedMessage("an entry has no visits")
             if int(version.min()) < 1 or int(version.max()) > MAX_INT63 or int(last.max()) > MAX_INT63:
@@ -564,7 +573,7 @@ class NumpyTable(PatternTable):
     def version_vector(self) -> dict[str, int]:
         return {self._names[o]: v for o, v in self._vv.items()}
 
-    def for_state(self, state: str) -> dict[str, list[Entry]]:
+    def for_state(self, state: str) -> dict[str, list[tuple[str, Entry]]]:
         self._flush()
         sid = self._ids.get(state)
         if sid is None:
@@ -581,29 +590,56 @@ class NumpyTable(PatternTable):
         names = self._names
         for key, q, visits, version, last in rows:
             found.setdefault(names[key >> ID_BITS & _MASK], []).append((names[key & _MASK], Entry(q, visits, version, last)))
-        return {action: [e for _, e in sorted(pairs)] for action, pairs in found.items()}
+        return {action: sorted(pairs) for action, pairs in found.items()}
 
     def _per_key(self):
-        """Per distinct (state, action): the first row, the weighted q sum in origin order, and the visits."""
+        """Per distinct (state, action): the first row, the kept weighted q sum in origin order, the kept
+        weights, and per row the weight (0 when trimmed) and whether it was capped (robust.py's rule)."""
         np = self._np
-        key = self._key
-        head = np.ones(len(key), bool)
+        key, visits = self._key, self._visits
+        n = len(key)
+        head = np.ones(n, bool)
         head[1:] = (key[1:] >> ID_BITS) != (key[:-1] >> ID_BITS)
         group = np.cumsum(head) - 1
         starts = np.flatnonzero(head)
+        size = np.diff(np.append(starts, n))
         origins = key & _MASK
         rank, ranked = self._ranks(self._present(origins))
         small = np.uint16 if len(ranked) <= 1 << 16 else np.int64
-        by_origin = np.argsort(rank.astype(small)[origins], kind="stable")
-        weighted = np.bincount(group[by_origin], (self._q * self._visits)[by_origin], len(starts))
-        visits = np.add.reduceat(self._visits, starts) if len(starts) else np.zeros(0, np.int64)
-        return starts, weighted, visits
+        orank = rank.astype(small)[origins]
+        weight = np.minimum(visits, self._caps(group, starts, size)[group])
+        trim = trim_count(size)
+        if trim.any():  # only pairs of four or more origins drop anything
+            order = np.lexsort((orank, self._q, group))
+            position = np.empty(n, np.int64)
+            position[order] = np.arange(n) - starts[group[order]]
+            t = trim[group]
+            weight[(position < t) | (position >= size[group] - t)] = 0
+        by_origin = np.argsort(orank, kind="stable")
+        weighted = np.bincount(group[by_origin], (self._q * weight)[by_origin], len(starts))
+        kept = np.add.reduceat(weight, starts) if len(starts) else np.zeros(0, np.int64)
+        return starts, weighted, kept, weight
+
+    def _caps(self, group, starts, size):
+        """Per pair, the upper median of its origins' visits: pairs of one or two origins need no sort."""
+        np = self._np
+        visits = self._visits
+        cap = visits[starts].copy()
+        two = size == 2
+        cap[two] = np.maximum(visits[starts[two]], visits[starts[two] + 1])
+        many = size > 2
+        if many.any():
+            rows = many[group]
+            packed = np.sort(group[rows] << 32 | visits[rows])  # group-major, then visits (< 2**32)
+            first = np.cumsum(np.append(0, size[many]))[:-1]
+            cap[many] = packed[first + size[many] // 2] & 0xFFFF_FFFF
+        return cap
 
     def swarm_arrays(self) -> tuple[Any, Any, Any, Any, Any]:
-        """(state ids, action ids, swarm q, total visits, latest update) per distinct key, in table order."""
+        """(state ids, action ids, swarm q, swarm visits, latest update) per distinct key, in table order."""
         np = self._np
         self._flush()
-        starts, weighted, visits = self._per_key()
+        starts, weighted, visits, _ = self._per_key()
         last = np.maximum.reduceat(self._last, starts) if len(starts) else np.zeros(0, np.int64)
         key = self._key[starts]
         return key >> _STATE_SHIFT, key >> ID_BITS & _MASK, weighted / visits, visits, last
@@ -624,14 +660,16 @@ class NumpyTable(PatternTable):
             last[order].tolist(),
         )
 
-    def totals(self) -> tuple[int, int, float, set[str]]:
+    def totals(self) -> Totals:
         self._flush()
         origins = {self._names[o] for o in self._vv}
         if not len(self._key):
-            return 0, 0, 0.0, origins
-        _, _, visits = self._per_key()
+            return Totals(0, 0, 0.0, origins, 0, 0)
+        _, _, visits, weight = self._per_key()
         conf = visits / (visits + 1.0)  # = confidence(), vectorised
-        return len(visits), int(visits.sum()), math.fsum(conf.tolist()), origins
+        trimmed = int((weight == 0).sum())
+        capped = int(((weight > 0) & (weight < self._visits)).sum())
+        return Totals(len(visits), int(visits.sum()), math.fsum(conf.tolist()), origins, trimmed, capped)
 
 
 def default_table_factory() -> Callable[[], PatternTable]:

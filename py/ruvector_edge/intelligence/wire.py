@@ -35,6 +35,9 @@ OUTER = struct.Struct("<4sBBI")
 HEADER = struct.Struct("<IIII")
 ENTRY_BYTES = 8 + 8 + 8 + 4 + 4 + 4 + 4
 MAX_VISITS = 0xFFFF_FFFF
+MAX_ABS_Q = 1e100
+"""|q| bound: a weighted sum of at most 2**32 table entries of q * (visits < 2**32) stays finite,
+so no member can make a swarm value (or the page showing it) overflow to inf."""
 MAX_INT63 = (1 << 63) - 1
 ID_BITS = 21
 """A table interns at most 2**21 strings, so (state, action, origin) packs into one int64."""

@@ -1,0 +1,78 @@
+"""The swarm value of one (state, action): bounded influence per origin, over the kept per-origin entries.
+
+Every member may lie (DESIGN §5): the old visit-weighted mean let one origin
+claiming 2**32-1 visits set any pair's value alone. The merge is untouched (a
+per-origin join, so still a CRDT); what changes is how the kept entries of one
+pair are read, so every replica holding the same entries reads the same value.
+
+For a pair reported by k origins:
+
+1. **Weight cap.** An origin's weight is its visits capped at the *upper
+   median* of the k origins' visits. With fewer than k/2 liars that median is
+   some honest origin's count or lower, so inflating visits buys no more weight
+   than an ordinary honest origin has; without liars, evidence still counts
+   (two origins with 2 and 8 visits weigh 2 and 8, as before).
+2. **Trimmed mean.** Sort the origins by q (ties by origin name) and drop
+   t = floor((k - 1) / 3) from each end, then take the capped-weight mean of
+   the rest. If fewer than k/3 of the k origins lie, at most t values sit
+   below the lowest honest q and at most t above the highest, so every kept
+   value, and any weighted mean of them, lies inside the honest origins' range.
+   For k <= 3 nothing is dropped, so small swarms read what they read before
+   (except for the cap).
+
+A median-of-means or a plain median would give the same bound but throw away
+more honest evidence when nobody lies; a trimmed mean with the same t keeps
+the middle third and its visit weighting. The visits reported for the pair are
+the capped weights of the kept entries: the evidence its value rests on.
+
+Liars can also invent an action no honest origin reports. Its value cannot be
+bounded (there is no honest range), so `backed` says whether an action is
+reported by more origins than the state can hold liars, floor((n - 1) / 3) of
+the n origins seen in that state: best-action choices prefer backed actions.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+
+class Value(NamedTuple):
+    """The swarm's reading of one pair."""
+
+    q_value: float
+    visits: int
+    last_update: int
+    trimmed: int
+    capped: int
+
+
+def trim_count(k: int) -> int:
+    """Origins dropped from each end of a pair reported by k origins (fewer than a third may lie)."""
+    return (k - 1) // 3
+
+
+def liars_tolerated(n_origins: int) -> int:
+    """How many of the n origins seen in a state may lie while a backed action stays honest."""
+    return max(0, (n_origins - 1) // 3)
+
+
+def robust_value(contributions: Sequence) -> Value:
+    """The value of entries given in sorted-origin order (their index breaks ties in q).
+
+    Sums run in origin order from 0.0, as the numpy kernel's bincount does, so both
+    kernels give the same bits.
+    """
+    k = len(contributions)
+    cap = sorted(e.visits for e in contributions)[k // 2]
+    t = trim_count(k)
+    kept = set(sorted(range(k), key=lambda i: (contributions[i].q_value, i))[t : k - t])
+    weighted = 0.0
+    total = latest = capped = 0
+    for i, entry in enumerate(contributions):
+        latest = max(latest, entry.last_update)
+        if i in kept:
+            weight = min(entry.visits, cap)
+            capped += weight < entry.visits
+            weighted += entry.q_value * weight
+            total += weight
+    return Value(weighted / total, total, latest, k - len(kept), capped)
