@@ -198,11 +198,15 @@ def replica(name: str, ops, kernel, start: int = 0) -> IntelligenceSync:
     return sync
 
 
-def merged(kernel, *states: bytes) -> bytes:
+def joined(kernel, *states: bytes) -> IntelligenceSync:
     sink = agent("sink", kernel)
     for data in states:
         sink.merge_peer_state("peer", data)
-    return sink.serialize_state()
+    return sink
+
+
+def merged(kernel, *states: bytes) -> bytes:
+    return joined(kernel, *states).serialize_state()
 
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -215,6 +219,10 @@ def test_merge_is_a_join(kernel, a, b, c):
     sa, sb, sc = (replica(n, ops, kernel).serialize_state() for n, ops in (("a", a), ("b", b), ("c", c)))
     sa2 = replica("a", b, kernel, start=3).serialize_state()
     ab = merged(kernel, sa, sb)
+    # a merge that does nothing would pass every equality below with empty states: the join must hold both sides
+    assert merged(kernel, sa) == sa and merged(kernel, sb) == sb
+    assert joined(kernel, ab).version_vector() == {**joined(kernel, sa).version_vector(), **joined(kernel, sb).version_vector()}
+    assert len(joined(kernel, ab)) == len(joined(kernel, sa)) + len(joined(kernel, sb))
     assert merged(kernel, sa, sa) == merged(kernel, sa)
     assert merged(kernel, ab, sa, sb) == ab
     assert ab == merged(kernel, sb, sa)
