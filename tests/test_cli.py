@@ -58,37 +58,52 @@ def _read_until(proc: subprocess.Popen, pattern: str, deadline: float, seen: lis
     raise AssertionError(f"no line matching {pattern!r}; got {''.join(seen)[-2000:]}")
 
 
-def test_coordinator_invite_agent_joins_and_both_see_each_other():
+def _start(tmp_path, name: str, *argv: str, **env: str) -> tuple[subprocess.Popen, object]:
+    """Start a console script with stdout piped (read line by line) and stderr in a file (never blocks it)."""
+    err = open(tmp_path / f"{name}.err", "w+")
+    proc = subprocess.Popen([script(name), *argv], stdout=subprocess.PIPE, stderr=err, text=True,
+                            env=child_env(**env), cwd="/")
+    return proc, err
+
+
+def _stop(proc: subprocess.Popen, err, timeout: float = 15) -> tuple[str, str]:
+    """SIGTERM (what Ctrl-C or a service manager sends), then the rest of stdout and all of stderr."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        rest, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rest, _ = proc.communicate()
+    err.seek(0)
+    return rest, err.read()
+
+
+def test_coordinator_invite_agent_joins_and_both_see_each_other(tmp_path):
     port = free_port()
-    deadline = time.monotonic() + 25
-    coordinator = subprocess.Popen(
-        [script("edge-coordinator"), "--id", "coord-1", "--listen", f"127.0.0.1:{port}", "--duration", "3",
-         "--status-every", "0.3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(RUST_LOG="debug"), cwd="/")
+    deadline = time.monotonic() + 30
+    coordinator, coord_errf = _start(tmp_path, "edge-coordinator", "--id", "coord-1", "--listen", f"127.0.0.1:{port}",
+                                     "--status-every", "0.3", RUST_LOG="debug")
     coord_out: list[str] = []
-    agent = None
+    agent_out: list[str] = []
+    agent = agent_errf = None
     try:
         _read_until(coordinator, rf"relay listening on ws://127\.0\.0\.1:{port}/ws", deadline, coord_out)
         invite = _read_until(coordinator, r"invite: (ws://\S+#swarm_key=[0-9a-f]{64})", deadline, coord_out).group(1)
-        agent = subprocess.Popen(
-            [script("edge-agent"), "--role", "scout", "--id", "scout-7", "--coordinator", invite, "--duration", "2",
-             "--status-every", "0.3"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(), cwd="/")
-        agent_out, agent_err = agent.communicate(timeout=max(1, deadline - time.monotonic()))
+        agent, agent_errf = _start(tmp_path, "edge-agent", "--role", "scout", "--id", "scout-7", "--coordinator", invite,
+                                   "--status-every", "0.3")
+        _read_until(agent, r"\[scout-7\] peers: .*coord-1\(coordinator,active\)", deadline, agent_out)
         _read_until(coordinator, r"\[coord-1\] peers: .*scout-7\(scout,active\)", deadline, coord_out)
-        rest, coord_err = coordinator.communicate(timeout=max(1, deadline - time.monotonic()))
     finally:
-        for proc in (coordinator, agent):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    coord_text = "".join(coord_out) + rest
+        agent_rest, agent_err = _stop(agent, agent_errf) if agent is not None else ("", "")
+        coord_rest, coord_err = _stop(coordinator, coord_errf)
+    coord_text = "".join(coord_out) + coord_rest
+    agent_text = "".join(agent_out) + agent_rest
     assert coordinator.returncode == 0, coord_text + coord_err[-2000:]
-    assert agent.returncode == 0, agent_out + agent_err[-2000:]
+    assert agent.returncode == 0, agent_text + agent_err[-2000:]
     assert re.search(r"coordinator coord-1 joined swarm \S+", coord_text)
-    assert re.search(r"scout scout-7 joined swarm \S+ via ws://127\.0\.0\.1:\d+/ws", agent_out)
-    assert "swarm_key" not in agent_out.split(" via ")[1]  # the key is not echoed back
-    assert re.search(r"\[scout-7\] peers: .*coord-1\(coordinator,active\)", agent_out), agent_out
+    assert re.search(r"scout scout-7 joined swarm \S+ via ws://127\.0\.0\.1:\d+/ws", agent_text)
+    assert "swarm_key" not in agent_text.split(" via ")[1]  # the key is not echoed back
     # RUST_LOG=debug was taken as the log level: debug records from the package appear on stderr.
     assert " DEBUG " in coord_err, coord_err[-2000:]
 
@@ -99,24 +114,24 @@ def test_rust_log_with_crate_filters_is_accepted():
     assert "Traceback" not in result.stderr
 
 
-def test_agent_reads_swarm_coordinator_and_swarm_key_from_the_environment():
+def test_agent_reads_swarm_coordinator_and_swarm_key_from_the_environment(tmp_path):
     port = free_port()
-    coordinator = subprocess.Popen(
-        [script("edge-coordinator"), "--id", "c-env", "--listen", f"127.0.0.1:{port}", "--duration", "3",
-         "--status-every", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(), cwd="/")
+    deadline = time.monotonic() + 30
+    coordinator, coord_errf = _start(tmp_path, "edge-coordinator", "--id", "c-env", "--listen", f"127.0.0.1:{port}",
+                                     "--status-every", "5")
+    agent = agent_errf = None
     seen: list[str] = []
     try:
-        invite = _read_until(coordinator, r"invite: (\S+)", time.monotonic() + 15, seen).group(1)
+        invite = _read_until(coordinator, r"invite: (\S+)", deadline, []).group(1)
         url, key = invite.split("#swarm_key=")
-        result = run(script("edge-agent"), "--id", "w-env", "--duration", "0.5", "--status-every", "0.2",
-                     SWARM_COORDINATOR=url, SWARM_KEY=key)
-        assert result.returncode == 0, result.stderr[-2000:]
-        assert "worker w-env joined swarm" in result.stdout
-        assert "c-env(coordinator" in result.stdout
+        agent, agent_errf = _start(tmp_path, "edge-agent", "--id", "w-env", "--status-every", "0.2",
+                                   SWARM_COORDINATOR=url, SWARM_KEY=key)
+        _read_until(agent, r"worker w-env joined swarm", deadline, seen)
+        _read_until(agent, r"c-env\(coordinator", deadline, seen)
     finally:
-        coordinator.kill()
-        coordinator.communicate()
+        agent_rest, agent_err = _stop(agent, agent_errf) if agent is not None else ("", "")
+        _stop(coordinator, coord_errf)
+    assert agent.returncode == 0, agent_err[-2000:]
 
 
 def test_edge_demo_exits_0_and_refuses_every_attack():
