@@ -151,6 +151,43 @@ async def test_second_hello_on_one_connection_is_refused(net, agents):
     assert pa.close_code == rw.CLOSE_POLICY
 
 
+async def test_a_connection_that_never_says_hello_is_closed_at_its_deadline(agents):
+    a, *_ = agents
+    clock = FakeMonotonic()
+    net = Net(make_router(RelayLimits(hello_timeout_s=3.0), clock))
+    silent = net.open()
+    clock.advance(1.0)
+    late = net.open()  # its own deadline, one second after the first's
+    agent = await net.join(a)
+    clock.advance(1.9)
+    net.router.expire_handshakes()
+    assert silent.closes == [] and late.closes == []
+    clock.advance(0.2)
+    net.router.expire_handshakes()
+    assert silent.close_code == rw.CLOSE_POLICY and "no hello" in silent.closes[0][1]
+    assert late.closes == []
+    clock.advance(1.0)
+    net.router.expire_handshakes()
+    assert late.close_code == rw.CLOSE_POLICY
+    clock.advance(100.0)
+    net.router.expire_handshakes()
+    assert agent.closes == [], "an agent that said hello has no deadline"
+    assert net.router.metrics.handshake_timeouts == 2
+    net.router.closed(silent)
+    net.router.closed(late)
+    assert net.router._hello_deadlines == {} and net.router.peer_count() == 1
+
+
+async def test_a_connection_closed_before_its_deadline_is_not_counted_as_a_timeout(agents):
+    clock = FakeMonotonic()
+    net = Net(make_router(RelayLimits(hello_timeout_s=3.0), clock))
+    gone = net.open()
+    net.router.closed(gone)
+    clock.advance(10.0)
+    net.router.expire_handshakes()
+    assert gone.closes == [] and net.router.metrics.handshake_timeouts == 0
+
+
 # --- envelopes from the wrong place -------------------------------------------------
 
 

@@ -182,6 +182,81 @@ async def test_without_a_web_app_the_root_explains_how_to_build_it(http):
             assert "build-web.sh" in await response.text()
 
 
+# --- connections that never authenticate ----------------------------------------------
+
+
+async def _connect_idle(session: aiohttp.ClientSession, port: int):
+    """A WebSocket that reads its challenge and never answers; (ws, connected at) or (None, None) if refused."""
+    try:
+        ws = await session.ws_connect(ws_url(port))
+    except aiohttp.WSServerHandshakeError as exc:
+        assert exc.status == 503, exc
+        return None, None
+    connected = time.monotonic()
+    assert json.loads((await asyncio.wait_for(ws.receive(), 5)).data)["op"] == "challenge"
+    return ws, connected
+
+
+async def _join_retrying(http, port: int, swarm, timeout: float = 15.0):
+    """raw_join, retried while the relay answers 503 (its handshake slots are full), bounded by `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return (await raw_join(http, port, swarm))[0]
+        except aiohttp.WSServerHandshakeError as exc:
+            assert exc.status == 503 and time.monotonic() < deadline, exc
+            await asyncio.sleep(0.05)
+
+
+async def test_a_flood_of_silent_connections_is_capped_closed_on_time_and_honest_agents_still_join(http, members):
+    hello_timeout, cap, flood_size = 1.0, 150, 200
+    limits = RelayLimits(hello_timeout_s=hello_timeout, max_pending=cap, max_pending_per_address=cap)
+    async with running_relay(limits) as server, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as flood_session:
+        flood = asyncio.gather(*(_connect_idle(flood_session, server.port) for _ in range(flood_size)))
+        honest = asyncio.gather(*(_join_retrying(http, server.port, member) for member in members))
+        idle = await flood
+        accepted = [(ws, at) for ws, at in idle if ws is not None]
+        # the honest agents may have taken handshake slots while the flood was arriving
+        assert cap - len(members) <= len(accepted) <= cap
+        honest_sockets = await honest
+        for ws, connected in accepted:
+            code = await receive_close(ws, timeout=10)
+            assert code == rw.CLOSE_POLICY, code
+            assert time.monotonic() - connected >= hello_timeout - 0.2, "closed before its deadline"
+        await wait_for(lambda: server.metrics.connections == len(members), what="the silent connections released")
+        assert server.metrics.handshake_timeouts == len(accepted)
+        assert server.metrics.connections_pending == 0
+        assert sorted(server.router._swarms[members[0].swarm_id].agents) == ["alice", "bob", "carol"]
+        async with http.get(base(server) + "/metrics") as response:
+            text = await response.text()
+        assert sample(text, "edge_relay_connections") == len(members)
+        assert sample(text, "edge_relay_connections_pending") == 0
+        assert sample(text, "edge_relay_handshake_timeouts_total") == len(accepted)
+        refused = sample(text, "edge_relay_connections_refused_total", '{reason="pending"}')
+        assert refused >= flood_size - len(accepted)  # plus the honest agents' refused attempts, if any
+        for ws in honest_sockets:
+            assert not ws.closed
+            await ws.close()
+
+
+async def test_connections_per_address_are_capped_on_ws_and_gun(http, members):
+    async with running_relay(RelayLimits(max_connections_per_address=3)) as server:
+        first, _ = await raw_join(http, server.port, members[0])
+        second, _ = await raw_join(http, server.port, members[1])
+        gun = await http.ws_connect(f"ws://127.0.0.1:{server.port}/gun")
+        for path in ("/ws", "/gun"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(f"ws://127.0.0.1:{server.port}{path}")
+            assert refused.value.status == 503
+        assert server.metrics.refused == {"per_address": 2}
+        await gun.close()
+        third = await _join_retrying(http, server.port, members[2], timeout=5)  # the slot is free once /gun ends
+        assert server.metrics.connections == 3
+        for ws in (first, second, third):
+            await ws.close()
+
+
 # --- bad frames ---------------------------------------------------------------------
 
 

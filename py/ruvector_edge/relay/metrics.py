@@ -16,6 +16,9 @@ class RelayMetrics:
         self.started = time.time()
         self.connections = 0
         self.connections_total = 0
+        self.connections_pending = 0  # accepted on /ws, challenge not yet answered
+        self.refused: dict[str, int] = {}  # connections turned away before the upgrade, by cap
+        self.handshake_timeouts = 0
         self.frames_in = 0
         self.frames_out = 0
         self.bytes_in = 0
@@ -29,6 +32,9 @@ class RelayMetrics:
 
     def drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
 
     def count_http(self, kind: str, status: int) -> None:
         key = (kind, status)
@@ -52,6 +58,12 @@ class RelayMetrics:
         metric("edge_relay_uptime_seconds", "gauge", "Seconds since start.", [("", round(time.time() - self.started, 3))])
         metric("edge_relay_connections", "gauge", "Open WebSocket connections.", [("", self.connections)])
         metric("edge_relay_connections_total", "counter", "WebSocket connections accepted.", [("", self.connections_total)])
+        metric("edge_relay_connections_pending", "gauge", "WebSocket connections that have not answered the challenge yet.",
+               [("", self.connections_pending)])
+        metric("edge_relay_connections_refused_total", "counter", "Connections refused before the upgrade, by cap.",
+               [(f'{{reason="{reason}"}}', n) for reason, n in sorted(self.refused.items())])
+        metric("edge_relay_handshake_timeouts_total", "counter", "Connections closed for not answering the challenge in time.",
+               [("", self.handshake_timeouts)])
         metric("edge_relay_frames_total", "counter", "Frames by direction.",
                [('{direction="in"}', self.frames_in), ('{direction="out"}', self.frames_out)])
         metric("edge_relay_bytes_total", "counter", "Frame bytes by direction.",

@@ -39,6 +39,9 @@ class Peer(Protocol):
 
 @dataclass(frozen=True)
 class RelayLimits:
+    """Every bound the relay enforces. The handshake ones follow NATS (auth timeout) and PostgreSQL
+    (authentication_timeout): a connection that has not proved who it is gets a few seconds and a small share."""
+
     max_frame_bytes: int = 2 * 1024 * 1024
     rate_per_s: float = 200.0
     burst: float = 400.0
@@ -46,6 +49,10 @@ class RelayLimits:
     max_members_per_swarm: int = 10_000
     max_swarms: int = 10_000
     queue_length: int = 1024
+    hello_timeout_s: float = 5.0
+    max_pending: int = 1024  # connections on /ws that have not answered the challenge, all addresses
+    max_pending_per_address: int = 64
+    max_connections_per_address: int = 256  # /ws and /gun together
 
 
 class TokenBucket:
@@ -99,12 +106,14 @@ class RelayRouter:
         self.random_hex = random_hex or (lambda: os.urandom(16).hex())
         self._peers: dict[int, _PeerState] = {}
         self._swarms: dict[str, _SwarmState] = {}
+        self._hello_deadlines: dict[int, float] = {}  # conn id -> deadline, in opening order (so also deadline order)
         self._next_ping = 0
 
     # Connections ---------------------------------------------------------------
     def open(self, peer: Peer) -> None:
         state = _PeerState(peer, TokenBucket(self.limits.rate_per_s, self.limits.burst, self.monotonic()), self.random_hex())
         self._peers[peer.conn_id] = state
+        self._hello_deadlines[peer.conn_id] = self.monotonic() + self.limits.hello_timeout_s
         self.metrics.connections += 1
         self.metrics.connections_total += 1
         self._send(state, rw.encode("challenge", challenge=state.challenge))
@@ -113,11 +122,30 @@ class RelayRouter:
         state = self._peers.pop(peer.conn_id, None)
         if state is None:
             return
+        self._hello_deadlines.pop(peer.conn_id, None)
         self.metrics.connections -= 1
         self._unbind(state, announce=True)
 
     def peer_count(self) -> int:
         return len(self._peers)
+
+    def joined(self, conn_id: int) -> bool:
+        """Whether this connection has completed its hello (it is then an agent, no longer a stranger)."""
+        state = self._peers.get(conn_id)
+        return state is not None and state.agent_id is not None
+
+    def expire_handshakes(self) -> None:
+        """Close the connections whose hello deadline has passed: without this a client that never answers
+        the challenge holds its socket forever. Deadlines are kept in opening order, so this only looks at
+        the ones that expire."""
+        now = self.monotonic()
+        while self._hello_deadlines:
+            conn_id, deadline = next(iter(self._hello_deadlines.items()))
+            if deadline > now:
+                return
+            del self._hello_deadlines[conn_id]
+            self.metrics.handshake_timeouts += 1
+            self._peers[conn_id].peer.close(rw.CLOSE_POLICY, f"no hello within {self.limits.hello_timeout_s:g} s")
 
     def _unbind(self, state: _PeerState, announce: bool) -> None:
         if state.swarm is None:
@@ -213,6 +241,7 @@ class RelayRouter:
                 self._unbind(old, announce=False)
                 old.peer.close(rw.CLOSE_NORMAL, "replaced by a newer connection")
         state.swarm, state.agent_id = registration.swarm, registration.agent_id
+        self._hello_deadlines.pop(state.peer.conn_id, None)
         swarm.agents[registration.agent_id] = state.peer.conn_id
         # The registry keeps the newest registration of an agent; serialise it once, not once per joiner.
         own = swarm.registry.require(registration.agent_id).registration.to_json().decode("utf-8")

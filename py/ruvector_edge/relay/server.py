@@ -1,8 +1,8 @@
 """The relay node's I/O shell: aiohttp on one port for the web app, /healthz, /metrics and /ws.
 
-All routing decisions live in router.py; this file only moves bytes, keeps a
-bounded outbound queue and a writer task per connection (so one slow reader
-never blocks the others), and shuts down gracefully.
+All routing decisions live in router.py and admission decisions in admission.py;
+this file only moves bytes, keeps a bounded outbound queue and a writer task per
+connection (so one slow reader never blocks the others), and shuts down gracefully.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from aiohttp import WSMsgType, web
 from ..gun import GunEngine, add_gun_routes
 from ..platform.native import NativeCryptoProvider
 from ..transport import relay_wire as rw
+from .admission import ConnectionGate, Ticket
 from .http import add_http_routes
 from .metrics import RelayMetrics
 from .queued_peer import QueuedPeer
@@ -25,8 +26,9 @@ from .router import RelayLimits, RelayRouter
 log = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 5.0
-PING_SLICES = 50  # each agent is pinged once per interval, a fiftieth of them at a time
+PING_SLICES = 50  # each agent is pinged once per interval, a fiftieth of them at a time (hello deadlines checked as often)
 CLOSE_GRACE_S = 1.0
+_TICKET = web.RequestKey("ticket", Ticket)
 
 
 class _Connection(QueuedPeer):
@@ -66,6 +68,7 @@ class RelayServer:
         self.limits = limits or RelayLimits()
         self.metrics = RelayMetrics()
         self.router = RelayRouter(NativeCryptoProvider(), self.limits, metrics=self.metrics)
+        self.gate = ConnectionGate(self.limits, self.metrics)
         self._ids = itertools.count(1)
         self._connections: dict[int, _Connection] = {}
         self._runner: web.AppRunner | None = None
@@ -86,7 +89,23 @@ class RelayServer:
         app.router.add_get("/ws", self._websocket)
         add_gun_routes(app, self.gun)
         add_http_routes(app, self.web_root, self.metrics, self._health)
+        app.middlewares.append(self._admit)  # inside the request counter, so refusals show as 503s too
         return app
+
+    @web.middleware
+    async def _admit(self, request: web.Request, handler):
+        """Hold a connection slot of the caller's address for as long as a /ws or /gun connection lasts."""
+        if request.path not in ("/ws", "/gun"):
+            return await handler(request)
+        ticket = self.gate.admit(request.remote or "unknown", handshake=request.path == "/ws")
+        if ticket is None:
+            retry = max(1, round(self.limits.hello_timeout_s))
+            return web.Response(status=503, text="too many connections, try later\n", headers={"Retry-After": str(retry)})
+        request[_TICKET] = ticket
+        try:
+            return await handler(request)
+        finally:
+            ticket.release()
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0)
@@ -126,6 +145,7 @@ class RelayServer:
         while True:
             await asyncio.sleep(PING_INTERVAL_S / slices)
             self.router.ping_slice(index, slices)
+            self.router.expire_handshakes()
             index = (index + 1) % slices
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
@@ -141,6 +161,8 @@ class RelayServer:
                     await self.router.receive(connection, message.data)
                     if connection.close_code is not None:
                         break
+                    if self.router.joined(connection.conn_id):
+                        request[_TICKET].handshake_done()
                 elif message.type == WSMsgType.ERROR:
                     # aiohttp reports an oversized frame here (and closes with 1009); the close code
                     # itself is later overwritten by the one the client echoes.
