@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the project needs on a fresh machine, skipping what is already there.
-#   scripts/setup.sh            Python venv (.venv) with .[native,dev] and npm packages
+#   scripts/setup.sh            Python venv (.venv) with .[dev] (the wheel brings its native dependencies) and npm packages
 #   scripts/setup.sh --browser  the same, plus Debian's chromium for the browser tests
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,9 +23,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 STAMP=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$STAMP" ]; then
-  step "installing Python packages into .venv (.[native,dev])"
+  step "installing Python packages into .venv (.[dev])"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[native,dev]"
+  .venv/bin/python -m pip install -q -e ".[dev]"
   rm -f .venv/.installed-* && touch "$STAMP"
 fi
 

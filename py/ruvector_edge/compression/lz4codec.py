@@ -95,12 +95,12 @@ class NativeLz4Codec(Codec):
         self.threads = max(1, min(4, os.cpu_count() or 1) if threads is None else threads)
         try:
             import lz4.block as block
-        except ImportError as exc:  # pragma: no cover - exercised only without the [native] extra
-            raise ProviderUnavailable("LZ4 needs the 'native' extra: pip install 'ruvector-edge[native]'") from exc
+        except ImportError as exc:  # pragma: no cover - an environment installed without the wheel's dependencies
+            raise ProviderUnavailable("LZ4 needs the lz4 package: pip install lz4") from exc
         self._block = block
-        try:  # zlib-ng (the [native] extra) Huffman-codes ~1.8x faster than stdlib zlib; the streams are the same deflate
+        try:  # zlib-ng (a dependency natively) Huffman-codes ~1.8x faster than stdlib zlib; the streams are the same deflate
             from zlib_ng import zlib_ng as zlib_module
-        except ImportError:  # pragma: no cover - an environment installed before zlib-ng joined the extra
+        except ImportError:  # pragma: no cover - an environment installed without zlib-ng
             zlib_module = zlib
         self._zlib = zlib_module
 

@@ -20,10 +20,8 @@ try:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-except ImportError as exc:  # pragma: no cover - exercised only without the [native] extra
-    raise ProviderUnavailable(
-        "native crypto needs the 'native' extra: pip install 'ruvector-edge[native]'"
-    ) from exc
+except ImportError as exc:  # pragma: no cover - an environment installed without the wheel's dependencies
+    raise ProviderUnavailable("native crypto needs PyNaCl and cryptography: pip install pynacl cryptography") from exc
 
 __all__ = ["NativeCryptoProvider", "native_runtime"]
 

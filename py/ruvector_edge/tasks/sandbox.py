@@ -34,7 +34,7 @@ from .envelope import Budgets
 
 try:
     import wasmtime
-except ImportError:  # pragma: no cover - the native extra is not installed
+except ImportError:  # pragma: no cover - an environment installed without the wheel's dependencies
     wasmtime = None
 
 __all__ = ["NativeSandbox", "SandboxResult", "TaskStatus", "WASM_PAGE"]
