@@ -38,6 +38,7 @@ from ruvector_edge.tasks import (
     Coordinator,
     Failed,
     NativeSandbox,
+    SandboxResult,
     TaskEnvelope,
     TaskExecutor,
     TaskReceipt,
@@ -90,6 +91,32 @@ GOOD_WAT = f"""(module {ABI}
 IMPORTS_WAT = f"""(module (import "env" "clock" (func $clock (result i64))) {ABI}
  (func (export "sum") (param i32 i32) (result i64) (call $clock)))"""
 NO_ALLOC_WAT = """(module (memory (export "memory") 1) (func (export "sum") (param i32 i32) (result i64) (i64.const 0)))"""
+
+MEMORY_DECL = '(memory (export "memory") 1)'
+# Modules that export the ABI but fail before the entrypoint runs: while instantiating (a segment
+# outside its memory or table) or in their start function. SIMD keeps the browser's fuel meter out
+# (e2e/tasks.spec.js), so there the `simd_` ones fail inside `new WebAssembly.Instance` itself.
+FAILS_BEFORE_ENTRY_WAT = {
+    name: GOOD_WAT.replace(MEMORY_DECL, f"{MEMORY_DECL} {decls}")
+    for name, decls in {
+        "data_outside_memory": '(data (i32.const 65535) "xy")',
+        "elem_outside_table": "(table 1 funcref) (func $nop) (elem (i32.const 3) $nop)",
+        "start_traps": "(func $boom unreachable) (start $boom)",
+        "start_recurses": "(func $down (call $down)) (start $down)",
+        "simd_start_traps": "(func $boom (drop (v128.const i64x2 0 0)) unreachable) (start $boom)",
+        "simd_start_recurses": "(func $down (drop (v128.const i64x2 0 0)) (call $down)) (start $down)",
+    }.items()
+}
+# Modules whose exports carry the ABI's names with the wrong types.
+_ENTRY = '(func (export "sum") (param i32 i32) (result i64) (i64.const 0))'
+WRONG_TYPES_WAT = {
+    "alloc_takes_i64": f'(module {MEMORY_DECL} (func (export "alloc") (param i64) (result i32) (i32.const 0)) {_ENTRY})',
+    "alloc_returns_nothing": f'(module {MEMORY_DECL} (func (export "alloc") (param i32)) {_ENTRY})',
+    "alloc_is_a_global": f'(module {MEMORY_DECL} (global (export "alloc") i32 (i32.const 0)) {_ENTRY})',
+    "entry_returns_i32": f"""(module {ABI} (func (export "sum") (param i32 i32) (result i32) (i32.const 0)))""",
+    "memory_is_a_global": f"""(module (memory 1) (global (export "memory") i32 (i32.const 0))
+ (func (export "alloc") (param i32) (result i32) (i32.const 0)) {_ENTRY})""",
+}
 
 GOOD = wasmtime.wat2wasm(GOOD_WAT)
 BUDGETS = Budgets(fuel_limit=1_000_000, memory_mb=2, timeout_ms=2_000)
@@ -241,6 +268,75 @@ async def test_failed_runs_still_get_signed_receipts(sandbox):
     env = await _envelope(requester, store, module=wasmtime.wat2wasm(IMPORTS_WAT), task_id="imports")
     receipt = await executor.execute(env, requester.ed25519_public)
     assert receipt.status is TaskStatus.ERROR and "module rejected" in receipt.detail
+
+
+@pytest.mark.parametrize("name", [*FAILS_BEFORE_ENTRY_WAT, *WRONG_TYPES_WAT])
+async def test_modules_failing_before_their_entrypoint_get_signed_error_receipts(sandbox, name):
+    clock, store, requester = FakeClock(START), ArtifactStore(), await _identity()
+    executor = await _executor(sandbox, store, clock)
+    module = wasmtime.wat2wasm(FAILS_BEFORE_ENTRY_WAT.get(name) or WRONG_TYPES_WAT[name])
+    env = await _envelope(requester, store, module=module)
+    receipt = await executor.execute(env, requester.ed25519_public)
+    assert receipt.status is TaskStatus.ERROR and receipt.output_cid is None
+    assert ("module rejected" in receipt.detail) == (name in WRONG_TYPES_WAT), receipt.detail
+    await verify_receipt(receipt, env, executor.identity.ed25519_public, store, crypto=CRYPTO)
+
+
+class _BrokenSandbox:
+    """A sandbox with a bug in it (ours or the engine's): `fault` is what each run raises, or returns."""
+
+    def __init__(self, fault):
+        self.fault = fault
+
+    def _answer(self):
+        if isinstance(self.fault, BaseException):
+            raise self.fault
+        return self.fault
+
+
+class _BrokenSyncSandbox(_BrokenSandbox):
+    def run(self, module, entrypoint, data, budgets):
+        return self._answer()
+
+
+class _BrokenAsyncSandbox(_BrokenSandbox):  # the browser's shape: run_async only
+    async def run_async(self, module, entrypoint, data, budgets):
+        return self._answer()
+
+
+def _result(**changes):
+    return dataclasses.replace(SandboxResult(TaskStatus.ERROR, b"", 10, 65536, 5, "trap"), **changes)
+
+
+@pytest.mark.parametrize("box, why", [
+    (_BrokenSyncSandbox(KeyError("fuel")), "KeyError"),
+    (_BrokenAsyncSandbox(TypeError("int() argument must be a string, a bytes-like object or a real number, not 'JsNull'")),
+     "TypeError"),
+    (_BrokenSyncSandbox(None), "NoneType"),
+    (_BrokenAsyncSandbox(_result(status="Success", output=b"x")), "status"),
+    (_BrokenSyncSandbox(_result(status=TaskStatus.SUCCESS, output="text")), "output"),
+    (_BrokenSyncSandbox(_result(memory_peak=BUDGETS.memory_mb << 20 | 1)), "memory_peak"),
+    (_BrokenSyncSandbox(_result(fuel_used=BUDGETS.fuel_limit + 1)), "fuel_used"),
+    (_BrokenSyncSandbox(_result(fuel_used=True)), "fuel_used"),
+    (_BrokenAsyncSandbox(_result(exec_us=-1)), "exec_us"),
+    (_BrokenSyncSandbox(_result(detail=None)), "detail"),
+], ids=lambda v: v if isinstance(v, str) else None)
+async def test_a_sandbox_that_raises_or_breaks_its_contract_still_yields_a_signed_error_receipt(box, why):
+    clock, store, requester = FakeClock(START), ArtifactStore(), await _identity()
+    executor = await _executor(box, store, clock)
+    env = await _envelope(requester, store)
+    receipt = await executor.execute(env, requester.ed25519_public)
+    assert receipt.status is TaskStatus.ERROR and receipt.output_cid is None and why in receipt.detail, receipt.detail
+    await verify_receipt(receipt, env, executor.identity.ed25519_public, store, crypto=CRYPTO)
+    assert TaskReceipt.from_json(receipt.to_json()) == receipt
+
+
+async def test_a_long_detail_is_cut_to_what_a_receipt_carries():
+    clock, store, requester = FakeClock(START), ArtifactStore(), await _identity()
+    executor = await _executor(_BrokenSyncSandbox(_result(detail="x" * 1000)), store, clock)
+    receipt = await executor.execute(await _envelope(requester, store), requester.ed25519_public)
+    assert receipt.status is TaskStatus.ERROR and receipt.detail == "x" * 256
+    assert TaskReceipt.from_json(receipt.to_json()) == receipt
 
 
 async def test_executor_refuses_unsigned_or_expired_envelopes(sandbox):

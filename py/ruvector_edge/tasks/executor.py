@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from typing import Any
 
 from ..errors import ModuleRejected, TaskDeadlinePassed
 from ..platform.base import Clock, CryptoProvider
-from .envelope import TaskEnvelope
-from .receipt import MismatchReport, TaskReceipt, verify_receipt
+from ..p2p.wire import MAX_SAFE_INT
+from .envelope import Budgets, TaskEnvelope
+from .receipt import _DETAIL_LEN, MismatchReport, TaskReceipt, verify_receipt
 from .sandbox import SandboxResult, TaskStatus
 
 __all__ = ["TaskExecutor", "spot_check"]
+
+log = logging.getLogger(__name__)
 
 
 class TaskExecutor:
@@ -41,7 +45,9 @@ class TaskExecutor:
         Module and input are fetched through `get_artifact`, which checks every
         block against its CID (MissingChunks names what to fetch from peers). A
         module outside the task ABI yields an Error receipt, so the task is settled
-        rather than retried forever.
+        rather than retried forever; so does a sandbox that raises or returns
+        something a receipt cannot honestly carry (a bug, ours or the engine's):
+        once the envelope is accepted, the run always ends in a signed receipt.
         """
         await envelope.verify(self.crypto, requester_public_key)
         started_at = self.clock.now_ms()
@@ -73,7 +79,7 @@ class TaskExecutor:
             started_at=started_at,
             exec_us=result.exec_us,
             total_us=(time.perf_counter_ns() - begin) // 1000,
-            detail=result.detail,
+            detail=result.detail[:_DETAIL_LEN],
         )
         return await unsigned.sign(self.identity)
 
@@ -82,12 +88,54 @@ class TaskExecutor:
         try:
             run_async = getattr(self.sandbox, "run_async", None)
             if run_async is not None:  # the browser sandbox: it waits on a worker, it has no blocking run
-                return await run_async(*args)
-            if self.offload:
-                return await asyncio.to_thread(self.sandbox.run, *args)
-            return self.sandbox.run(*args)
+                result = await run_async(*args)
+            elif self.offload:
+                result = await asyncio.to_thread(self.sandbox.run, *args)
+            else:
+                result = self.sandbox.run(*args)
         except ModuleRejected as exc:
-            return SandboxResult(TaskStatus.ERROR, b"", 0, 0, 0, f"module rejected: {exc}"[:256])
+            return SandboxResult(TaskStatus.ERROR, b"", 0, 0, 0, f"module rejected: {exc}"[:_DETAIL_LEN])
+        except Exception as exc:  # a raise would leave the task unsettled, retried by every member in turn
+            log.exception("%s: the sandbox failed on task %s", self.agent_id, envelope.task_id)
+            return _sandbox_failure(f"sandbox failed: {type(exc).__name__}: {exc}")
+        breach = _contract_breach(result, envelope.budgets)
+        if breach is not None:
+            log.error("%s: the sandbox broke its contract on task %s: %s", self.agent_id, envelope.task_id, breach)
+            return _sandbox_failure(f"sandbox broke its contract: {breach}")
+        return result
+
+
+def _sandbox_failure(detail: str) -> SandboxResult:
+    """An Error result for a run the sandbox could not account for: fuel unmeasured (None), not guessed."""
+    return SandboxResult(TaskStatus.ERROR, b"", None, 0, 0, detail[:_DETAIL_LEN])
+
+
+def _within(value: object, high: int) -> bool:
+    return type(value) is int and 0 <= value <= high
+
+
+def _contract_breach(result: object, budgets: Budgets) -> str | None:
+    """Why `result` is not a SandboxResult a receipt can carry and verify_receipt accept, or None.
+
+    Checked here, not trusted: a receipt that names an unknown status or reports
+    more than the budgets would be signed, then refused by every verifier, and
+    the task would never settle.
+    """
+    if not isinstance(result, SandboxResult):
+        return f"it returned {type(result).__name__}, not a SandboxResult"
+    if not isinstance(result.status, TaskStatus):
+        return f"status {result.status!r:.40} is not a TaskStatus"
+    if result.status is TaskStatus.SUCCESS and not isinstance(result.output, bytes):
+        return f"output is {type(result.output).__name__}, not bytes"
+    if result.fuel_used is not None and not _within(result.fuel_used, budgets.fuel_limit):
+        return f"fuel_used {result.fuel_used!r:.40} is not an integer within the limit of {budgets.fuel_limit}"
+    if not _within(result.memory_peak, budgets.memory_mb << 20):
+        return f"memory_peak {result.memory_peak!r:.40} is not an integer within the budget of {budgets.memory_mb} MiB"
+    if not _within(result.exec_us, MAX_SAFE_INT):
+        return f"exec_us {result.exec_us!r:.40} is not a non-negative integer"
+    if not isinstance(result.detail, str):
+        return f"detail is {type(result.detail).__name__}, not str"
+    return None
 
 
 async def spot_check(
