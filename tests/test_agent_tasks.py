@@ -274,6 +274,34 @@ async def test_trap_is_an_error_receipt_and_loops_run_out_of_fuel_or_time(relay)
         await leave_all(agents)
 
 
+class BrokenSandbox:
+    """A sandbox with a bug in it (ours or the engine's): every run raises."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def run(self, module, entrypoint, data, budgets):
+        self.runs += 1
+        raise RuntimeError("a bug in the sandbox")
+
+
+async def test_a_sandbox_that_raises_settles_the_task_with_an_error_receipt(relay):
+    fast = dict(task_lease_ms=1200, task_poll_ms=100)  # were the task dropped, the lease would soon be taken again
+    agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1", **fast))
+    requester, worker = agents
+    broken = worker.swarm_tasks._sandbox = BrokenSandbox()
+    try:
+        task_id = await requester.submit_task(sample_module(), b"anything")
+        receipt = await requester.wait_receipt(task_id, timeout=20)
+        assert receipt.status is TaskStatus.ERROR and receipt.executor == "w1" and receipt.output_cid is None
+        assert "RuntimeError: a bug in the sandbox" in receipt.detail
+        assert row(requester, task_id)["state"] == "failed" and row(requester, task_id)["verified"]
+        await wait_for(lambda: row(worker, task_id)["state"] == "failed", what="the worker to settle it")
+        assert broken.runs == 1 and worker.swarm_tasks.executed == 1
+    finally:
+        await leave_all(agents)
+
+
 async def test_tampered_receipt_and_receipt_for_another_envelope_are_refused(relay):
     agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1"))
     requester, worker = agents

@@ -285,8 +285,8 @@ class SwarmTasks:
             await self.agent.broadcast(MessageKind.TASK_RESULT, receipt=receipt.to_dict())
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a run that cannot finish leaves the lease to expire; someone else takes over
-            log.warning("%s: task %s not run: %s", self.agent.agent_id, task_id, exc)
+        except Exception as exc:  # not run (lease lost, inputs not fetched): the lease expires, someone else takes over
+            log.warning("%s: task %s not run: %s", self.agent.agent_id, task_id, exc)  # a run always ends in a receipt
 
     async def _renew(self, task_id: str) -> None:
         while True:
