@@ -33,6 +33,31 @@ async def run_case(name, entrypoint, data_hex, budgets):
 `);
 }
 
+/** Define `execute(...)` in the worker's Python: a TaskExecutor over `box` runs a native envelope and returns its receipt. */
+async function setUpExecutor(page) {
+  await py(page, `
+from ruvector_edge.artifacts import ArtifactStore
+from ruvector_edge.p2p import IdentityManager
+from ruvector_edge.platform import default_runtime
+from ruvector_edge.platform.base import Clock
+from ruvector_edge.tasks import TaskEnvelope, TaskExecutor
+store = ArtifactStore()
+executor = TaskExecutor("browser-exec", await IdentityManager.generate(default_runtime().crypto), box, store,
+                        clock=Clock(), crypto=default_runtime().crypto)
+async def execute(envelope_json, requester_key_hex, module_hex, input_hex):
+    store.store_artifact(bytes.fromhex(module_hex))
+    store.store_artifact(bytes.fromhex(input_hex))
+    receipt = await executor.execute(TaskEnvelope.from_json(envelope_json.encode()), bytes.fromhex(requester_key_hex))
+    output = store.get_artifact(receipt.output_cid).hex() if receipt.output_cid else None
+    return json.dumps({"receipt": receipt.to_json().decode(), "executor_key": executor.identity.ed25519_public.hex(), "output": output})
+`);
+}
+
+/** The browser executor's receipt for `envelope` (from native_tasks.py's "envelope"), parsed. */
+const executeInBrowser = async (page, env, module, input) =>
+  JSON.parse(JSON.parse(await py(page,
+    `json.dumps(await execute(${JSON.stringify(env.envelope)}, ${JSON.stringify(env.requester_key)}, ${JSON.stringify(module)}, ${JSON.stringify(input)}))`)));
+
 const runCase = async (page, name, entrypoint, input, budgets = BUDGETS) =>
   JSON.parse(await py(page, `json.dumps(await run_case(${JSON.stringify(name)}, ${JSON.stringify(entrypoint)}, ${JSON.stringify(input)}, ${JSON.stringify(budgets)}))`));
 
@@ -140,22 +165,7 @@ test("receipts signed by a TaskExecutor in the browser verify natively", async (
     const modules = await native.ask({ cmd: "modules" });
     await openReady(page);
     await setUpSandbox(page, modules);
-    await py(page, `
-from ruvector_edge.artifacts import ArtifactStore
-from ruvector_edge.p2p import IdentityManager
-from ruvector_edge.platform import default_runtime
-from ruvector_edge.platform.base import Clock
-from ruvector_edge.tasks import TaskEnvelope, TaskExecutor
-store = ArtifactStore()
-executor = TaskExecutor("browser-exec", await IdentityManager.generate(default_runtime().crypto), box, store,
-                        clock=Clock(), crypto=default_runtime().crypto)
-async def execute(envelope_json, requester_key_hex, module_hex, input_hex):
-    store.store_artifact(bytes.fromhex(module_hex))
-    store.store_artifact(bytes.fromhex(input_hex))
-    receipt = await executor.execute(TaskEnvelope.from_json(envelope_json.encode()), bytes.fromhex(requester_key_hex))
-    output = store.get_artifact(receipt.output_cid).hex() if receipt.output_cid else None
-    return json.dumps({"receipt": receipt.to_json().decode(), "executor_key": executor.identity.ed25519_public.hex(), "output": output})
-`);
+    await setUpExecutor(page);
     const input = Buffer.from(Array.from({ length: 64 }, (_, i) => i * 3)).toString("hex");
     const outcomes = [];
     for (const [entrypoint, budgets, status] of [
@@ -166,8 +176,7 @@ async def execute(envelope_json, requester_key_hex, module_hex, input_hex):
     ]) {
       const env = await native.ask({ cmd: "envelope", task_id: `t-${entrypoint}`, module: modules.good, entrypoint, input, budgets });
       expect(env.error).toBeUndefined();
-      const got = JSON.parse(JSON.parse(await py(page,
-        `json.dumps(await execute(${JSON.stringify(env.envelope)}, ${JSON.stringify(env.requester_key)}, ${JSON.stringify(modules.good)}, ${JSON.stringify(input)}))`)));
+      const got = await executeInBrowser(page, env, modules.good, input);
       const artifacts = [modules.good, input, ...(got.output ? [got.output] : [])];
       const check = await native.ask({ cmd: "verify", receipt: got.receipt, envelope: env.envelope, executor_key: got.executor_key, artifacts });
       expect(check).toMatchObject({ verified: true, status });
@@ -193,6 +202,61 @@ async def execute(envelope_json, requester_key_hex, module_hex, input_hex):
     expect(bad).toMatchObject({ verified: false, rejected: "BadSignature" });
     const other = await native.ask({ cmd: "verify", receipt: got.receipt, envelope: outcomes[3].env.envelope, executor_key: got.executor_key, artifacts });
     expect(other.verified).toBe(false);
+  } finally {
+    native.close();
+  }
+});
+
+// Issue 17: modules that fail before their entrypoint runs (tests/test_tasks.py's FAILS_BEFORE_ENTRY_WAT and
+// WRONG_TYPES_WAT). A browser TaskExecutor raised TypeError on the ones failing at instantiation (the
+// worker's `fuelLeft: null` reached Python as JsNull); each must give the receipt a native TaskExecutor
+// gives for the same bytes, from the sandbox itself rather than the executor's last resort ("sandbox failed").
+// Fuel: "same" as natively, "unmetered" (SIMD keeps the browser's meter out), a "bound" (the browser
+// charges a trapping segment whole) or "any" (stack depth, hence calls made, differs between engines).
+const FAILS_BEFORE_ENTRY = {
+  data_outside_memory: "same",
+  elem_outside_table: "same",
+  start_traps: "bound",
+  start_recurses: "any",
+  simd_start_traps: "unmetered",
+  simd_start_recurses: "unmetered",
+  alloc_takes_i64: "same",
+  alloc_returns_nothing: "same",
+  alloc_is_a_global: "same",
+  entry_returns_i32: "same",
+  memory_is_a_global: "same",
+};
+
+test("modules failing at instantiation, in their start function or on the ABI's types get native receipts", async ({ page }) => {
+  test.setTimeout(90_000);
+  const native = nativeTasks();
+  try {
+    const modules = await native.ask({ cmd: "modules" });
+    expect(modules.error).toBeUndefined();
+    await openReady(page);
+    await setUpSandbox(page, modules);
+    await setUpExecutor(page);
+    for (const [name, fuel] of Object.entries(FAILS_BEFORE_ENTRY)) {
+      const module = modules[name];
+      const env = await native.ask({ cmd: "envelope", task_id: `t-${name}`, module, entrypoint: "sum", input: "", budgets: BUDGETS });
+      expect(env.error).toBeUndefined();
+      const n = await native.ask({ cmd: "execute", envelope: env.envelope, module, input: "" });
+      expect([name, n.status]).toEqual([name, "Error"]);
+      const got = await executeInBrowser(page, env, module, "");
+      const b = await native.ask({ cmd: "verify", receipt: got.receipt, envelope: env.envelope, executor_key: got.executor_key, artifacts: [module, ""] });
+      expect([name, b.verified, b.status, b.memory_peak]).toEqual([name, true, n.status, n.memory_peak]);
+      expect(b.detail).not.toMatch(/sandbox failed/);
+      if (n.detail.startsWith("module rejected")) expect([name, b.detail]).toEqual([name, n.detail]); // the same wording
+      if (fuel === "same") expect([name, b.fuel_used]).toEqual([name, n.fuel_used]);
+      if (fuel === "bound") expect(b.fuel_used).toBeGreaterThanOrEqual(n.fuel_used);
+      if (fuel === "unmetered") expect([name, b.fuel_used, b.detail]).toEqual([name, null, expect.stringMatching(/fuel unmetered/)]);
+    }
+    // The sandbox's own statuses for the same bytes, without an executor in between.
+    for (const name of ["data_outside_memory", "simd_start_traps", "simd_start_recurses"]) {
+      const b = await runCase(page, name, "sum", "");
+      const n = await native.ask({ cmd: "run", module: modules[name], entrypoint: "sum", input: "", budgets: BUDGETS });
+      expect([name, b.status, b.memory_peak]).toEqual([name, n.status, 0]);
+    }
   } finally {
     native.close();
   }

@@ -3,7 +3,10 @@
 // (alloc, copy the input in, call the entrypoint, read (out_ptr << 32) | out_len)
 // and posts back the status, the output, the memory size reached and, for a
 // module metered by tasks/wasm_fuel.py, the fuel left in its counter (a trap
-// with the counter below zero is FuelExhausted). Each run
+// with the counter below zero is FuelExhausted) and whether instantiation
+// succeeded (a metered module's start function runs after it, so when it fails
+// no fuel was used). Failures are classified as NativeSandbox classifies them:
+// the same module gets the same status in both runtimes. Each run
 // gets a fresh instance; the worker itself is reused until the bridge
 // terminates it for overrunning its time budget.
 
@@ -18,19 +21,24 @@ self.onmessage = (event) => {
   const done = (status, detail, output = null) => {
     const memoryPeak = memory ? memory.buffer.byteLength : 0;
     const execUs = Math.round((performance.now() - t0) * 1000);
-    self.postMessage({ status, output, memoryPeak, execUs, detail, fuelLeft: fuel() }, output ? [output.buffer] : []);
+    const answer = { status, output, memoryPeak, execUs, detail, fuelLeft: fuel(), instantiated: exports !== null };
+    self.postMessage(answer, output ? [output.buffer] : []);
   };
   const why = (err) => `${err && err.name ? err.name + ": " : ""}${err && err.message ? err.message : err}`.slice(0, 200);
 
   try {
     exports = new WebAssembly.Instance(module, {}).exports;
   } catch (err) {
-    // A RangeError here is the engine failing to allocate the (already budget-checked) initial memory.
-    return done(err instanceof RangeError ? "OutOfMemory" : "Error", why(err));
+    // Only a RangeError about memory is the engine failing to allocate the (budget-checked) initial memory,
+    // as wasmtime's refusal names memory. A segment out of bounds, or a trap or stack overflow (also a
+    // RangeError) in an unmetered module's start function, is an Error, as a wasmtime trap is.
+    return done(err instanceof RangeError && /memory/i.test(err.message) ? "OutOfMemory" : "Error", why(err));
   }
   try {
-    memory = exports.memory;
     if (startExport) exports[startExport](); // a metered module's start function, moved out of instantiation
+    // Read after the start function, as natively (a trap there leaves wasmtime no instance to measure):
+    // the memory peak decides whether a failed run is re-run as a memory probe, so it must match.
+    memory = exports.memory;
     const ptr = exports.alloc(input.length) >>> 0;
     if (ptr + input.length > memory.buffer.byteLength) return done("Error", "alloc returned a range outside memory");
     new Uint8Array(memory.buffer, ptr, input.length).set(input);

@@ -1,4 +1,4 @@
-"""Native side of e2e/tasks.spec.js, over stdin/stdout JSON lines: compiles the task tests' WAT, runs NativeSandbox, verifies receipts.
+"""Native side of e2e/tasks.spec.js, over stdin/stdout JSON lines: compiles the task tests' WAT, runs NativeSandbox and TaskExecutor, verifies receipts.
 
 The WAT is taken from tests/test_tasks.py itself, so the browser runs exactly
 the modules the native tests run. One request per line in, one answer per line
@@ -19,11 +19,14 @@ from line_server import serve  # noqa: E402  (e2e/py/, the script's own director
 from ruvector_edge.artifacts import ArtifactStore  # noqa: E402
 from ruvector_edge.errors import RejectedInput  # noqa: E402
 from ruvector_edge.p2p import IdentityManager  # noqa: E402
+from ruvector_edge.platform.base import Clock  # noqa: E402
 from ruvector_edge.platform.native import NativeCryptoProvider  # noqa: E402
-from ruvector_edge.tasks import Budgets, NativeSandbox, TaskEnvelope, TaskReceipt, verify_receipt  # noqa: E402
+from ruvector_edge.tasks import Budgets, NativeSandbox, TaskEnvelope, TaskExecutor, TaskReceipt, verify_receipt  # noqa: E402
 
 CRYPTO = NativeCryptoProvider()
 MODULES = {
+    **test_tasks.FAILS_BEFORE_ENTRY_WAT,
+    **test_tasks.WRONG_TYPES_WAT,
     "good": test_tasks.GOOD_WAT,
     "imports": test_tasks.IMPORTS_WAT,
     "no_alloc": test_tasks.NO_ALLOC_WAT,
@@ -48,6 +51,8 @@ MODULES = {
 async def main() -> None:
     sandbox = NativeSandbox()
     requester = await IdentityManager.generate(CRYPTO)
+    executor = TaskExecutor("native-exec", await IdentityManager.generate(CRYPTO), sandbox, ArtifactStore(),
+                            clock=Clock(), crypto=CRYPTO)
 
     async def handle(cmd: str, req: dict) -> dict | None:
         if cmd == "modules":
@@ -69,6 +74,12 @@ async def main() -> None:
                 requester="native-requester", deadline=2**52, priority=1,
             ).sign(requester)
             out = {"envelope": env.to_json().decode(), "requester_key": requester.ed25519_public.hex()}
+        elif cmd == "execute":  # a native TaskExecutor's receipt for an envelope from "envelope"
+            for blob in (req["module"], req["input"]):
+                executor.artifacts.store_artifact(bytes.fromhex(blob))
+            receipt = await executor.execute(TaskEnvelope.from_json(req["envelope"].encode()), requester.ed25519_public)
+            out = {"status": receipt.status.value, "fuel_used": receipt.fuel_used, "memory_peak": receipt.memory_peak,
+                   "detail": receipt.detail}
         elif cmd == "verify":
             store = ArtifactStore()
             for blob in req["artifacts"]:
@@ -77,7 +88,8 @@ async def main() -> None:
             envelope = TaskEnvelope.from_json(req["envelope"].encode())
             try:
                 await verify_receipt(receipt, envelope, bytes.fromhex(req["executor_key"]), store, crypto=CRYPTO)
-                out = {"verified": True, "status": receipt.status.value, "fuel_used": receipt.fuel_used, "detail": receipt.detail}
+                out = {"verified": True, "status": receipt.status.value, "fuel_used": receipt.fuel_used,
+                       "memory_peak": receipt.memory_peak, "detail": receipt.detail}
             except RejectedInput as exc:
                 out = {"verified": False, "rejected": type(exc).__name__, "why": str(exc)}
         else:

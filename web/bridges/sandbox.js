@@ -99,7 +99,8 @@ async function runInWorker(module, entrypoint, input, timeoutMs, maxOutput, fuel
 /**
  * Run `entrypoint` of the module `key` (compiled from `bytes` when not cached) on `input`; `fuelExport`
  * names the metered module's fuel counter and `startExport` its start function (or they are null).
- * Resolves to {status, output: Uint8Array|null, memoryPeak, execUs, detail, fuelLeft} or {rejected}.
+ * Resolves to {status, output: Uint8Array|null, memoryPeak, execUs, detail, fuelLeft, instantiated} (the last two
+ * only from the worker, null where unknown) or {rejected}.
  */
 function run(key, bytes, entrypoint, input, timeoutMs, maxOutput, fuelExport = null, startExport = null) {
   // Taken now: Python sent no bytes because `has(key)` was true, and runs queued ahead may evict the key.

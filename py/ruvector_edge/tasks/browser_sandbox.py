@@ -24,7 +24,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from pyodide.ffi import JsProxy  # type: ignore[import-not-found]
+from pyodide.ffi import JsProxy, jsnull  # type: ignore[import-not-found]
 
 from ..errors import ModuleRejected
 from ..platform.jsffi import js_bridge
@@ -41,6 +41,12 @@ FUEL_UNMETERED = "fuel unmetered in the browser"
 
 def _bridge() -> JsProxy:
     return js_bridge("edgeSandbox", "web/bridges/sandbox.js")
+
+
+def _field(answer: JsProxy, name: str) -> object:
+    """A field of the bridge's answer, None when absent or JS null (which Pyodide hands over as `jsnull`, not None)."""
+    value = getattr(answer, name, None)
+    return None if value is jsnull else value
 
 
 def _with_note(detail: str, note: str) -> str:
@@ -124,14 +130,19 @@ class BrowserSandbox:
             prepared.key, payload, entrypoint, _u8(data), budgets.timeout_ms, self.max_output_bytes,
             prepared.fuel_export, prepared.start_export,
         )
-        if getattr(answer, "rejected", None):
-            raise ModuleRejected(f"not a valid WebAssembly module: {answer.rejected}"[:256])
+        rejected = _field(answer, "rejected")
+        if rejected:
+            raise ModuleRejected(f"not a valid WebAssembly module: {rejected}"[:256])
         status = TaskStatus(answer.status)
-        fuel_left = getattr(answer, "fuelLeft", None)
-        if prepared.fuel_export is None or status is TaskStatus.TIMEOUT or fuel_left is None:
+        fuel_left = _field(answer, "fuelLeft")
+        if prepared.fuel_export is None or status is TaskStatus.TIMEOUT:
             fuel_used = None
         elif status is TaskStatus.FUEL_EXHAUSTED:
             fuel_used = budgets.fuel_limit  # as natively: the whole budget
+        elif _field(answer, "instantiated") is False:
+            fuel_used = 0  # as natively: a metered module's start function runs after instantiation, so nothing ran
+        elif fuel_left is None:
+            fuel_used = None
         else:
             fuel_used = min(budgets.fuel_limit, budgets.fuel_limit - int(fuel_left))  # reported as wasmtime does
         note = prepared.note or ("" if fuel_used is not None or status is TaskStatus.TIMEOUT else FUEL_UNMETERED)
