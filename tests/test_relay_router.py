@@ -13,6 +13,7 @@ import pytest
 
 from relay_fixtures import FakeMonotonic, FakePeer, hello_for
 from ruvector_edge.p2p import IdentityManager, P2PSwarm
+from ruvector_edge.platform.base import FakeClock
 from ruvector_edge.platform.native import NativeCryptoProvider
 from ruvector_edge.relay.router import RelayLimits, RelayRouter
 from ruvector_edge.transport import relay_wire as rw
@@ -21,11 +22,13 @@ KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
 
 
-def make_router(limits: RelayLimits | None = None, monotonic: FakeMonotonic | None = None) -> RelayRouter:
+def make_router(limits: RelayLimits | None = None, monotonic: FakeMonotonic | None = None,
+                clock: FakeClock | None = None) -> RelayRouter:
     counter = itertools.count(1)
     return RelayRouter(
         NativeCryptoProvider(),
         limits,
+        clock=clock,
         monotonic=monotonic or FakeMonotonic(),
         random_hex=lambda: f"{next(counter):032x}",
     )
@@ -490,3 +493,116 @@ async def test_frames_after_close_are_ignored(net, agents):
     before = net.router.metrics.frames_in
     await net.router.receive(pa, "garbage")
     assert net.router.metrics.frames_in == before and net.router.metrics.drops == {}
+
+
+# --- departures: the registry keeps only who is present (and bindings for a while) ---------
+
+
+def registry_sizes(router: RelayRouter, swarm_id: str) -> dict[str, int]:
+    """Every per-swarm structure that could grow with agents ever seen."""
+    state = router._swarms.get(swarm_id)
+    if state is None:
+        return {"members": 0, "departed": 0, "agents": 0, "registration_json": 0}
+    return {"members": len(state.registry._members), "departed": len(state.registry._departed),
+            "agents": len(state.agents), "registration_json": len(state.registration_json)}
+
+
+async def test_distinct_agents_one_at_a_time_are_not_refused_past_the_member_limit():
+    """Issue 17 item 8: with max_members_per_swarm=5 the sixth distinct agent was refused although only one was there."""
+    net = Net(make_router(RelayLimits(max_members_per_swarm=5)))
+    for index in range(12):
+        agent = await P2PSwarm.create(f"agent{index}", KEY)
+        peer = await net.join(agent)
+        assert registry_sizes(net.router, agent.swarm_id)["members"] == 1
+        net.router.closed(peer)
+    assert registry_sizes(net.router, agent.swarm_id) == {"members": 0, "departed": 12, "agents": 0,
+                                                          "registration_json": 0}
+
+
+async def test_a_departed_agents_id_stays_bound_to_its_key_until_the_hold_ends(agents):
+    a, b, *_ = agents
+    clock = FakeClock()
+    net = Net(make_router(clock=clock))
+    pb = await net.join(b)
+    net.router.closed(await net.join(a))
+    impostor = await P2PSwarm.create("alice", KEY)  # same id, another key
+    peer = net.open()
+    await net.router.receive(peer, await hello_for(impostor, peer.last("challenge")["challenge"]))
+    assert peer.close_code == rw.CLOSE_POLICY and net.router.metrics.drops == {"key_conflict": 1}
+    again = await net.join(a)  # the departed agent itself comes back at once
+    net.router.closed(again)
+    registry = net.router._swarms[a.swarm_id].registry
+    clock.advance(registry.hold_departed_ms - 1)
+    peer = net.open()
+    await net.router.receive(peer, await hello_for(impostor, peer.last("challenge")["challenge"]))
+    assert peer.close_code == rw.CLOSE_POLICY
+    clock.advance(1)
+    await net.join(impostor)  # the binding has aged out: the id is free
+    assert pb.last("member")["registration"]["ed25519_pubkey"] == impostor.registration.ed25519_pubkey.hex()
+
+
+async def test_when_the_held_bindings_are_full_newcomers_wait_and_returning_agents_do_not(agents):
+    a, *_ = agents
+    clock = FakeClock()
+    net = Net(make_router(RelayLimits(max_members_per_swarm=2, max_departed_per_swarm=2), clock=clock))
+    net.router.closed(await net.join(a))
+    for index in range(3):
+        net.router.closed(await net.join(await P2PSwarm.create(f"n{index}", KEY)))
+        clock.advance(1000)
+    late = await P2PSwarm.create("late", KEY)
+    peer = net.open()
+    await net.router.receive(peer, await hello_for(late, peer.last("challenge")["challenge"]))
+    assert peer.close_code == rw.CLOSE_POLICY and "try later" in peer.closes[0][1]
+    assert registry_sizes(net.router, a.swarm_id)["departed"] == 4  # max_members + max_departed, never more
+    net.router.closed(await net.join(a))  # a binding it already holds: always welcome back
+    clock.advance(net.router._swarms[a.swarm_id].registry.hold_departed_ms)
+    await net.join(late)
+    assert registry_sizes(net.router, a.swarm_id)["departed"] == 0
+
+
+async def test_an_empty_swarm_whose_bindings_aged_out_frees_its_slot(agents):
+    a, _, _, x = agents
+    clock = FakeClock()
+    net = Net(make_router(RelayLimits(max_swarms=1), clock=clock))
+    net.router.closed(await net.join(a))
+    px = net.open()
+    await net.router.receive(px, await hello_for(x, px.last("challenge")["challenge"]))
+    assert px.close_code == rw.CLOSE_POLICY  # alice's binding is still held: her swarm stays
+    clock.advance(net.router._swarms[a.swarm_id].registry.hold_departed_ms)
+    await net.join(x)
+    assert list(net.router._swarms) == [x.swarm_id]
+
+
+async def test_churn_of_20000_distinct_agents_leaves_the_registry_flat():
+    """20,000 distinct agent ids join and leave, 500 at a time, 500 a minute (fake clock), default limits.
+
+    Every structure the swarm keeps must be back to "who is present" after each batch, and the held bindings
+    must stop growing once the first ones age out. One key pair signs every registration: what is being
+    counted is agent ids, and generating 20,000 key pairs would only slow the test down."""
+    clock = FakeClock()
+    net = Net(make_router(clock=clock))
+    identity = await IdentityManager.generate(NativeCryptoProvider())
+    swarm_id = (await P2PSwarm.create("probe", KEY)).swarm_id
+    batch, total = 500, 20_000
+    held: list[int] = []
+    for start in range(0, total, batch):
+        peers = []
+        for index in range(start, start + batch):
+            registration = await identity.create_registration(f"churn{index}", ["worker"], swarm=swarm_id, clock=clock)
+            peer = net.open()
+            challenge = peer.last("challenge")["challenge"]
+            proof = await identity.sign(rw.auth_bytes(swarm_id, registration.agent_id, challenge))
+            await net.router.receive(peer, rw.hello(registration, proof))
+            assert peer.close_code is None, peer.closes
+            peers.append(peer)
+        assert registry_sizes(net.router, swarm_id)["members"] == batch
+        for peer in peers:
+            net.router.closed(peer)
+        sizes = registry_sizes(net.router, swarm_id)
+        assert sizes["members"] == sizes["agents"] == sizes["registration_json"] == 0, sizes
+        held.append(sizes["departed"])
+        clock.advance(60_000)
+    hold_batches = net.router._swarms[swarm_id].registry.hold_departed_ms // 60_000 + 1
+    assert max(held) <= hold_batches * batch, held
+    assert held[-1] == held[hold_batches], f"held bindings kept growing: {held}"
+    assert net.router.peer_count() == 0 and net.router._hello_deadlines == {}

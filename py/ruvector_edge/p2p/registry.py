@@ -3,12 +3,14 @@
 A message is never trusted for the key that verifies it; the registry binds an
 agent id to the Ed25519 key of its first valid registration and refuses to
 rebind it. Liveness comes only from heartbeats whose signature verifies under
-that bound key.
+that bound key. A member that departs is forgotten except for that binding,
+which is held for a while (see `depart`), so churn does not grow the registry.
 """
 
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..errors import (
@@ -67,7 +69,11 @@ class MemberRegistry:
         past_window_ms: int = 5 * 60 * 1000,
         future_skew_ms: int = 60 * 1000,
         max_members: int = 10_000,
+        max_departed: int = 10_000,
+        hold_departed_ms: int | None = None,
     ) -> None:
+        """`max_members` bounds the members present; `max_departed` is the room for the bindings of departed
+        ones beyond that, each held `hold_departed_ms` (default: the timestamp windows, see `depart`)."""
         if not 0 < suspect_after_ms < gone_after_ms:
             raise ValueError("need 0 < suspect_after_ms < gone_after_ms")
         self.swarm_id = swarm_id
@@ -78,7 +84,10 @@ class MemberRegistry:
         self.past_window_ms = past_window_ms
         self.future_skew_ms = future_skew_ms
         self.max_members = max_members
+        self.max_departed = max_departed
+        self.hold_departed_ms = past_window_ms + future_skew_ms if hold_departed_ms is None else hold_departed_ms
         self._members: dict[str, Member] = {}
+        self._departed: OrderedDict[str, tuple[bytes, int]] = OrderedDict()  # id -> (key, departed at), oldest first
 
     # Registration ----------------------------------------------------------
     async def register(self, registration: Registration) -> Member:
@@ -95,22 +104,62 @@ class MemberRegistry:
             raise RegistrationRejected("capabilities must not be empty")
         if not EARLIEST_JOINED_AT <= reg.joined_at <= now + self.future_skew_ms:
             raise RegistrationRejected(f"joined_at {reg.joined_at} is not a plausible time")
+        self._release_expired(now)
+        self._check_binding(reg)
         existing = self._members.get(reg.agent_id)
-        if existing is not None and existing.ed25519_pubkey != reg.ed25519_pubkey:
-            raise KeyConflict(f"{reg.agent_id!r} is already registered under another key")
         if existing is None and len(self._members) >= self.max_members:
             raise RegistrationRejected(f"registry is full ({self.max_members} members)")
+        if existing is None and reg.agent_id not in self._departed \
+                and len(self._members) + len(self._departed) >= self.max_members + self.max_departed:
+            raise RegistrationRejected(f"registry is full ({len(self._departed)} departed agents' ids held), try later")
         await reg.verify(self.crypto, self.swarm_id)
-        existing = self._members.get(reg.agent_id)  # re-read: another registration may have landed while we awaited
-        if existing is not None and existing.ed25519_pubkey != reg.ed25519_pubkey:
-            raise KeyConflict(f"{reg.agent_id!r} is already registered under another key")
+        self._check_binding(reg)  # re-check: another registration may have landed, or its holder left, while we awaited
+        existing = self._members.get(reg.agent_id)
         if existing is None:
+            self._departed.pop(reg.agent_id, None)
             member = self._members[reg.agent_id] = Member(registration=reg, last_seen=now)
             return member
         if reg.joined_at > existing.registration.joined_at:
             existing.registration = reg  # a newer self-signed registration may change capabilities
         # No liveness refresh: anyone holding a copy of a registration can resend it.
         return existing
+
+    def _check_binding(self, reg: Registration) -> None:
+        existing = self._members.get(reg.agent_id)
+        held = existing.ed25519_pubkey if existing is not None else self._departed.get(reg.agent_id, (None,))[0]
+        if held is not None and held != reg.ed25519_pubkey:
+            raise KeyConflict(f"{reg.agent_id!r} is already registered under another key")
+
+    def depart(self, agent_id: str) -> None:
+        """Forget a member that left, except its id -> key binding, held for `hold_departed_ms`.
+
+        Why keep the binding: until then the departed agent may still be live (reconnecting after a dropped
+        connection, which takes seconds), and envelopes and heartbeats it signed still pass receivers'
+        timestamp windows, which is what the default hold spans. If a different key could take the id in that
+        time, the newcomer would inherit the departed agent's identity for everything still in flight, and
+        direct frames for it would reach the newcomer. Why no more than that: an id bound forever makes the
+        registry grow with every agent ever seen until it refuses everyone. When `max_departed` bindings are
+        held, newcomers are refused until the oldest age out; evicting one early instead would let a flood of
+        registrations free any id for a takeover.
+        """
+        member = self._members.pop(agent_id, None)
+        if member is None:
+            return
+        self._departed[agent_id] = (member.ed25519_pubkey, self.clock.now_ms())
+        self._departed.move_to_end(agent_id)
+        self._release_expired(self.clock.now_ms())
+
+    def _release_expired(self, now: int) -> None:
+        while self._departed:
+            agent_id, (_, departed_at) = next(iter(self._departed.items()))
+            if departed_at + self.hold_departed_ms > now:
+                return
+            del self._departed[agent_id]
+
+    def bindings(self) -> int:
+        """Ids bound to a key right now: members present plus departed ones still held."""
+        self._release_expired(self.clock.now_ms())
+        return len(self._members) + len(self._departed)
 
     # Heartbeats --------------------------------------------------------------
     async def heartbeat(self, heartbeat: Heartbeat) -> Member:

@@ -46,7 +46,8 @@ class RelayLimits:
     rate_per_s: float = 200.0
     burst: float = 400.0
     max_topics_per_peer: int = 256
-    max_members_per_swarm: int = 10_000
+    max_members_per_swarm: int = 10_000  # present at once
+    max_departed_per_swarm: int = 10_000  # departed agents' id -> key bindings held beyond those (MemberRegistry.depart)
     max_swarms: int = 10_000
     queue_length: int = 1024
     hello_timeout_s: float = 5.0
@@ -81,6 +82,8 @@ class _PeerState:
 
 @dataclass
 class _SwarmState:
+    """Only agents present are kept here; the registry keeps departed agents' key bindings for a while."""
+
     registry: MemberRegistry
     agents: dict[str, int] = field(default_factory=dict)  # agent id -> conn id
     registration_json: dict[str, str] = field(default_factory=dict)  # canonical text, made once per join
@@ -124,7 +127,7 @@ class RelayRouter:
             return
         self._hello_deadlines.pop(peer.conn_id, None)
         self.metrics.connections -= 1
-        self._unbind(state, announce=True)
+        self._unbind(state, departing=True)
 
     def peer_count(self) -> int:
         return len(self._peers)
@@ -147,7 +150,9 @@ class RelayRouter:
             self.metrics.handshake_timeouts += 1
             self._peers[conn_id].peer.close(rw.CLOSE_POLICY, f"no hello within {self.limits.hello_timeout_s:g} s")
 
-    def _unbind(self, state: _PeerState, announce: bool) -> None:
+    def _unbind(self, state: _PeerState, departing: bool) -> None:
+        """Take a connection out of routing; `departing` (not replaced by a newer connection of the same agent):
+        also tell the swarm and forget the agent's registration."""
         if state.swarm is None:
             return
         swarm = self._swarms.get(state.swarm)
@@ -162,8 +167,12 @@ class RelayRouter:
         state.topics.clear()
         if state.agent_id is not None and swarm.agents.get(state.agent_id) == state.peer.conn_id:
             del swarm.agents[state.agent_id]
-            if announce:
+            if departing:
+                del swarm.registration_json[state.agent_id]
+                swarm.registry.depart(state.agent_id)
                 self._to_swarm(swarm, rw.encode("left", agent_id=state.agent_id), exclude=state.peer.conn_id)
+                if not swarm.agents and not swarm.registry.bindings():
+                    del self._swarms[state.swarm]
 
     # Frames --------------------------------------------------------------------
     async def receive(self, peer: Peer, data: str | bytes) -> None:
@@ -212,7 +221,7 @@ class RelayRouter:
         elif op == "unsub":
             self._unsubscribe(state, rw.topics_of(control))
         elif op == "leave":
-            self._unbind(state, announce=True)
+            self._unbind(state, departing=True)
             state.peer.close(rw.CLOSE_NORMAL, "left")
         else:
             raise MalformedMessage(f"{op!r} is not a client operation")
@@ -225,10 +234,12 @@ class RelayRouter:
         swarm = self._swarms.get(registration.swarm)
         if swarm is None:
             if len(self._swarms) >= self.limits.max_swarms:
+                self._forget_idle_swarms()
+            if len(self._swarms) >= self.limits.max_swarms:
                 raise MalformedMessage("relay is at its swarm limit")
-            swarm = _SwarmState(
-                MemberRegistry(registration.swarm, self.crypto, self.clock, max_members=self.limits.max_members_per_swarm)
-            )
+            swarm = _SwarmState(MemberRegistry(registration.swarm, self.crypto, self.clock,
+                                               max_members=self.limits.max_members_per_swarm,
+                                               max_departed=self.limits.max_departed_per_swarm))
         signed = rw.auth_bytes(registration.swarm, registration.agent_id, state.challenge)
         if not await self.crypto.verify(registration.ed25519_pubkey, signed, proof):
             raise MalformedMessage("hello proof does not verify: not the holder of this registration's key")
@@ -238,7 +249,7 @@ class RelayRouter:
         if previous is not None and previous != state.peer.conn_id:
             old = self._peers.get(previous)
             if old is not None:
-                self._unbind(old, announce=False)
+                self._unbind(old, departing=False)
                 old.peer.close(rw.CLOSE_NORMAL, "replaced by a newer connection")
         state.swarm, state.agent_id = registration.swarm, registration.agent_id
         self._hello_deadlines.pop(state.peer.conn_id, None)
@@ -249,6 +260,13 @@ class RelayRouter:
         members = [swarm.registration_json[agent] for agent in swarm.agents if agent != registration.agent_id]
         self._send(state, rw.welcome(registration.agent_id, registration.swarm, members))
         self._to_swarm(swarm, rw.member(own), exclude=state.peer.conn_id)
+
+    def _forget_idle_swarms(self) -> None:
+        """Drop the swarms nobody is in whose departed agents' bindings have all aged out (only at the swarm
+        limit: a swarm left empty keeps those bindings until then, see MemberRegistry.depart)."""
+        for swarm_id, swarm in tuple(self._swarms.items()):
+            if not swarm.agents and not swarm.registry.bindings():
+                del self._swarms[swarm_id]
 
     def _subscribe(self, state: _PeerState, topics: list[str]) -> None:
         swarm = self._swarms[state.swarm]  # type: ignore[index]
@@ -307,7 +325,7 @@ class RelayRouter:
             self.metrics.bytes_out += len(text)
         else:
             self.metrics.drop("slow_consumer")
-            self._unbind(state, announce=True)
+            self._unbind(state, departing=True)
             state.peer.close(rw.CLOSE_TRY_LATER, "outbound queue full")
 
     # Liveness ------------------------------------------------------------------
