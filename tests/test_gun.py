@@ -4,6 +4,7 @@ talking to our /gun endpoint, with the official Node relay run side by side for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import shutil
@@ -308,6 +309,87 @@ async def test_native_agent_writes_reach_gun_js(gun_js, tmp_path):
             assert relay.engine.get("native/agent", "load")["load"] == 0.5
         finally:
             await b.stop()
+
+
+def _gun_js_parses(node: str, frames: list[str]) -> list[bool]:
+    """For each frame, whether GUN.js in Node (its lib/yson.js JSON.parseAsync) reads it as JSON.parse does."""
+    done = subprocess.run([node, str(CLIENTS / "yson.cjs")], input="".join(json.dumps(f) + "\n" for f in frames),
+                          capture_output=True, text=True, cwd=CLIENTS, timeout=30, check=True)
+    return [json.loads(line)["same"] for line in done.stdout.splitlines()]
+
+
+def test_a_large_node_is_answered_in_pages_gun_js_reads_whole(gun_js):
+    """20 writers' 100 keys each in one node: one answer frame of it lost a key in GUN.js's parser (and every key
+    after it in GUN's put handler); pages of at most `answer_page_chars`, chained by "%", carry it whole."""
+    eng = GunEngine(clock=Clock(2e12), pid="RELAY")
+    eng.open("A")
+    t0 = 1_796_594_485_045
+    for w in range(20):
+        keys = {f"p{w}-{i}": i for i in range(100)}
+        states = {k: t0 + w * 7 + i / 999 for i, k in enumerate(keys)}  # GUN's states: ms plus a count / 999
+        eng.receive("A", json.dumps({"#": f"w{w}", "put": {"burst": {"_": {"#": "burst", ">": states}, **keys}}}))
+    frames = [text for to, text in eng.receive("A", json.dumps({"#": "g", "get": {"#": "burst"}})) if to == "A"]
+    assert all(_gun_js_parses(gun_js, frames))
+    pages = [json.loads(f) for f in frames]
+    assert len(pages) > 1 and all(len(f) <= eng.limits.answer_page_chars for f in frames)
+    assert all(p["@"] == "g" for p in pages) and "%" not in pages[-1]
+    assert [p["%"] for p in pages[:-1]] == [p["#"] for p in pages[1:]]
+    whole = {"_": {"#": "burst", ">": {}}}
+    for page in pages:
+        node = page["put"]["burst"]
+        whole["_"][">"].update(node["_"][">"])
+        whole.update({k: v for k, v in node.items() if k != "_"})
+    assert whole == eng.get("burst") and len(whole) == 2_001
+
+
+def test_a_paged_answer_reaches_on_answer_at_its_last_page():
+    """A reader (NativeGunGraph.read) is woken once the whole node is in, not after its first page."""
+    client = GunEngine(clock=Clock(2e12))
+    answered = []
+    client.on_answer = answered.append
+    client.open("R")
+    msg_id, _ = client.request("s")
+    pages = [{"#": "p1", "@": msg_id, "%": "p2", "put": {"s": {"_": {"#": "s", ">": {"a": 1}}, "a": 1}}},
+             {"#": "p2", "@": msg_id, "put": {"s": {"_": {"#": "s", ">": {"b": 1}}, "b": 2}}}]
+    client.receive("R", json.dumps(pages[0]))
+    assert answered == [] and client.get("s", "a")["a"] == 1
+    client.receive("R", json.dumps(pages[1]))
+    assert answered == [msg_id] and client.get("s", "b")["b"] == 2
+
+
+async def _burst_then_read(node: str, relay: "Ours", soul: str, writers: int, per_writer: int) -> None:
+    """`writers` GUN.js peers, each its own Node process, start together and put `per_writer` keys each into
+    `soul` without waiting for acks; once the relay holds them all the writers leave, and two fresh peers
+    map() the node: both must find every key with its value."""
+    expected = {f"w{w}-{i}": i for w in range(writers) for i in range(per_writer)}
+    peers = await asyncio.gather(*(NodeGun.start(node, relay.url) for _ in range(writers)))
+    try:
+        await asyncio.gather(*(p.call("burst", [soul], prefix=f"w{w}-", count=per_writer) for w, p in enumerate(peers)))
+        await until(lambda: len(relay.engine.graph.nodes.get(soul, ())) >= len(expected), timeout=60)
+    finally:
+        await asyncio.gather(*(p.stop() for p in peers))
+    readers = await asyncio.gather(*(NodeGun.start(node, relay.url) for _ in range(2)))
+    try:
+        subs = [(await r.call("map", [soul]))["sub"] for r in readers]
+        seen = [lambda r=r, sub=sub: {e["key"]: e["data"] for e in r.events.get(sub, [])} for r, sub in zip(readers, subs)]
+        with contextlib.suppress(AssertionError):  # the comparison below says what is missing
+            await until(lambda: all(len(view()) >= len(expected) for view in seen), timeout=60)
+        views = [view() for view in seen]
+        assert views[0] == views[1] == expected, [len(v) for v in views]
+    finally:
+        await asyncio.gather(*(r.stop() for r in readers))
+
+
+@pytest.mark.timeout(240)
+async def test_twenty_gun_js_peers_bursting_into_one_node_are_all_read_back(gun_js, tmp_path):
+    async with Ours(tmp_path / "g.sqlite") as relay:
+        await _burst_then_read(gun_js, relay, "burst", writers=20, per_writer=100)
+
+
+@pytest.mark.timeout(240)
+async def test_ten_thousand_keys_in_one_node_are_all_read_back(gun_js, tmp_path):
+    async with Ours(tmp_path / "g.sqlite") as relay:
+        await _burst_then_read(gun_js, relay, "big", writers=4, per_writer=2_500)
 
 
 async def test_data_survives_restart(gun_js, tmp_path):

@@ -11,6 +11,16 @@ const ops = {
   once(m) { at(m.path).once((d) => out({ id: m.id, data: strip(d) === undefined ? null : strip(d) }), { wait: m.wait || 500 }); },
   on(m) { at(m.path).on((d) => out({ sub: m.id, data: strip(d) })); out({ id: m.id }); },
   map(m) { at(m.path).map().on((d, k) => out({ sub: m.id, key: k, data: strip(d) })); out({ id: m.id }); },
+  // m.count puts of key `${m.prefix}${i}` = i into the node at m.path, all at once (no waiting for acks);
+  // answers at once, then reports each put's first ack as an event
+  burst(m) {
+    const node = at(m.path);
+    for (let i = 0; i < m.count; i++) {
+      let first = true;
+      node.get(m.prefix + i).put(i, (ack) => { if (first) { first = false; out({ sub: m.id, key: m.prefix + i, err: ack.err || null }); } });
+    }
+    out({ id: m.id });
+  },
 };
 let buf = '';
 process.stdin.on('data', (chunk) => {

@@ -10,7 +10,9 @@ Feed it connection events and text frames; it returns the frames to send as
   came from; a repeated id is ignored; an answer (``@``) to a message we relayed is
   routed back to the connection that sent that message;
 - a ``get`` is answered from the graph (the node, or just key ``.``; an empty
-  ``{"@"}`` answer when we have nothing) and relayed to the other peers;
+  ``{"@"}`` answer when we have nothing) and relayed to the other peers; a large node
+  goes out in pages of at most ``answer_page_chars`` characters, each naming the next
+  page's id in ``%`` (as GUN's relay pages its answers, see `_answer`);
 - a ``put`` is validated, HAM-merged (see ham.py / graph.py), acked to its sender with
   ``ok``, and relayed to every other connected peer (measured: the official relay,
   gun 0.2020.1241, sent a put only to a peer that had asked for its soul; sending
@@ -50,6 +52,9 @@ class GunLimits:
     burst_messages: float = 20_000.0
     rate_bytes: float = 16.0 * (1 << 20)
     burst_bytes: float = 32.0 * (1 << 20)
+    # one answer frame to a GET; GUN.js in Node parses frames in steps of 32,768 characters and can lose a
+    # key at a step boundary (see `_answer`), so keep pages well under that (JS counts UTF-16 units: 4x margin)
+    answer_page_chars: int = 8_192
 
 
 class _Bucket:
@@ -192,7 +197,7 @@ class GunEngine:
             if "put" in msg:
                 self._merge_put(msg["put"])
             origin = self._dup.get(answered)
-            if origin is SELF and self.on_answer is not None:
+            if origin is SELF and self.on_answer is not None and "%" not in msg:  # a paged answer is whole at its last page
                 self.on_answer(answered)
             if origin is not None and origin is not SELF and origin is not conn and origin in self.peers:
                 self.counts["acks_routed"] += 1
@@ -211,13 +216,7 @@ class GunEngine:
         elif "get" in msg:
             self.counts["gets"] += 1
             soul, key = validate_get(msg["get"], self.limits.wire)
-            node = self.graph.node(soul, key)
-            answer = random_id()
-            self._track(answer, SELF)
-            reply = {"#": answer, "@": msg_id}
-            if node is not None:
-                reply["put"] = {soul: node}
-            out.append((conn, encode(reply)))
+            self._answer(conn, msg_id, soul, self.graph.node(soul, key), out)
             self._relay(conn, msg, seen, out)
         else:
             raise Malformed("neither get, put nor dam")
@@ -232,6 +231,38 @@ class GunEngine:
                 self.graph.merge(soul, key, state, value)
             else:
                 self.counts["uninterested"] += 1
+
+    def _answer(self, conn, msg_id: str, soul: str, node: dict | None, out) -> None:
+        """Answer a GET with `node`, in pages of at most `answer_page_chars` characters (one key larger than that
+        goes alone), each but the last naming the next page's id in "%", as GUN's relay does (`Gun.on.get.ack`).
+
+        Why pages: GUN.js in Node parses incoming frames with lib/yson.js, 32,768 characters a step, and forgets
+        the key it has just read when a step ends between that key and its value; the put handler then stops at
+        the key with "no state" and drops every key after it. One 2,000-key answer lost ~420 keys that way.
+        """
+        page_id = random_id()
+        if node is None:
+            self._track(page_id, SELF)
+            out.append((conn, encode({"#": page_id, "@": msg_id})))
+            return
+        states = node["_"][">"]
+        frame = len(encode({"#": page_id, "@": msg_id, "%": page_id, "put": {soul: {"_": {"#": soul, ">": {}}}}}))
+        pages: list[list[str]] = [[]]
+        size = frame
+        for key in states:
+            cost = 2 * len(encode(key)) + len(encode(node[key])) + len(encode(states[key])) + 4  # quotes, colons, commas
+            if pages[-1] and size + cost > self.limits.answer_page_chars:
+                pages.append([])
+                size = frame
+            pages[-1].append(key)
+            size += cost
+        for i, keys in enumerate(pages):
+            reply = {"#": page_id, "@": msg_id}
+            self._track(page_id, SELF)
+            if i + 1 < len(pages):
+                page_id = reply["%"] = random_id()
+            reply["put"] = {soul: {"_": {"#": soul, ">": {k: states[k] for k in keys}}, **{k: node[k] for k in keys}}}
+            out.append((conn, encode(reply)))
 
     def _ack(self, conn, msg_id, out, err: str | None = None) -> None:
         answer = random_id()
