@@ -172,24 +172,17 @@ function chooseParams(mins, maxs, levels) {
   return { pdtype: 2, offsets: mins, scales: scale32 };
 }
 
-/**
- * Quantize n float32 values (packed bytes) in blocks of `block` to codes 0..levels.
- * Returns one Uint8Array: u32 LE header [param dtype, params length, plain length,
- * high length, low length], then params (offsets, scales), the plain code stream
- * (nibbles for 15 levels, bytes for 255) and, for 255 levels, the split streams.
- */
-function quantize(raw, n, block, levels) {
-  if (raw.byteLength !== 4 * n) throw new Error(`InvalidTensor: ${raw.byteLength} bytes are not ${n} float32 values`);
-  const x = raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, n) : new Float32Array(raw.slice().buffer);
-  const nb = Math.ceil(n / block);
+/** Minima and maxima of `x` over consecutive runs of `size` values (the last may be shorter); throws on NaN/infinity. */
+function runMinMax(x, size) {
+  const nb = Math.ceil(x.length / size);
   const mins = new Float32Array(nb);
   const maxs = new Float32Array(nb);
   for (let b = 0; b < nb; b++) {
-    const end = Math.min(n, (b + 1) * block);
-    let lo = x[b * block];
+    const end = Math.min(x.length, (b + 1) * size);
+    let lo = x[b * size];
     let hi = lo;
     let finite = true;
-    for (let i = b * block; i < end; i++) {
+    for (let i = b * size; i < end; i++) {
       const v = x[i];
       if (v < lo) lo = v;
       else if (v > hi) hi = v;
@@ -199,6 +192,138 @@ function quantize(raw, n, block, levels) {
     mins[b] = lo;
     maxs[b] = hi;
   }
+  return { mins, maxs };
+}
+
+// Quantized8's per-tensor plan: ruvector_edge/compression/blocking.py has the rules and why;
+// only exact or element-wise IEEE operations, so this reaches numpy's plan bit for bit.
+const CELL = 128;
+const CANDIDATES = [128, 256, 512, 1024, 2048, 4096];
+const SPREAD = 4;
+const MAX_PER_CELL = 8;
+const OUTLIER_SHARE = 256; // container.py's OUTLIER_SHARE
+const TARGET = 0.0095;
+const BUDGET = 12 * 255 * 255 * TARGET * TARGET;
+const exponentBits = new DataView(new ArrayBuffer(8));
+
+/** math.frexp(m)[1] for a positive finite double: m = f × 2^e with ½ ≤ f < 1. */
+function frexpExponent(m) {
+  exponentBits.setFloat64(0, m);
+  return ((exponentBits.getUint32(0) >>> 20) & 0x7ff) - 1022;
+}
+
+/** blocking.py's _outliers: the outliers, `values` (x with them replaced) and the cells' extremes after that. */
+function takeOutliers(x, cellMins, cellMaxs) {
+  const nc = cellMins.length;
+  const index = [];
+  const value = [];
+  const mins = cellMins.slice();
+  const maxs = cellMaxs.slice();
+  if (nc < 2) return { index, value, values: x, mins, maxs };
+  const range = (c) => cellMaxs[c] - cellMins[c];
+  const cap = Math.floor(x.length / OUTLIER_SHARE);
+  let values = x;
+  let total = 0;
+  for (let c = 0; c < nc; c++) {
+    const left = c > 0 ? range(c - 1) : -1;
+    const right = c < nc - 1 ? range(c + 1) : -1;
+    const nb = left >= right ? c - 1 : c + 1;
+    if (!(range(c) > SPREAD * range(nb))) continue;
+    const mid = (cellMins[nb] + cellMaxs[nb]) / 2 + 0.0;
+    const half = (SPREAD / 2) * range(nb);
+    const end = Math.min(x.length, (c + 1) * CELL);
+    const hits = [];
+    for (let i = c * CELL; i < end; i++) if (x[i] < mid - half || x[i] > mid + half) hits.push(i);
+    const count = hits.length > MAX_PER_CELL ? 0 : hits.length;
+    total += count;
+    if (total > cap) break;
+    if (count === 0) continue;
+    if (values === x) values = x.slice();
+    const fill = f32(mid);
+    for (const i of hits) {
+      index.push(i);
+      value.push(x[i]);
+      values[i] = fill;
+    }
+    let lo = values[c * CELL];
+    let hi = lo;
+    for (let i = c * CELL; i < end; i++) {
+      if (values[i] < lo) lo = values[i];
+      else if (values[i] > hi) hi = values[i];
+    }
+    mins[c] = lo;
+    maxs[c] = hi;
+  }
+  return { index, value, values, mins, maxs };
+}
+
+/** blocking.py's plan_q8: block size, the values to quantize, their blocks' extremes, the outliers. */
+function planQ8(x) {
+  const n = x.length;
+  if (n === 0) return { block: CANDIDATES[0], values: x, mins: new Float32Array(0), maxs: new Float32Array(0), index: [], value: [] };
+  const cells = runMinMax(x, CELL);
+  let m = 0;
+  for (let c = 0; c < cells.mins.length; c++) m = Math.max(m, Math.abs(cells.mins[c]), Math.abs(cells.maxs[c]));
+  const p = m === 0 ? 1 : 2 ** Math.min(127, 8 - frexpExponent(m));
+  const p32 = f32(p);
+  let energy = 0;
+  for (let i = 0; i < n; i++) {
+    const w = f32(x[i] * p32);
+    energy += rintHalfEven(f32(w * w));
+  }
+  const { index, value, values, ...extremes } = takeOutliers(x, cells.mins, cells.maxs);
+  let { mins, maxs } = extremes;
+  const budget = BUDGET * energy;
+  let best = { block: CANDIDATES[0], mins, maxs };
+  for (const block of CANDIDATES) {
+    if (block > CELL) {
+      const half = Math.ceil(mins.length / 2);
+      const lo = new Float32Array(half);
+      const hi = new Float32Array(half);
+      for (let b = 0; b < half; b++) {
+        const j = Math.min(2 * b + 1, mins.length - 1);
+        lo[b] = mins[j] < mins[2 * b] ? mins[j] : mins[2 * b];
+        hi[b] = maxs[j] > maxs[2 * b] ? maxs[j] : maxs[2 * b];
+      }
+      mins = lo;
+      maxs = hi;
+    }
+    let spent = 0;
+    for (let b = 0; b < mins.length; b++) {
+      const size = b === mins.length - 1 ? n - (mins.length - 1) * block : block;
+      const r = (maxs[b] - mins[b]) * p;
+      spent += size * rintHalfEven(r * r);
+    }
+    if (spent > budget) break;
+    best = { block, mins, maxs };
+    if (mins.length === 1) break;
+  }
+  return { ...best, values, index, value };
+}
+
+/**
+ * Quantize n float32 values (packed bytes) in blocks of `block` (0: Quantized8's plan) to codes 0..levels.
+ * Returns one Uint8Array: u32 LE header [param dtype, block size, then the lengths of params,
+ * plain, high, low, outlier indices, outlier values], then those parts: params (offsets,
+ * scales), the plain code stream (nibbles for 15 levels, bytes for 255), for 255 levels the
+ * split streams, and the outliers (u32 indices, float32 values).
+ */
+function quantize(raw, n, block, levels) {
+  if (raw.byteLength !== 4 * n) throw new Error(`InvalidTensor: ${raw.byteLength} bytes are not ${n} float32 values`);
+  const input = raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, n) : new Float32Array(raw.slice().buffer);
+  let x = input;
+  let mins;
+  let maxs;
+  let outliers = { index: [], value: [] };
+  if (block === 0) {
+    const plan = planQ8(input);
+    ({ block, mins, maxs } = plan);
+    x = plan.values;
+    outliers = plan;
+  } else {
+    ({ mins, maxs } = runMinMax(input, block));
+  }
+  const nb = mins.length;
   const { pdtype, offsets, scales } = chooseParams(mins, maxs, levels);
   const codes = new Uint8Array(Math.ceil(n / 16) * 16);
   for (let b = 0; b < nb; b++) {
@@ -236,13 +361,16 @@ function quantize(raw, n, block, levels) {
       low[3 * j + 2] = (l >> 16) & 255;
     }
   }
-  const parts = [params, plain, high, low];
-  const out = new Uint8Array(20 + parts.reduce((s, p) => s + p.length, 0));
+  const outlierIndex = Uint32Array.from(outliers.index);
+  const outlierValue = Float32Array.from(outliers.value);
+  const parts = [params, plain, high, low, new Uint8Array(outlierIndex.buffer), new Uint8Array(outlierValue.buffer)];
+  const out = new Uint8Array(32 + parts.reduce((s, p) => s + p.length, 0));
   const head = new DataView(out.buffer);
   head.setUint32(0, pdtype, true);
-  let at = 20;
+  head.setUint32(4, block, true);
+  let at = 32;
   parts.forEach((p, k) => {
-    head.setUint32(4 + 4 * k, p.length, true);
+    head.setUint32(8 + 4 * k, p.length, true);
     out.set(p, at);
     at += p.length;
   });

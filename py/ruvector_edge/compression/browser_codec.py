@@ -32,7 +32,7 @@ from .tensor_codec import Float32Arrays, Float32Tensor, Quantized
 __all__ = ["JsFloat32Arrays", "JsLz4Codec"]
 
 _ERRORS = {"InvalidTensor": InvalidTensor, "MalformedMessage": MalformedMessage, "ProviderUnavailable": ProviderUnavailable}
-_QUANT_HEAD = struct.Struct("<5I")
+_QUANT_HEAD = struct.Struct("<8I")
 
 
 def _bridge() -> JsProxy:
@@ -172,16 +172,16 @@ class JsFloat32Arrays(Float32Arrays):
     def unshuffle(self, data: bytes, n: int) -> bytes:
         return _call(self._js.unshuffle, self._scratch.fill(data), n)
 
-    def quantize(self, raw: memoryview, n: int, block: int, levels: int) -> Quantized:
-        out = _call(self._js.quantize, self._scratch.fill(raw), n, block, levels)
-        pdtype, *lengths = _QUANT_HEAD.unpack_from(out)
+    def quantize(self, raw: memoryview, n: int, block: int | None, levels: int) -> Quantized:
+        out = _call(self._js.quantize, self._scratch.fill(raw), n, 0 if block is None else block, levels)
+        pdtype, used_block, *lengths = _QUANT_HEAD.unpack_from(out)
         parts = []
         at = _QUANT_HEAD.size
         for length in lengths:
             parts.append(out[at : at + length])
             at += length
-        params, plain, high, low = parts
-        return Quantized(params, ParamDtype(pdtype), plain, high, low)
+        params, plain, high, low, index, value = parts
+        return Quantized(used_block, params, ParamDtype(pdtype), plain, high, low, index, value)
 
     def dequantize(
         self, params: memoryview, param_dtype: ParamDtype, n: int, block: int, levels: int, codes: memoryview | bytes,

@@ -9,6 +9,9 @@ Layout, all little-endian::
     7   u8  packing   0 stored, 1 LZ4 block (u32 size prefix), 2 raw deflate,
                       3 split: Quantized8 codes as deflated high 2 bits + raw low 6 bits
     8   u8  flags     bit 0: float32 bytes shuffled into 4 byte planes (lossless levels)
+                      bit 1: the payload starts with outliers sent exactly (quantized levels):
+                      u32 count k (1 ≤ k ≤ elements // 256), k u32 indices (increasing,
+                      below the element count), k finite float32 values
     9   u8  params    quantization parameter dtype: 0 none, 1 float16, 2 float32
     10  u8  ndim      0-8 (0 for opaque bytes)
     11  u8  reserved  0
@@ -23,7 +26,10 @@ Decoding checks the whole header and the checksum before it allocates anything
 that the sender sized: the declared raw length against the configured limit,
 shape × dtype against the raw length, the payload length against the bytes
 received. Only then is anything inflated, and inflating is capped at the sizes
-the header implies. zlib's CRC32 exists in every runtime (Pyodide's zlib, a few
+the header implies. Quantized8 picks its block size per tensor (the field was
+always per container) and may add outliers (flag bit 1): containers from before
+either decode as they did; a decoder from before refuses the flag with
+MalformedMessage rather than misreading it. zlib's CRC32 exists in every runtime (Pyodide's zlib, a few
 lines of JS), unlike xxhash.
 """
 
@@ -47,6 +53,7 @@ __all__ = [
     "MAGIC",
     "VERSION",
     "encode_container",
+    "max_outliers",
     "parse_container",
 ]
 
@@ -56,9 +63,16 @@ _HEADER = struct.Struct("<4sBBBBBBBBIQQ")
 HEADER_SIZE = _HEADER.size
 _CRC = struct.Struct("<I")
 FLAG_SHUFFLED = 0x01
+FLAG_OUTLIERS = 0x02
+OUTLIER_SHARE = 256
 MAX_NDIM = 8
 MAX_BLOCK_SIZE = 1 << 24
 MAX_SAFE_DIM = 1 << 53
+
+
+def max_outliers(elements: int) -> int:
+    """At most one exact outlier per OUTLIER_SHARE values: the side channel (8 bytes each) costs at most ~3% of the ratio."""
+    return elements // OUTLIER_SHARE
 
 
 class CompressionLevel(enum.IntEnum):
@@ -185,7 +199,7 @@ def _check_fields(h: Header) -> None:
     elif any(d > MAX_SAFE_DIM for d in h.shape) or h.elements * 4 != h.raw_len:
         raise MalformedMessage(f"shape {h.shape} × float32 does not match {h.raw_len} decoded bytes")
     if h.level.lossy:
-        if h.packing not in _QUANT_PACKINGS[h.level] or h.flags:
+        if h.packing not in _QUANT_PACKINGS[h.level] or h.flags & ~FLAG_OUTLIERS:
             raise MalformedMessage(f"packing {h.packing.name} / flags {h.flags} invalid for {h.level.name}")
         if h.params is ParamDtype.NONE or not 1 <= h.block_size <= MAX_BLOCK_SIZE:
             raise MalformedMessage("quantized container without parameter dtype or with a bad block size")

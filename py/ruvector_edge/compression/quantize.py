@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidTensor, MalformedMessage
+from .blocking import plan_q8
 from .container import MAX_NDIM, ParamDtype
 from .tensor_codec import Float32Arrays, Float32Tensor, Quantized
 
@@ -83,11 +84,17 @@ def _params(mins: np.ndarray, maxs: np.ndarray, levels: int) -> tuple[np.ndarray
     return mins, scale32, ParamDtype.FLOAT32
 
 
-def quantize(x: np.ndarray, block: int, levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, ParamDtype]:
-    """Codes (uint8, one per value, padded with zeros to a multiple of 4), offsets, scales, parameter dtype."""
-    mins, maxs = _block_min_max(x, block)
-    if mins.size and not (np.isfinite(mins).all() and np.isfinite(maxs).all()):
-        raise InvalidTensor("lossy levels need finite values (NaN or infinity found)")
+def quantize(
+    x: np.ndarray, block: int, levels: int, mins: np.ndarray | None = None, maxs: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, ParamDtype]:
+    """Codes (uint8, one per value, padded with zeros to a multiple of 4), offsets, scales, parameter dtype.
+
+    `mins`/`maxs` are the blocks' extremes when the caller already has them (the Quantized8 plan does).
+    """
+    if mins is None or maxs is None:
+        mins, maxs = _block_min_max(x, block)
+        if mins.size and not (np.isfinite(mins).all() and np.isfinite(maxs).all()):
+            raise InvalidTensor("lossy levels need finite values (NaN or infinity found)")
     offsets, scales, pdtype = _params(mins, maxs, levels)
     off = offsets.astype(np.float32)
     sc = scales.astype(np.float32)
@@ -226,13 +233,20 @@ class NumpyFloat32Arrays(Float32Arrays):
     def unshuffle(self, data: bytes, n: int) -> bytes:
         return np.frombuffer(data, np.uint8).reshape(4, n).T.tobytes()
 
-    def quantize(self, raw: memoryview, n: int, block: int, levels: int) -> Quantized:
-        codes, offsets, scales, pdtype = quantize(np.frombuffer(raw, _F32), block, levels)
+    def quantize(self, raw: memoryview, n: int, block: int | None, levels: int) -> Quantized:
+        x = np.frombuffer(raw, _F32)
+        index = value = b""
+        if block is None:
+            plan = plan_q8(x)
+            block, index, value = plan.block, plan.outlier_index.tobytes(), plan.outlier_value.tobytes()
+            codes, offsets, scales, pdtype = quantize(plan.values, block, levels, plan.mins, plan.maxs)
+        else:
+            codes, offsets, scales, pdtype = quantize(x, block, levels)
         params = offsets.tobytes() + scales.tobytes()
         if levels == 15:
-            return Quantized(params, pdtype, pack_nibbles(codes, n))
+            return Quantized(block, params, pdtype, pack_nibbles(codes, n), outlier_index=index, outlier_value=value)
         high, low = split_q8(codes, n)
-        return Quantized(params, pdtype, codes[:n].tobytes(), high, low)
+        return Quantized(block, params, pdtype, codes[:n].tobytes(), high, low, index, value)
 
     def dequantize(
         self, params: memoryview, param_dtype: ParamDtype, n: int, block: int, levels: int, codes: memoryview | bytes,

@@ -11,7 +11,9 @@
   nothing in mantissas. Deflate decodes in every browser (DecompressionStream
   "deflate-raw", Pyodide's zlib).
 - Quantized8 / Quantized4: per-block affine quantization with rounding
-  (quantize.py), then lossless packing of the codes.
+  (quantize.py), then lossless packing of the codes. Quantized8 chooses its
+  block size per tensor and sends outliers exactly unless given a block size
+  (blocking.py has the rules and why).
 
 Decompression is self-describing: any codec decodes any level. Every level
 falls back to "stored" when packing would not make the payload smaller.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import math
+import operator
 import struct
 import sys
 import zlib
@@ -33,6 +36,7 @@ from typing import Any
 
 from ..errors import InvalidCodecConfig, InvalidTensor, MalformedMessage, OversizedMessage
 from .container import (
+    FLAG_OUTLIERS,
     FLAG_SHUFFLED,
     MAX_BLOCK_SIZE,
     MAX_NDIM,
@@ -43,13 +47,14 @@ from .container import (
     Packing,
     ParamDtype,
     encode_container,
+    max_outliers,
     parse_container,
 )
 from .lz4codec import Codec
 
 __all__ = ["TensorCodec", "DEFAULT_BLOCK_SIZES", "Float32Arrays", "Float32Tensor", "Quantized"]
 
-DEFAULT_BLOCK_SIZES = {CompressionLevel.QUANTIZED8: 1024, CompressionLevel.QUANTIZED4: 64}
+DEFAULT_BLOCK_SIZES = {CompressionLevel.QUANTIZED8: None, CompressionLevel.QUANTIZED4: 64}  # None: chosen per tensor
 _LEVELS = {CompressionLevel.QUANTIZED8: 255, CompressionLevel.QUANTIZED4: 15}
 _U32 = struct.Struct("<I")
 
@@ -101,13 +106,16 @@ def _nest(flat: list[float], shape: tuple[int, ...]) -> list[Any]:
 
 @dataclass(frozen=True)
 class Quantized:
-    """An encoder's output: parameters (offsets then scales), their dtype, and the code streams."""
+    """An encoder's output: the block size, parameters (offsets then scales), their dtype, the code streams, the outliers."""
 
+    block: int
     params: bytes
     param_dtype: ParamDtype
     plain: bytes  # Quantized4: nibble-packed codes; Quantized8: one byte per code
     high: bytes = b""  # Quantized8 only: the high 2 bits of every code, 4 per byte
     low: bytes = b""  # Quantized8 only: the low 6 bits, 4 codes per 3 bytes
+    outlier_index: bytes = b""  # u32 LE, increasing: values sent exactly (their codes are placeholders)
+    outlier_value: bytes = b""  # float32 LE
 
 
 class Float32Arrays(abc.ABC):
@@ -135,8 +143,11 @@ class Float32Arrays(abc.ABC):
     def unshuffle(self, data: bytes, n: int) -> bytes: ...
 
     @abc.abstractmethod
-    def quantize(self, raw: memoryview, n: int, block: int, levels: int) -> Quantized:
-        """Per-block affine quantization (quantize.py has the rules); InvalidTensor on non-finite values."""
+    def quantize(self, raw: memoryview, n: int, block: int | None, levels: int) -> Quantized:
+        """Per-block affine quantization (quantize.py has the rules); InvalidTensor on non-finite values.
+
+        `block` None (Quantized8 only): block size and outliers planned per tensor (blocking.py).
+        """
 
     @abc.abstractmethod
     def dequantize(
@@ -144,6 +155,24 @@ class Float32Arrays(abc.ABC):
         low: memoryview | None = None,
     ) -> bytes:
         """Packed float32 values from parameters and codes (nibbles for 15 levels; bytes, or high+low streams, for 255)."""
+
+
+def _outlier_section(payload: memoryview, n: int) -> tuple[memoryview, memoryview, memoryview]:
+    """(indices, values, the rest of the payload), checked: count within bounds, indices increasing and in range, values finite."""
+    if payload.nbytes < 4:
+        raise MalformedMessage("payload shorter than its outlier count")
+    (k,) = _U32.unpack_from(payload)
+    if not 1 <= k <= max_outliers(n):
+        raise MalformedMessage(f"{k} outliers: must be 1 to {max_outliers(n)} for {n} values")
+    end = 4 + 8 * k
+    if payload.nbytes < end:
+        raise MalformedMessage("payload shorter than its outliers")
+    index, value = payload[4 : 4 + 4 * k].cast("I"), payload[4 + 4 * k : end].cast("f")
+    if index[-1] >= n or not all(map(operator.lt, index, index[1:])):
+        raise MalformedMessage("outlier indices must increase and stay below the element count")
+    if not all(map(math.isfinite, value)):
+        raise MalformedMessage("outlier values must be finite")
+    return index, value, payload[end:]
 
 
 def _parse_shape(shape: Any) -> tuple[int, ...] | None:
@@ -177,9 +206,11 @@ class TensorCodec:
         codec: Codec | None = None,
     ) -> None:
         self.level = CompressionLevel(level)
+        self.block_size: int | None
         if self.level.lossy:
             self.block_size = DEFAULT_BLOCK_SIZES[self.level] if block_size is None else block_size
-            if type(self.block_size) is not int or not 1 <= self.block_size <= MAX_BLOCK_SIZE:
+            size = self.block_size
+            if size is not None and (type(size) is not int or not 1 <= size <= MAX_BLOCK_SIZE):
                 raise InvalidCodecConfig(f"block size must be an integer in [1, {MAX_BLOCK_SIZE}]")
         elif block_size is not None:
             raise InvalidCodecConfig(f"{self.level.name} takes no block size")
@@ -253,8 +284,12 @@ class TensorCodec:
             packing = Packing.SPLIT_DEFLATE
         if len(packed) >= len(qz.plain):
             packing, packed = Packing.STORED, qz.plain
-        header = Header(self.level, Dtype.FLOAT32, packing, 0, qz.param_dtype, self.block_size, 4 * n, tuple(shape))
-        return encode_container(header, qz.params + packed)
+        flags, outliers = 0, b""
+        if qz.outlier_index:
+            flags = FLAG_OUTLIERS
+            outliers = b"".join((_U32.pack(len(qz.outlier_index) // 4), qz.outlier_index, qz.outlier_value))
+        header = Header(self.level, Dtype.FLOAT32, packing, flags, qz.param_dtype, qz.block, 4 * n, tuple(shape))
+        return encode_container(header, b"".join((outliers, qz.params, packed)))
 
     # Decoding -------------------------------------------------------------------------------
     def decompress(self, data: bytes | memoryview) -> bytes:
@@ -286,6 +321,16 @@ class TensorCodec:
         return self.arrays.unshuffle(out, h.elements) if h.flags & FLAG_SHUFFLED else out
 
     def _quantized_payload(self, h: Header, payload: memoryview) -> bytes:
+        if not h.flags & FLAG_OUTLIERS:
+            return self._codes_payload(h, payload)
+        index, value, rest = _outlier_section(payload, h.elements)
+        out = bytearray(self._codes_payload(h, rest))
+        values = memoryview(out).cast("f")
+        for i, v in zip(index, value):
+            values[i] = v
+        return bytes(out)
+
+    def _codes_payload(self, h: Header, payload: memoryview) -> bytes:
         n = h.elements
         nb = -(-n // h.block_size)
         params_len = 2 * nb * h.params.itemsize
