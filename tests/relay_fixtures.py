@@ -106,10 +106,10 @@ async def hello_for(swarm, challenge: str, *, signer=None, registration=None) ->
 
 
 @contextlib.asynccontextmanager
-async def running_relay(limits=None, web_root=None, port: int = 0):
+async def running_relay(limits=None, web_root=None, port: int = 0, clock=None):
     from ruvector_edge.relay.server import RelayServer
 
-    server = RelayServer("127.0.0.1", port, web_root, limits)
+    server = RelayServer("127.0.0.1", port, web_root, limits, clock=clock)
     await server.start()
     try:
         yield server

@@ -16,7 +16,9 @@ import pytest
 
 from relay_fixtures import raw_join, receive_close, running_relay, wait_for, ws_url
 from ruvector_edge import __version__
-from ruvector_edge.p2p import P2PSwarm
+from ruvector_edge.p2p import IdentityManager, P2PSwarm
+from ruvector_edge.platform.base import FakeClock
+from ruvector_edge.platform.native import NativeCryptoProvider
 from ruvector_edge.relay.router import RelayLimits
 from ruvector_edge.relay.server import RelayServer
 from ruvector_edge.transport import relay_wire as rw
@@ -255,6 +257,46 @@ async def test_connections_per_address_are_capped_on_ws_and_gun(http, members):
         assert server.metrics.connections == 3
         for ws in (first, second, third):
             await ws.close()
+
+
+async def test_churn_of_distinct_agents_through_real_sockets_keeps_the_registry_flat(http):
+    """1,000 distinct agents join and leave over real WebSockets, 50 at once, 50 a minute (fake wall clock).
+
+    The member limit is one batch: before departed agents were forgotten the 51st was refused. The 20,000-agent
+    version of this drives the router directly (test_relay_router), since 20,000 real handshakes take minutes here."""
+    clock = FakeClock()
+    identity = await IdentityManager.generate(NativeCryptoProvider())
+    swarm_id = (await P2PSwarm.create("probe", KEY)).swarm_id
+    batch, total = 50, 1_000
+    held: list[int] = []
+    async with running_relay(RelayLimits(max_members_per_swarm=batch), clock=clock) as server, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def join(index: int):
+            registration = await identity.create_registration(f"churn{index}", ["worker"], swarm=swarm_id, clock=clock)
+            ws = await session.ws_connect(ws_url(server.port))
+            challenge = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)["challenge"]
+            proof = await identity.sign(rw.auth_bytes(swarm_id, registration.agent_id, challenge))
+            await ws.send_str(rw.hello(registration, proof))
+            for _ in range(10):  # the relay's pings may come first
+                frame = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+                if frame["op"] == "welcome":
+                    return ws
+            raise AssertionError(f"no welcome for churn{index}")
+
+        for start in range(0, total, batch):
+            sockets = await asyncio.gather(*(join(index) for index in range(start, start + batch)))
+            registry = server.router._swarms[swarm_id].registry
+            assert len(registry) == batch
+            await asyncio.gather(*(ws.close() for ws in sockets))
+            await wait_for(lambda: server.router.peer_count() == 0, timeout=10, what="the batch to leave")
+            state = server.router._swarms[swarm_id]
+            assert (len(state.registry), len(state.agents), len(state.registration_json)) == (0, 0, 0)
+            held.append(len(state.registry._departed))
+            clock.advance(60_000)
+        hold_batches = registry.hold_departed_ms // 60_000 + 1
+        assert max(held) <= hold_batches * batch and held[-1] == held[hold_batches], held
+        assert server.gate._open == {} and server.metrics.connections_pending == 0
 
 
 # --- bad frames ---------------------------------------------------------------------

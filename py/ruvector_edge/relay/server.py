@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from ..gun import GunEngine, add_gun_routes
+from ..platform.base import Clock
 from ..platform.native import NativeCryptoProvider
 from ..transport import relay_wire as rw
 from .admission import ConnectionGate, Ticket
@@ -60,14 +61,15 @@ class _Connection(QueuedPeer):
 
 class RelayServer:
     def __init__(self, host: str, port: int, web_root: Path | None, limits: RelayLimits | None = None,
-                 shm_hub: str | None = None, gun_store: str | None = None) -> None:
-        """`gun_store`: SQLite file of the GUN graph served on /gun (None keeps it in memory)."""
+                 shm_hub: str | None = None, gun_store: str | None = None, clock: Clock | None = None) -> None:
+        """`gun_store`: SQLite file of the GUN graph served on /gun (None keeps it in memory).
+        `clock`: the wall clock registrations and held bindings are judged by (a fake one in tests)."""
         self.host, self.port, self.web_root = host, port, web_root
         self.shm_hub_name = shm_hub
         self._shm_hub = None
         self.limits = limits or RelayLimits()
         self.metrics = RelayMetrics()
-        self.router = RelayRouter(NativeCryptoProvider(), self.limits, metrics=self.metrics)
+        self.router = RelayRouter(NativeCryptoProvider(), self.limits, metrics=self.metrics, clock=clock)
         self.gate = ConnectionGate(self.limits, self.metrics)
         self._ids = itertools.count(1)
         self._connections: dict[int, _Connection] = {}
