@@ -11,6 +11,12 @@ each agent picks one random peer:
 Rounds continue until every replica picks the same best action in every state
 (and, reported separately, until their states are byte-identical). Fixed seed;
 bounded by `--max-rounds`. Prints JSON lines.
+
+Quality of what the swarm agreed on, against the hidden table: the share of
+states whose swarm best action is the truly best one among those anybody
+visited, and the mean absolute error of the swarm q of every pattern. The swarm
+value is read robustly (intelligence/robust.py), so these are the figures to
+compare with the plain visit-weighted mean when nobody lies.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from ruvector_edge.intelligence import IntelligenceSync
 from ruvector_edge.platform.base import FakeClock
 
 
-def learn(args: argparse.Namespace) -> list[IntelligenceSync]:
+def learn(args: argparse.Namespace) -> tuple[list[IntelligenceSync], dict[tuple[str, str], float]]:
     rng = random.Random(args.seed)
     states = [f"state-{i:04d}" for i in range(args.states)]
     actions = [f"action-{j}" for j in range(args.actions)]
@@ -38,11 +44,23 @@ def learn(args: argparse.Namespace) -> list[IntelligenceSync]:
                 clock.advance(1)
                 agent.update_pattern(s, a, reward[(s, a)] + rng.gauss(0, args.noise))
         agents.append(agent)
-    return agents
+    return agents, reward
+
+
+def quality(agent: IntelligenceSync, reward: dict[tuple[str, str], float], states: list[str], actions: list[str]) -> dict:
+    patterns = agent.patterns()
+    known: dict[str, set[str]] = {}
+    for p in patterns:
+        known.setdefault(p.state, set()).add(p.action)
+    right = sum(agent.best_action(s, actions)[0] == max(known[s], key=lambda a: reward[(s, a)]) for s in known)
+    return {
+        "best_action_accuracy": round(right / len(known), 4),
+        "q_mean_abs_error": round(sum(abs(p.q_value - reward[(p.state, p.action)]) for p in patterns) / len(patterns), 4),
+    }
 
 
 def run(mode: str, args: argparse.Namespace) -> dict:
-    agents = learn(args)
+    agents, reward = learn(args)
     rng = random.Random(args.seed + 1)
     states = [f"state-{i:04d}" for i in range(args.states)]
     actions = [f"action-{j}" for j in range(args.actions)]
@@ -88,6 +106,7 @@ def run(mode: str, args: argparse.Namespace) -> dict:
         "total_patterns": stats.total_patterns,
         "total_visits": stats.total_visits,
         "state_bytes": len(agents[0].serialize_state()),
+        **quality(agents[0], reward, states, actions),
     }
 
 

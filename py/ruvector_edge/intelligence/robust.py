@@ -63,16 +63,20 @@ def robust_value(contributions: Sequence) -> Value:
     kernels give the same bits.
     """
     k = len(contributions)
-    cap = sorted(e.visits for e in contributions)[k // 2]
+    cap = sorted([e.visits for e in contributions])[k // 2] if k > 1 else contributions[0].visits
     t = trim_count(k)
-    kept = set(sorted(range(k), key=lambda i: (contributions[i].q_value, i))[t : k - t])
+    dropped: set[int] = set()
+    if t:
+        order = sorted(range(k), key=lambda i: contributions[i].q_value)  # stable: ties stay in origin order
+        dropped.update(order[:t], order[k - t :])
     weighted = 0.0
     total = latest = capped = 0
     for i, entry in enumerate(contributions):
-        latest = max(latest, entry.last_update)
-        if i in kept:
-            weight = min(entry.visits, cap)
+        if entry.last_update > latest:
+            latest = entry.last_update
+        if i not in dropped:
+            weight = entry.visits if entry.visits <= cap else cap
             capped += weight < entry.visits
             weighted += entry.q_value * weight
             total += weight
-    return Value(weighted / total, total, latest, k - len(kept), capped)
+    return Value(weighted / total, total, latest, 2 * t, capped)

@@ -33,7 +33,7 @@ from ..errors import MalformedMessage, OversizedMessage
 from ..learning.pattern import Pattern
 from ..platform.base import Clock
 from . import wire
-from .robust import liars_tolerated, robust_value
+from .robust import liars_tolerated
 from .tables import Entry, PatternTable, confidence, default_table_factory
 from .wire import MAX_ABS_Q, MAX_INT63, MAX_VISITS, Limits
 
@@ -242,15 +242,14 @@ class IntelligenceSync:
         come first, so colluding members cannot win with an action only they report. Ties:
         more visits, then the smaller name.
         """
-        known = self._table.for_state(state)
-        tolerated = liars_tolerated(len({origin for pairs in known.values() for origin, _ in pairs}))
+        known, origins = self._table.state_view(state)
+        tolerated = liars_tolerated(origins)
         best: tuple[bool, float, int, str] | None = None
         for action in sorted(set(actions)):
-            contributions = known.get(action)
-            if not contributions:
+            choice = known.get(action)
+            if choice is None:
                 continue
-            value = robust_value([entry for _, entry in contributions])
-            rank = (len(contributions) > tolerated, value.q_value, value.visits)
+            rank = (choice.support > tolerated, choice.q_value, choice.visits)
             if best is None or rank > best[:3]:
                 best = (*rank, action)
         if best is None:

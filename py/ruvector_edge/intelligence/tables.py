@@ -78,6 +78,14 @@ class Aggregate:
     last_updates: list[int]
 
 
+class Choice(NamedTuple):
+    """One action of a state as best_action weighs it: swarm q and visits, and how many origins report it."""
+
+    q_value: float
+    visits: int
+    support: int
+
+
 class Totals(NamedTuple):
     """Over every distinct (state, action): counts, swarm visits, the sum of confidences, the origins,
     and how many entries the robust read dropped (trimmed) or weighed below their claim (capped)."""
@@ -121,8 +129,8 @@ class PatternTable(abc.ABC):
     def version_vector(self) -> dict[str, int]: ...
 
     @abc.abstractmethod
-    def for_state(self, state: str) -> dict[str, list[tuple[str, Entry]]]:
-        """action -> (origin, contribution) in sorted-origin order, for one state."""
+    def state_view(self, state: str) -> tuple[dict[str, Choice], int]:
+        """For one state: action -> its swarm value, and how many distinct origins report anything there."""
 
     @abc.abstractmethod
     def aggregate(self) -> Aggregate: ...
@@ -275,12 +283,13 @@ class PyTable(PatternTable):
     def version_vector(self) -> dict[str, int]:
         return dict(self._vv)
 
-    def for_state(self, state: str) -> dict[str, list[tuple[str, Entry]]]:
-        return {
-            action: [(o, origins[o]) for o in sorted(origins)]
-            for (s, action), origins in self._keys.items()
-            if s == state
-        }
+    def state_view(self, state: str) -> tuple[dict[str, Choice], int]:
+        found = {action: origins for (s, action), origins in self._keys.items() if s == state}
+        view = {}
+        for action, origins in found.items():
+            value = robust_value([origins[o] for o in sorted(origins)])
+            view[action] = Choice(value.q_value, value.visits, len(origins))
+        return view, len(set().union(*found.values()))
 
     def _values(self):
         return {key: robust_value([origins[o] for o in sorted(origins)]) for key, origins in self._keys.items()}
@@ -326,6 +335,7 @@ class NumpyTable(PatternTable):
         self._last = np.empty(0, np.int64)
         self._vv: dict[int, int] = {}
         self._pending: dict[int, Entry] = {}
+        self._read: tuple | None = None  # _per_key's result until the next change: reads outnumber merges
 
     def __len__(self) -> int:
         self._flush()
@@ -464,6 +474,7 @@ class NumpyTable(PatternTable):
 
     def _apply(self, plan, keys, q, visits, version, last) -> tuple[int, int, int, int]:
         np = self._np
+        self._read = None
         upd, miss, rows, at, conflicts = plan
         self._q[rows] = q[upd]
         self._visits[rows] = visits[upd]
@@ -573,28 +584,32 @@ class NumpyTable(PatternTable):
     def version_vector(self) -> dict[str, int]:
         return {self._names[o]: v for o, v in self._vv.items()}
 
-    def for_state(self, state: str) -> dict[str, list[tuple[str, Entry]]]:
+    def state_view(self, state: str) -> tuple[dict[str, Choice], int]:
+        """Read from the cached per-pair values, so a decision costs a few slices, not a sort."""
+        np = self._np
         self._flush()
         sid = self._ids.get(state)
-        if sid is None:
-            return {}
-        lo, hi = self._np.searchsorted(self._key, [sid << _STATE_SHIFT, (sid + 1) << _STATE_SHIFT]).tolist()
-        found: dict[str, list[tuple[str, Entry]]] = {}
-        rows = zip(
-            self._key[lo:hi].tolist(),
-            self._q[lo:hi].tolist(),
-            self._visits[lo:hi].tolist(),
-            self._version[lo:hi].tolist(),
-            self._last[lo:hi].tolist(),
-        )
+        if sid is None or not len(self._key):
+            return {}, 0
+        starts, weighted, visits, _ = self._per_key()
+        lo, hi = np.searchsorted(self._key, [sid << _STATE_SHIFT, (sid + 1) << _STATE_SHIFT]).tolist()
+        first, last = np.searchsorted(starts, [lo, hi]).tolist()
+        heads = starts[first:last]
+        support = np.diff(np.append(heads, hi)).tolist()
+        actions = (self._key[heads] >> ID_BITS & _MASK).tolist()
+        q = (weighted[first:last] / visits[first:last]).tolist()
         names = self._names
-        for key, q, visits, version, last in rows:
-            found.setdefault(names[key >> ID_BITS & _MASK], []).append((names[key & _MASK], Entry(q, visits, version, last)))
-        return {action: sorted(pairs) for action, pairs in found.items()}
+        view = {names[a]: Choice(qv, v, k) for a, qv, v, k in zip(actions, q, visits[first:last].tolist(), support)}
+        return view, len(np.unique(self._key[lo:hi] & _MASK))
 
     def _per_key(self):
         """Per distinct (state, action): the first row, the kept weighted q sum in origin order, the kept
-        weights, and per row the weight (0 when trimmed) and whether it was capped (robust.py's rule)."""
+        weights, and per row the weight (0 when trimmed) (robust.py's rule). Kept until the table changes."""
+        if self._read is None:
+            self._read = self._robust()
+        return self._read
+
+    def _robust(self):
         np = self._np
         key, visits = self._key, self._visits
         n = len(key)
@@ -608,14 +623,15 @@ class NumpyTable(PatternTable):
         small = np.uint16 if len(ranked) <= 1 << 16 else np.int64
         orank = rank.astype(small)[origins]
         weight = np.minimum(visits, self._caps(group, starts, size)[group])
+        by_origin = np.argsort(orank, kind="stable")
         trim = trim_count(size)
         if trim.any():  # only pairs of four or more origins drop anything
-            order = np.lexsort((orank, self._q, group))
+            by_q = by_origin[np.argsort(self._q[by_origin], kind="stable")]  # by (q, origin rank)
+            order = by_q[np.argsort(group[by_q], kind="stable")]  # then grouped by pair
             position = np.empty(n, np.int64)
-            position[order] = np.arange(n) - starts[group[order]]
+            position[order] = np.arange(n) - np.repeat(starts, size)
             t = trim[group]
             weight[(position < t) | (position >= size[group] - t)] = 0
-        by_origin = np.argsort(orank, kind="stable")
         weighted = np.bincount(group[by_origin], (self._q * weight)[by_origin], len(starts))
         kept = np.add.reduceat(weight, starts) if len(starts) else np.zeros(0, np.int64)
         return starts, weighted, kept, weight
