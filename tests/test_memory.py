@@ -29,6 +29,7 @@ from ruvector_edge.errors import CanonicalizationError, MalformedMessage, Oversi
 from ruvector_edge.memory import (
     MAX_CONTENT_BYTES,
     MAX_IMPORT_BATCH,
+    Embedder,
     HashingEmbedder,
     MemoryStore,
     PurePythonKernel,
@@ -38,6 +39,7 @@ from ruvector_edge.memory import (
     memory_id,
     pack_unit_vector,
 )
+from ruvector_edge.memory.embedder import HASHING_MODEL
 from ruvector_edge.memory.kernels import unpack_vector
 from ruvector_edge.memory.numpy_kernel import NumpyKernel
 
@@ -356,7 +358,7 @@ def test_export_pages_with_since():
 def good_entry(content="valid", dim=4, owner="agent-x", **override):
     entry = {
         "id": memory_id(content), "content": content, "owner": owner,
-        "embedding": b64_f32([1.0] + [0.0] * (dim - 1)), "metadata": {"k": 1}, "seq": 1,
+        "embedding": b64_f32([1.0] + [0.0] * (dim - 1)), "metadata": {"k": 1}, "seq": 1, "model": HASHING_MODEL,
     }
     entry.update(override)
     return entry
@@ -382,6 +384,11 @@ HOSTILE = {
     "extra key": (good_entry(score=1.0), "unexpected ['score']"),
     "owner not the sender": (good_entry(owner="agent-y"), "not the sender"),
     "owner bad id": (good_entry(owner="bad owner!"), "valid identifier"),
+    "model not str": (good_entry(model=7), "printable ASCII id"),
+    "model empty": (good_entry(model=""), "printable ASCII id"),
+    "model huge": (good_entry(model="m" * 129), "printable ASCII id"),
+    "model control chars": (good_entry(model="a\nb"), "printable ASCII id"),
+    "model of another embedder": (good_entry(model="other-model"), "embedded by model other-model"),
     "not an object": (["id", "content"], 'must be a JSON object'),
     "null": (None, 'must be a JSON object'),
 }
@@ -585,3 +592,93 @@ def test_embedder_refuses_text_without_words():
     for bad in ("", "  ... !!", 5):
         with pytest.raises(MalformedMessage):
             HashingEmbedder(16).embed(bad)
+
+
+class FixedEmbedder(Embedder):
+    """A stand-in for a second model: each text's vector is a pure function of its length."""
+
+    def __init__(self, dim=4, model_id="fixed-model-v1"):
+        self.dim, self.model_id, self.calls = dim, model_id, 0
+
+    def embed_many(self, texts):
+        self.calls += 1
+        for text in texts:
+            if "refuse" in text:
+                raise MalformedMessage("this model refuses the text")
+        return [[1.0, float(len(text)), 0.0, 1.0] for text in texts]
+
+
+def test_entries_carry_the_model_that_made_them_on_the_wire_and_on_disk(tmp_path):
+    store = SqliteMemoryStore(tmp_path / "m.db")
+    m = VectorMemory("agent-a", 4, 10, kernel=NumpyKernel(4), store=store, embedder=FixedEmbedder())
+    m.store_memory("mine", [0, 0, 0, 1])
+    assert [e["model"] for e in m.export_entries()] == ["fixed-model-v1"]
+    assert [e.model for e in store.load(4)] == ["fixed-model-v1"]
+    assert VectorMemory("agent-b", 4, 10).model == HASHING_MODEL  # no embedder: vectors are the hashing embedder's
+
+
+def test_a_peers_entry_of_another_model_is_reembedded_from_its_content():
+    embedder = FixedEmbedder()
+    m = VectorMemory("agent-a", 4, 10, kernel=NumpyKernel(4), embedder=embedder)
+    result = m.import_entries([good_entry("from a hashing tab"), good_entry("native", model="fixed-model-v1")], "agent-x")
+    assert len(result.added) == 2 and not result.rejected
+    adopted = m.get(memory_id("from a hashing tab"))
+    assert adopted.model == "fixed-model-v1" and adopted.owner == "agent-x"
+    assert adopted.vector == pack_unit_vector([1.0, float(len("from a hashing tab")), 0.0, 1.0], 4)
+    assert m.get(memory_id("native")).vector == pack_unit_vector([1.0, 0.0, 0.0, 0.0], 4)  # same model: as sent
+    assert sorted(e.seq for e in m._entries.values()) == [1, 2]
+
+
+def test_entries_of_another_model_that_cannot_be_reembedded_are_refused_alone(tmp_path):
+    store = SqliteMemoryStore(tmp_path / "m.db")
+    m = VectorMemory("agent-a", 4, 10, kernel=NumpyKernel(4), store=store, embedder=FixedEmbedder())
+    batch = [good_entry("please refuse me"), good_entry("welcome"), good_entry("bad", seq="x")]
+    result = m.import_entries(batch, "agent-x")
+    assert result.added == (memory_id("welcome"),)
+    assert [(r.index, type(r.error)) for r in result.rejected] == [(0, MalformedMessage), (2, MalformedMessage)]
+    assert [e.content for e in store.load(4)] == ["welcome"] and len(m.kernel) == 1
+
+
+def test_without_an_embedder_entries_of_another_model_are_kept_apart():
+    m = memory()
+    before = snapshot(m)
+    result = m.import_entries([good_entry("semantic", model="fixed-model-v1")], "agent-x")
+    assert result.added == () and "embedded by model fixed-model-v1" in str(result.rejected[0].error)
+    assert snapshot(m) == before
+
+
+def test_a_store_of_another_model_is_reembedded_on_open_and_rewritten(tmp_path):
+    path = tmp_path / "m.db"
+    old = VectorMemory("agent-a", 4, 10, kernel=NumpyKernel(4), store=SqliteMemoryStore(path))
+    old.store_memory("first", [1, 0, 0, 0])
+    old.store_memory("second", [0, 1, 0, 0])
+    old.close()
+    reopened = VectorMemory("agent-a", 4, 10, kernel=NumpyKernel(4), store=SqliteMemoryStore(path), embedder=FixedEmbedder())
+    assert [(e.content, e.model, e.seq) for e in reopened._entries.values()] == [
+        ("first", "fixed-model-v1", 1), ("second", "fixed-model-v1", 2)]
+    assert {e.model for e in SqliteMemoryStore(path).load(4)} == {"fixed-model-v1"}
+    hit = reopened.search_memory([1.0, 6.0, 0.0, 1.0], 1)[0]
+    assert hit.content == "second"
+    reopened.close()
+    with pytest.raises(ValueError, match="holds memories of model fixed-model-v1"):
+        VectorMemory("agent-a", 4, 10, kernel=NumpyKernel(4), store=SqliteMemoryStore(path))
+    assert {e.model for e in SqliteMemoryStore(path).load(4)} == {"fixed-model-v1"}
+
+
+def test_a_store_written_before_models_were_recorded_opens_as_the_hashing_embedders(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE memory_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO memory_meta VALUES ('dim', '4');"
+        "CREATE TABLE memories (id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, owner TEXT NOT NULL,"
+        " content TEXT NOT NULL, metadata TEXT, embedding BLOB NOT NULL);"
+    )
+    db.execute("INSERT INTO memories VALUES (?, 1, 'agent-a', 'old', NULL, ?)",
+               (memory_id("old"), pack_unit_vector([1, 0, 0, 0], 4)))
+    db.commit()
+    db.close()
+    m = VectorMemory("agent-a", 4, 10, kernel=NumpyKernel(4), store=SqliteMemoryStore(path))
+    assert m.get(memory_id("old")).model == HASHING_MODEL

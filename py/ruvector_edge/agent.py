@@ -24,10 +24,10 @@ from .errors import MalformedMessage, Misaddressed, RejectedInput, ReplayDetecte
 from .artifacts import ArtifactStore
 from .artifacts.exchange import ArtifactExchange
 from .intelligence import IntelligenceSync
-from .memory import HashingEmbedder, VectorMemory
+from .memory import VectorMemory
 from .p2p import P2PSwarm, Registration, wire
 from .p2p.wire import b64
-from .platform import open_artifact_backend, open_memory_store
+from .platform import default_embedder, open_artifact_backend, open_memory_store
 from .p2p.records import Heartbeat
 from .p2p.registry import MemberStatus
 from .protocol import MessageKind, SwarmMessage
@@ -171,13 +171,15 @@ class SwarmAgent:
         self.intelligence = IntelligenceSync(config.agent_id, clock=swarm.runtime.clock)
         self._own_version_sent = 0
         self._relay_was_connected = False
-        self.embedder = HashingEmbedder(config.memory_dim)
+        self.embedder = default_embedder(config.memory_dim)
         store = memory_store
         if store is None and config.memory_path:
             from .memory import SqliteMemoryStore
 
             store = SqliteMemoryStore(config.memory_path)
-        self.memory = VectorMemory(config.agent_id, config.memory_dim, config.memory_capacity, store=store)
+        self.memory = VectorMemory(
+            config.agent_id, config.memory_dim, config.memory_capacity, store=store, embedder=self.embedder
+        )
         self._memory_seq_sent = 0
         if artifact_backend is None and config.artifact_dir:
             from .artifacts import DiskBlockStore
@@ -474,13 +476,23 @@ class SwarmAgent:
     # Memory --------------------------------------------------------------------------
     async def store_memory(self, content: str, embedding: list[float] | None = None,
                            metadata: dict[str, Any] | None = None) -> str:
-        """Store a memory (embedded with the offline hashing embedder when no vector is given); returns its id."""
+        """Store a memory (embedded with `self.embedder` when no vector is given); returns its id."""
         vector = self.embedder.embed(content) if embedding is None else embedding
         memory_id = self.memory.store_memory(content, vector, metadata)
         flush = getattr(self.memory.store, "flush", None)  # write-behind stores (IndexedDB): wait for the commit
         if flush is not None:
             await flush()
         return memory_id
+
+    async def store_text(self, text: str, metadata: dict[str, Any] | None = None) -> str:
+        """Store text, embedded by this agent's embedder (MiniLM natively with the extra); returns its id."""
+        return await self.store_memory(text, None, metadata)
+
+    async def search_text(self, query: str, k: int = 5) -> list[Any]:
+        """The k memories closest in meaning to `query` (by the same embedder as every vector held)."""
+        if type(query) is not str:
+            raise MalformedMessage("query must be a string")
+        return await self.search_memory(query, k)
 
     async def search_memory(self, query: str | list[float], k: int = 5) -> list[Any]:
         """Top-k memories by cosine similarity, across everything this agent and its peers stored."""

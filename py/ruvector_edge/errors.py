@@ -209,3 +209,7 @@ class UnknownTask(RejectedInput):
 
 class InvalidPageAction(RejectedInput, ValueError):
     """A page action (browser_app.act) with an unknown name or arguments of the wrong shape or type."""
+
+
+class ModelIntegrityError(ProviderUnavailable):
+    """A model file's sha256 is not the pinned one: it is never run, whatever it contains."""

@@ -7,6 +7,7 @@ turns text into vectors, offline by default.
 """
 
 from .embedder import Embedder, HashingEmbedder
+from . import model_files
 from .entry import MAX_CONTENT_BYTES, MAX_METADATA_BYTES, MemoryEntry, memory_id
 from .kernels import PurePythonKernel, VectorKernel, default_kernel, pack_unit_vector
 from .persistence import MemoryStore, SqliteMemoryStore

@@ -20,26 +20,35 @@ from collections.abc import Sequence
 
 from ..errors import MalformedMessage
 
-__all__ = ["Embedder", "HashingEmbedder"]
+__all__ = ["HASHING_MODEL", "Embedder", "HashingEmbedder"]
+
+HASHING_MODEL = "feature-hashing-sha256-v1"
 
 _WORD = re.compile(r"\w+")
 
 
 class Embedder(abc.ABC):
-    """Turns texts into `dim`-dimensional vectors; batch-first like every provider."""
+    """Turns texts into `dim`-dimensional vectors; batch-first like every provider.
+
+    `model_id` names the model (and, for a learned one, the hash of its weights):
+    memories record it, and vectors made under different ids are never compared.
+    """
 
     dim: int
+    model_id: str
 
     @abc.abstractmethod
-    def embed_many(self, texts: Sequence[str]) -> list[list[float]]:
-        """One vector per text, in order."""
+    def embed_many(self, texts: Sequence[str]) -> Sequence[Sequence[float]]:
+        """One vector per text, in order (a float32[n, dim] array where numpy is at hand)."""
 
-    def embed(self, text: str) -> list[float]:
+    def embed(self, text: str) -> Sequence[float]:
         return self.embed_many([text])[0]
 
 
 class HashingEmbedder(Embedder):
     """Deterministic signed feature hashing of lower-cased word unigrams and bigrams, L2-normalised."""
+
+    model_id = HASHING_MODEL
 
     def __init__(self, dim: int = 384) -> None:
         if type(dim) is not int or dim < 1:

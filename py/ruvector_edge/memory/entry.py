@@ -12,6 +12,12 @@ hashed object in the protocol.
 A received entry is rebuilt from scratch: the id is recomputed and compared,
 the vector is re-checked and re-normalised, and the owner must be the
 authenticated sender — nothing a peer claims is taken on trust.
+
+`model` names the embedder that made the vector (its id pins the weights'
+hash). It travels with the entry; a memory holds vectors of one model only and
+re-embeds a peer's entry of another model from its content (VectorMemory).
+Entries written before models were recorded were made by the hashing
+embedder, hence the default.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 from ..canonical import canonicalize
 from ..errors import MalformedMessage, OversizedMessage
 from ..p2p import wire
+from .embedder import HASHING_MODEL
 from .kernels import pack_unit_vector, unpack_vector
 
 __all__ = [
@@ -37,7 +44,8 @@ __all__ = [
 
 MAX_CONTENT_BYTES = 16 * 1024
 MAX_METADATA_BYTES = 4 * 1024
-WIRE_KEYS = frozenset({"id", "content", "owner", "embedding", "metadata", "seq"})
+MAX_MODEL_ID_CHARS = 128
+WIRE_KEYS = frozenset({"id", "content", "owner", "embedding", "metadata", "seq", "model"})
 
 
 def memory_id(content: str) -> str:
@@ -82,6 +90,7 @@ class MemoryEntry:
     vector: bytes
     metadata_json: str | None
     seq: int
+    model: str = HASHING_MODEL
 
     @property
     def metadata(self) -> dict[str, Any] | None:
@@ -99,6 +108,7 @@ class MemoryEntry:
             "embedding": wire.b64(self.vector),
             "metadata": self.metadata,
             "seq": self.seq,
+            "model": self.model,
         }
 
     @classmethod
@@ -127,6 +137,9 @@ class MemoryEntry:
         vector = pack_unit_vector(unpack_vector(packed), dim)
         metadata_json = check_metadata(obj["metadata"])
         wire.get_int(obj, "seq")
+        model = obj["model"]
+        if type(model) is not str or not 0 < len(model) <= MAX_MODEL_ID_CHARS or not model.isascii() or not model.isprintable():
+            raise MalformedMessage(f"memory model must be a printable ASCII id of at most {MAX_MODEL_ID_CHARS} characters")
         if memory_id(content) != claimed:
             raise MalformedMessage("memory id is not the hash of its content")
-        return cls(claimed, content, owner, vector, metadata_json, seq)
+        return cls(claimed, content, owner, vector, metadata_json, seq, model)

@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from os import PathLike
 
+from .embedder import HASHING_MODEL
 from .entry import MemoryEntry
 
 __all__ = ["MemoryStore", "SqliteMemoryStore"]
@@ -42,9 +43,10 @@ CREATE TABLE IF NOT EXISTS memories (
     owner TEXT NOT NULL,
     content TEXT NOT NULL,
     metadata TEXT,
-    embedding BLOB NOT NULL
+    embedding BLOB NOT NULL,
+    model TEXT NOT NULL DEFAULT '%s'
 );
-"""
+""" % HASHING_MODEL
 
 
 class SqliteMemoryStore(MemoryStore):
@@ -52,7 +54,9 @@ class SqliteMemoryStore(MemoryStore):
 
     `synchronous=FULL` fsyncs the WAL on each commit, so an acknowledged memory
     survives a power cut as well as a killed process (NORMAL would be enough
-    for the latter only). Embeddings are the packed float32 bytes as blobs.
+    for the latter only). Embeddings are the packed float32 bytes as blobs,
+    each with the id of the model that made it; a file from before models were
+    recorded gains the column, its rows marked as the hashing embedder's.
     """
 
     def __init__(self, path: str | PathLike[str], synchronous: str = "FULL") -> None:
@@ -63,6 +67,9 @@ class SqliteMemoryStore(MemoryStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(memories)")}
+        if "model" not in columns:
+            self._db.execute(f"ALTER TABLE memories ADD COLUMN model TEXT NOT NULL DEFAULT '{HASHING_MODEL}'")
 
     def load(self, dim: int) -> list[MemoryEntry]:
         row = self._db.execute("SELECT value FROM memory_meta WHERE key = 'dim'").fetchone()
@@ -71,13 +78,13 @@ class SqliteMemoryStore(MemoryStore):
         elif int(row[0]) != dim:
             raise ValueError(f"{self.path} holds {row[0]}-dimensional memories, not {dim}")
         rows = self._db.execute(
-            "SELECT id, content, owner, embedding, metadata, seq FROM memories ORDER BY seq"
+            "SELECT id, content, owner, embedding, metadata, seq, model FROM memories ORDER BY seq"
         ).fetchall()
         entries = []
-        for id_, content, owner, blob, metadata, seq in rows:
+        for id_, content, owner, blob, metadata, seq, model in rows:
             if len(blob) != 4 * dim:
                 raise ValueError(f"{self.path}: memory {id_} has a {len(blob)}-byte embedding, expected {4 * dim}")
-            entries.append(MemoryEntry(id_, content, owner, bytes(blob), metadata, seq))
+            entries.append(MemoryEntry(id_, content, owner, bytes(blob), metadata, seq, model))
         return entries
 
     def apply(self, put: Sequence[MemoryEntry], delete: Sequence[str]) -> None:
@@ -86,9 +93,9 @@ class SqliteMemoryStore(MemoryStore):
         try:
             db.executemany("DELETE FROM memories WHERE id = ?", [(id_,) for id_ in delete])
             db.executemany(
-                "INSERT OR REPLACE INTO memories (id, seq, owner, content, metadata, embedding)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(e.id, e.seq, e.owner, e.content, e.metadata_json, e.vector) for e in put],
+                "INSERT OR REPLACE INTO memories (id, seq, owner, content, metadata, embedding, model)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(e.id, e.seq, e.owner, e.content, e.metadata_json, e.vector, e.model) for e in put],
             )
         except BaseException:
             db.execute("ROLLBACK")

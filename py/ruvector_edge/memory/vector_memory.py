@@ -15,17 +15,26 @@ Sync (SYNC_MEMORIES) carries only the sender's *own* entries
 (`export_entries`), and `import_entries` accepts an entry only when its owner
 is the authenticated sender: the envelope signature proves who sent a batch,
 not who wrote an entry relayed on behalf of someone else.
+
+A memory holds the vectors of one embedding model (`model`, the embedder's
+id), so vectors of different models are never compared. A peer's entry made by
+another model, and a stored entry from before the model changed, is
+*re-embedded from its content* with this memory's embedder rather than kept
+apart: a tab that fell back to hashing and a native agent running MiniLM still
+share what they know, each searching it in its own space. Without an embedder
+such entries are refused.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import MalformedMessage, OversizedMessage, RejectedInput
 from ..p2p import wire
+from .embedder import HASHING_MODEL, Embedder
 from .entry import MemoryEntry, check_content, check_metadata, memory_id
 from ..platform import default_vector_kernel
 from .kernels import VectorKernel, pack_unit_vector
@@ -55,10 +64,13 @@ class Rejection:
 
 @dataclass(frozen=True)
 class ImportResult:
+    """over_share: the sender's entries (held or new) that went because it held the most (a flood)."""
+
     added: tuple[str, ...]
     duplicates: int
     rejected: tuple[Rejection, ...]
     evicted: int
+    over_share: int = 0
 
 
 def _check_k(k: object) -> int:
@@ -77,7 +89,10 @@ class VectorMemory:
         capacity: int,
         kernel: VectorKernel | None = None,
         store: MemoryStore | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
+        """`embedder` names the model of the vectors held (the hashing embedder's without one)
+        and re-embeds entries of other models; store_memory's vectors must come from it."""
         if type(dim) is not int or dim < 1:
             raise ValueError(f"dimension must be a positive integer, not {dim!r}")
         if type(capacity) is not int or capacity < 1:
@@ -85,10 +100,14 @@ class VectorMemory:
         kernel = default_vector_kernel(dim) if kernel is None else kernel
         if kernel.dim != dim or len(kernel):
             raise ValueError(f"the kernel must be empty and {dim}-dimensional")
+        if embedder is not None and embedder.dim != dim:
+            raise ValueError(f"the embedder makes {embedder.dim}-dimensional vectors, this memory holds {dim}")
         self.owner_agent_id = wire.check_id(owner_agent_id, "owner agent id")
         self.dim = dim
         self.capacity = capacity
         self.kernel = kernel
+        self.embedder = embedder
+        self.model = HASHING_MODEL if embedder is None else embedder.model_id
         self._store = store
         self._entries: OrderedDict[str, MemoryEntry] = OrderedDict()  # oldest store first
         self._row_of: dict[str, int] = {}
@@ -104,6 +123,14 @@ class VectorMemory:
 
     def _load(self, store: MemoryStore) -> None:
         entries = store.load(self.dim)
+        foreign = [entry for entry in entries if entry.model != self.model]
+        if foreign:
+            if self.embedder is None:
+                raise ValueError(f"the store holds memories of model {foreign[0].model}, not {self.model}")
+            adopted, _ = self._adopt(foreign)
+            store.apply(adopted, [])
+            by_id = {entry.id: entry for entry in adopted}
+            entries = [by_id.get(entry.id, entry) for entry in entries]
         excess = len(entries) - self.capacity
         if excess > 0:  # reopened with a smaller capacity: the oldest go, on disk too
             store.apply([], [entry.id for entry in entries[:excess]])
@@ -164,7 +191,7 @@ class VectorMemory:
             self._entries[id_] = refreshed
             self._entries.move_to_end(id_)
             return id_
-        entry = MemoryEntry(id_, content, self.owner_agent_id, vector, metadata_json, self._next_seq)
+        entry = MemoryEntry(id_, content, self.owner_agent_id, vector, metadata_json, self._next_seq, self.model)
         evict = [next(iter(self._entries))] if len(self._entries) >= self.capacity else []
         self._write([entry], evict)
         self._next_seq += 1
@@ -200,6 +227,7 @@ class VectorMemory:
         if len(entries) > MAX_IMPORT_BATCH:
             raise OversizedMessage(f"{len(entries)} memory entries exceed the batch limit of {MAX_IMPORT_BATCH}")
         accepted: dict[str, MemoryEntry] = {}
+        foreign: dict[str, int] = {}  # id -> index in the batch, for entries of another model
         rejected = []
         duplicates = 0
         for index, obj in enumerate(entries):
@@ -212,17 +240,26 @@ class VectorMemory:
                 duplicates += 1
             else:
                 accepted[entry.id] = entry
-        new = list(accepted.values())[-self.capacity :]  # more than fit: the earliest would be evicted at once
+                if entry.model != self.model:
+                    foreign[entry.id] = index
+        if foreign:
+            adopted, refused = self._adopt([accepted[id_] for id_ in foreign])
+            for entry in adopted:
+                accepted[entry.id] = entry
+            for id_, error in refused:
+                del accepted[id_]
+                rejected.append(Rejection(foreign[id_], error))
+            rejected.sort(key=lambda rejection: rejection.index)
+            accepted = {id_: replace(e, seq=self._next_seq + i) for i, (id_, e) in enumerate(accepted.items())}
+        new, evict, over_share = self._make_room(list(accepted.values()), sender)
         if len(new) < len(accepted):  # renumber so seqs stay dense for what is kept
             new = [replace(entry, seq=self._next_seq + i) for i, entry in enumerate(new)]
-        overflow = len(self._entries) + len(new) - self.capacity
-        evict = list(self._entries)[:overflow] if overflow > 0 else []
-        if new:
+        if new or evict:
             self._write(new, evict)
             self._next_seq += len(new)
             self._drop(evict)
             self._append(new)
-        return ImportResult(tuple(e.id for e in new), duplicates, tuple(rejected), len(evict))
+        return ImportResult(tuple(e.id for e in new), duplicates, tuple(rejected), len(evict), over_share)
 
     def close(self) -> None:
         if self._store is not None:
@@ -230,9 +267,61 @@ class VectorMemory:
 
     # Internals -----------------------------------------------------------------------
 
+    def _make_room(self, incoming: list[MemoryEntry], sender: str) -> tuple[list[MemoryEntry], list[str], int]:
+        """Which of `incoming` (all the sender's) to keep and which held entries to evict so all fits.
+
+        A full memory takes room from the owner holding the most entries (ties: the
+        sender, then the greater name), oldest first, its own new entries last. So a
+        member flooding SYNC_MEMORIES displaces only its own entries once it holds
+        the most, and never pushes another owner below its count: every owner keeps
+        min(what it stored, its fair share). Returns (kept new, evicted ids, how
+        many of the sender's entries, held or new, went for being over its share).
+        """
+        overflow = len(self._entries) + len(incoming) - self.capacity
+        if overflow <= 0:
+            return incoming, [], 0
+        queues: dict[str, deque] = {}
+        for id_, entry in self._entries.items():
+            queues.setdefault(entry.owner, deque()).append(id_)
+        mine = queues.setdefault(sender, deque())
+        mine.extend(incoming)
+        evict: list[str] = []
+        dropped: set[str] = set()
+        over_share = 0
+        for _ in range(overflow):
+            owner = max(queues, key=lambda o: (len(queues[o]), o == sender, o))
+            victim = queues[owner].popleft()
+            over_share += owner == sender
+            if isinstance(victim, MemoryEntry):
+                dropped.add(victim.id)
+            else:
+                evict.append(victim)
+        return [entry for entry in incoming if entry.id not in dropped], evict, over_share
+
     def _write(self, put: list[MemoryEntry], delete: list[str]) -> None:
         if self._store is not None:
             self._store.apply(put, delete)
+
+    def _adopt(self, entries: list[MemoryEntry]) -> tuple[list[MemoryEntry], list[tuple[str, RejectedInput]]]:
+        """Re-embed entries of another model from their content with this memory's embedder.
+
+        Returns the re-embedded entries, and (id, error) for those this embedder
+        refuses (a text with no words for the hashing embedder, say) or all of
+        them when there is no embedder. Changes no state."""
+        if self.embedder is None:
+            return [], [(e.id, MalformedMessage(f"embedded by model {e.model}, this memory holds {self.model}")) for e in entries]
+        try:
+            vectors = self.embedder.embed_many([entry.content for entry in entries])
+        except RejectedInput:  # one bad text fails the batch: find which, one by one
+            vectors = None
+        adopted, refused = [], []
+        for i, entry in enumerate(entries):
+            try:
+                vector = self.embedder.embed(entry.content) if vectors is None else vectors[i]
+                adopted.append(replace(entry, vector=pack_unit_vector(vector, self.dim), model=self.model))
+            except RejectedInput as error:
+                refused.append((entry.id, error))
+        return adopted, refused
 
     def _append(self, entries: list[MemoryEntry]) -> None:
         self.kernel.add_many([entry.vector for entry in entries])

@@ -6,11 +6,12 @@ This is the only place that tells CPython from Pyodide; the core receives a
 
 from __future__ import annotations
 
+import functools
 import sys
 
 from .base import Clock, CryptoProvider, FakeClock, RandomSource, Runtime
 
-__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_codec", "default_gun_graph", "default_runtime", "default_sandbox", "default_vector_kernel", "open_artifact_backend", "open_memory_store"]
+__all__ = ["Clock", "CryptoProvider", "FakeClock", "RandomSource", "Runtime", "default_codec", "default_embedder", "default_gun_graph", "default_runtime", "default_sandbox", "default_vector_kernel", "open_artifact_backend", "open_memory_store"]
 
 _default: Runtime | None = None
 
@@ -40,6 +41,42 @@ def default_vector_kernel(dim: int):
     from ..memory.kernels import default_kernel
 
     return default_kernel(dim)
+
+
+def default_embedder(dim: int):
+    """The text embedder for this runtime: all-MiniLM-L6-v2 on onnxruntime natively when the
+    [embeddings] extra is installed and `dim` is its 384, else feature hashing (said once in the log).
+    The browser hashes until its onnxruntime-web bridge is served."""
+    from ..memory.embedder import HashingEmbedder
+
+    if sys.platform != "emscripten" and dim == 384:
+        minilm = _native_minilm()
+        if minilm is not None:
+            return minilm
+    elif sys.platform != "emscripten":
+        _say_hashing(f"MiniLM makes 384-dimensional vectors, this memory holds {dim}")
+    return HashingEmbedder(dim)
+
+
+@functools.cache
+def _native_minilm():
+    """One OnnxEmbedder per process (the session is read-only and thread-safe), or None."""
+    from ..errors import ProviderUnavailable
+
+    try:
+        from ..memory.onnx_embedder import OnnxEmbedder
+
+        return OnnxEmbedder()
+    except ProviderUnavailable as error:
+        _say_hashing(str(error))
+        return None
+
+
+@functools.cache
+def _say_hashing(reason: str) -> None:
+    import logging
+
+    logging.getLogger(__name__).warning("embeddings: using feature hashing (lexical, not semantic): %s", reason)
 
 
 def default_codec():
