@@ -22,7 +22,7 @@ const RELAY = new URL("./.venv/bin/edge-relay", import.meta.url).pathname;
 const SERVER =
   process.env.E2E_SERVER === "vite"
     ? `npx --no-install vite preview --host 127.0.0.1 --port ${PORT} --strictPort`
-    : `${RELAY} --listen 127.0.0.1:${PORT} --web dist`;
+    : `${RELAY} --listen 127.0.0.1:${PORT} --web dist --memory-only`;
 
 export default defineConfig({
   testDir: "e2e",

@@ -23,7 +23,7 @@ export async function startRelay(port) {
   // instead of this build: refuse rather than benchmark the wrong server.
   const taken = await fetch(base + "/healthz").then(() => true, () => false);
   if (taken) throw new Error(`port ${port} is already serving: stop that server or pass another --port`);
-  const server = spawn(RELAY, ["--listen", `127.0.0.1:${port}`, "--web", "dist"], { stdio: "ignore", detached: true });
+  const server = spawn(RELAY, ["--listen", `127.0.0.1:${port}`, "--web", "dist", "--memory-only"], { stdio: "ignore", detached: true });
   let exited = false;
   server.on("exit", () => (exited = true));
   for (let i = 0; i < 100 && !exited; i++) {

@@ -8,7 +8,7 @@
 // key k<i> = i on node bench/<run>/<i mod nodes>, keeping at most `window` puts un-acked; the
 // reader subscribes (`on`) to those nodes first (the official relay forwards a put only to
 // subscribers) and counts distinct (soul, key) arriving in `put` messages on its wire. Both
-// relays persist: ours to a SQLite file, the official one to its radisk directory.
+// relays persist: ours to its data directory (SQLite), the official one to its radisk directory.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -105,7 +105,7 @@ function lines(child, onLine) {
 async function startOurs(dir) {
   const port = 20_000 + Math.floor(Math.random() * 20_000);
   const proc = spawn(join(ROOT, ".venv/bin/edge-relay"),
-    ["--listen", `127.0.0.1:${port}`, "--gun-store", join(dir, "gun.sqlite")], { stdio: "ignore" });
+    ["--listen", `127.0.0.1:${port}`, "--data-dir", join(dir, "relay-data")], { stdio: "ignore" });
   for (let i = 0; i < 100; i++) {
     try { if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) return { proc, url: `http://127.0.0.1:${port}/gun` }; } catch {}
     await sleep(100);

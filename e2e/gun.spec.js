@@ -1,7 +1,7 @@
 // GunSwarm in the browser: GUN.js in the Pyodide worker (web/bridges/gun.js) behind
 // GunSwarmBuilder, syncing signed+encrypted learning state through our relay's /gun;
 // a native agent (CPython, our GunEngine) reads and writes the same graph; and what was
-// written before a relay restart is served from its SQLite file afterwards.
+// written before a relay restart is served from its data directory afterwards.
 import { test, expect } from "./fixtures.js";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -154,8 +154,8 @@ json.dumps(await gun_swarm.graph.read(gun_swarm.soul("learning")))
   }
 });
 
-async function startRelay(port, store) {
-  const proc = spawn(RELAY, ["--listen", `127.0.0.1:${port}`, "--gun-store", store], { stdio: "ignore" });
+async function startRelay(port, dataDir) {
+  const proc = spawn(RELAY, ["--listen", `127.0.0.1:${port}`, "--data-dir", dataDir], { stdio: "ignore" });
   for (let i = 0; i < 100; i++) {
     try { if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) return proc; } catch {}
     await sleep(100);
@@ -171,12 +171,11 @@ async function stopRelay(proc) {
   if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
 }
 
-test("patterns written before a relay restart are served from its SQLite file after it", async ({ browser }) => {
+test("patterns written before a relay restart are served from its data directory after it", async ({ browser }) => {
   const port = Number(process.env.E2E_PORT || 4173) + 1;
   const dir = mkdtempSync(join(tmpdir(), "gun-e2e-"));
-  const store = join(dir, "gun.sqlite");
   const relayUrl = `http://127.0.0.1:${port}/gun`;
-  let relay = await startRelay(port, store);
+  let relay = await startRelay(port, dir);
   const context = await browser.newContext();
   try {
     const writer = await context.newPage();
@@ -189,7 +188,7 @@ test("patterns written before a relay restart are served from its SQLite file af
     await py(writer, "await gun_swarm.publish_pattern('persist', 'kept', 0.7, 5)");
     await writer.close(); // nothing but the relay's store holds the value now
     await stopRelay(relay);
-    relay = await startRelay(port, store);
+    relay = await startRelay(port, dir);
     await build(reader, "page-r", [rw], relayUrl);
     const seen = await patternsWhen(reader, 1);
     expect(seen.patterns).toEqual([["persist", "kept", 0.7, 5]]);

@@ -32,7 +32,7 @@ const contexts = [];
 const pages = new Map(); // id -> page
 
 async function startRelay() {
-  const child = spawn(`${ROOT}.venv/bin/edge-relay`, ["--listen", `127.0.0.1:${PORT}`, "--web", `${ROOT}dist`],
+  const child = spawn(`${ROOT}.venv/bin/edge-relay`, ["--listen", `127.0.0.1:${PORT}`, "--web", `${ROOT}dist`, "--memory-only"],
     { stdio: ["ignore", "ignore", "inherit"] });
   for (let i = 0; i < 100; i++) {
     try {

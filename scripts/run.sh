@@ -2,6 +2,7 @@
 # The main job: set up, build the web app, then start a coordinator that runs the relay
 # (serving the web app, /ws for agents, a shared-memory hub for local agents), two workers
 # over WebSocket and a scout over shared memory; run the local demo; print the URL.
+# The relay keeps its GUN graph in build/relay-data/ (delete it to start empty).
 # Everything stays up until Ctrl-C.        PORT=8080 HOST=127.0.0.1 bash scripts/run.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,7 +23,7 @@ trap cleanup EXIT INT TERM
 
 mkdir -p build
 KEY="$(.venv/bin/python -c 'import os; print(os.urandom(32).hex())')"
-.venv/bin/edge-coordinator --id coordinator-001 --listen "$HOST:$PORT" --web dist --shm-hub "$HUB" \
+.venv/bin/edge-coordinator --id coordinator-001 --listen "$HOST:$PORT" --web dist --shm-hub "$HUB" --data-dir build/relay-data \
   --swarm-key "$KEY" --status-every 10 >build/coordinator.log 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do
@@ -50,6 +51,7 @@ echo "    agents connect  ws://$HOST:$PORT/ws#swarm_key=$KEY"
 echo "    metrics         http://$HOST:$PORT/metrics"
 echo "    local swarm     coordinator-001, worker-001, worker-002 (WebSocket), scout-001 (shared memory)"
 echo "    logs            build/*.log   (coordinator's peer table: tail -f build/coordinator.log)"
+echo "    relay data      build/relay-data/ (the GUN graph; stop and delete it to start empty)"
 echo
 echo "Press Ctrl-C to stop."
 tail -n +1 -f build/coordinator.log

@@ -7,8 +7,11 @@ import asyncio
 import contextlib
 import json
 import math
+import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -583,6 +586,86 @@ async def test_the_relay_node_serves_gun_on_its_one_port(tmp_path):
     again = RelayServer("127.0.0.1", 0, None, gun_store=store)
     assert again.gun.get("swarm", "q")["q"] == 0.5
     again.gun.close_store()
+
+
+class EdgeRelay:
+    """`edge-relay` itself, in its own process run from `cwd`; stopped with SIGTERM as a service manager would."""
+
+    def __init__(self, cwd: Path, args: list[str]) -> None:
+        self.cwd, self.args = cwd, args
+
+    async def __aenter__(self) -> "EdgeRelay":
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ruvector_edge.cli", "--listen", "127.0.0.1:0", *self.args, cwd=self.cwd,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        while True:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+            assert line, "edge-relay exited before listening"
+            if found := re.search(rb"listening on http://127\.0\.0\.1:(\d+)/", line):
+                self.url = f"http://127.0.0.1:{int(found[1])}/gun"
+                return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            assert await asyncio.wait_for(self.proc.wait(), 15) == 0
+        finally:
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("where", ["default", "data-dir", "memory-only"])
+async def test_edge_relay_keeps_its_gun_graph_across_a_restart_unless_memory_only(gun_js, tmp_path, where):
+    """1,000 puts from GUN.js, SIGTERM, restart: a fresh peer finds all of them, in ./edge-data by default
+    (it found none: the graph was kept in memory unless --gun-store was given)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    args = {"default": [], "data-dir": ["--data-dir", str(tmp_path / "kept")], "memory-only": ["--memory-only"]}[where]
+    expected = {f"k{i}": i for i in range(1_000)}
+    async with EdgeRelay(run_dir, args) as relay:
+        writer = await NodeGun.start(gun_js, relay.url)
+        try:
+            burst = await writer.call("burst", ["kept"], prefix="k", count=len(expected))
+            await until(lambda: len(writer.events.get(burst["sub"], [])) >= len(expected), timeout=60)
+            assert all(e["err"] is None for e in writer.events[burst["sub"]])
+        finally:
+            await writer.stop()
+    async with EdgeRelay(run_dir, args) as relay:
+        reader = await NodeGun.start(gun_js, relay.url)
+        try:
+            if where == "memory-only":
+                assert (await reader.call("once", ["kept"], wait=800))["data"] is None
+            else:
+                sub = (await reader.call("map", ["kept"]))["sub"]
+                seen = lambda: {e["key"]: e["data"] for e in reader.events.get(sub, [])}  # noqa: E731
+                with contextlib.suppress(AssertionError):
+                    await until(lambda: len(seen()) >= len(expected), timeout=60)
+                assert seen() == expected, len(seen())
+        finally:
+            await reader.stop()
+    data_dirs = {"default": run_dir / "edge-data", "data-dir": tmp_path / "kept"}
+    assert [w for w, d in data_dirs.items() if d.exists()] == ([] if where == "memory-only" else [where])
+    if where != "memory-only":
+        assert (data_dirs[where] / "gun.sqlite").is_file()
+
+
+def test_edge_relay_refuses_a_data_dir_it_cannot_use_and_changes_nothing(tmp_path):
+    from ruvector_edge.cli import relay_main
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("mine")
+    assert relay_main(["--listen", "127.0.0.1:0", "--data-dir", str(not_a_dir)]) == 2
+    assert not_a_dir.read_text() == "mine"
+    with pytest.raises(SystemExit) as exited:
+        relay_main(["--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"), "--memory-only"])
+    assert exited.value.code == 2 and not (tmp_path / "d").exists()
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "gun.sqlite").write_text("not a database")
+    assert relay_main(["--listen", "127.0.0.1:0", "--data-dir", str(corrupt)]) == 2
+    assert (corrupt / "gun.sqlite").read_text() == "not a database" and [p.name for p in corrupt.iterdir()] == ["gun.sqlite"]
 
 
 def test_engine_rate_limits_each_connection_on_its_own():

@@ -23,6 +23,44 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+DEFAULT_DATA_DIR = Path("edge-data")
+
+
+def _add_store_options(parser: argparse.ArgumentParser, when: str = "") -> None:
+    """A GUN relay is a store: its graph is kept on disk unless told otherwise."""
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, metavar="DIR",
+                       help=f"{when}keep the relay's data (the GUN graph served on /gun, DIR/gun.sqlite) in DIR "
+                       f"(default: ./{DEFAULT_DATA_DIR}, created if missing; delete it to wipe the data)")
+    store.add_argument("--memory-only", action="store_true",
+                       help=f"{when}keep nothing on disk: the GUN graph is lost when the relay stops")
+
+
+def _data_dir(args: argparse.Namespace) -> Path | None:
+    return None if args.memory_only else args.data_dir
+
+
+def _open_relay(host: str, port: int, web_root: Path | None, shm_hub: str | None, data_dir: Path | None):
+    """A RelayServer keeping its GUN graph in DATA_DIR/gun.sqlite (None: in memory), or None, logged, when that
+    store cannot be made or opened (not a directory, unwritable, not a database). The directory is made only
+    here, once the relay's dependencies are known to import, so a failed start leaves nothing behind."""
+    import sqlite3
+
+    from .relay.server import RelayServer
+
+    try:
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        return RelayServer(host, port, web_root, shm_hub=shm_hub, gun_store=_gun_file(data_dir))
+    except (OSError, sqlite3.Error) as exc:
+        log.error("cannot keep the relay's data in %s: %s", data_dir, exc)
+        return None
+
+
+def _gun_file(data_dir: Path | None) -> str | None:
+    return None if data_dir is None else str(data_dir / "gun.sqlite")
+
+
 def relay_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="edge-relay",
@@ -35,22 +73,21 @@ def relay_main(argv: list[str] | None = None) -> int:
                         help="built web app to serve (default: ./dist if it exists)")
     parser.add_argument("--shm-hub", default=None, metavar="NAME",
                         help="also accept agents on this machine over shared memory (they join shm://NAME)")
-    parser.add_argument("--gun-store", default=None, metavar="FILE",
-                        help="SQLite file keeping the GUN graph served on /gun (default: in memory)")
+    _add_store_options(parser)
     parser.add_argument("--version", action="version", version=f"edge-relay {__version__}")
     args = parser.parse_args(argv)
     configure_logging()
     web_root = args.web if args.web is not None else (Path("dist") if Path("dist/index.html").exists() else None)
     if web_root is not None and not (web_root / "index.html").exists():
         parser.error(f"{web_root}/index.html not found; build the app first: bash scripts/build-web.sh")
-    return asyncio.run(_serve_relay(*args.listen, web_root, args.shm_hub, args.gun_store))
+    return asyncio.run(_serve_relay(*args.listen, web_root, args.shm_hub, _data_dir(args)))
 
 
 async def _serve_relay(host: str, port: int, web_root: Path | None, shm_hub: str | None = None,
-                       gun_store: str | None = None) -> int:
-    from .relay.server import RelayServer
-
-    server = RelayServer(host, port, web_root, shm_hub=shm_hub, gun_store=gun_store)
+                       data_dir: Path | None = None) -> int:
+    server = _open_relay(host, port, web_root, shm_hub, data_dir)
+    if server is None:
+        return 2
     try:
         await server.start()
     except OSError as exc:
@@ -62,6 +99,7 @@ async def _serve_relay(host: str, port: int, web_root: Path | None, shm_hub: str
           f"GUN peers: http://{shown}:{port}/gun)", flush=True)
     if shm_hub:
         print(f"shared-memory hub: shm://{shm_hub}", flush=True)
+    print(f"GUN graph: {_gun_file(data_dir) or 'in memory only'}", flush=True)
     if web_root is None:
         print("no web app to serve (build it with: bash scripts/build-web.sh)", flush=True)
     stop = asyncio.Event()
@@ -118,6 +156,7 @@ def coordinator_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web", type=Path, default=None, metavar="DIR", help="with --listen: also serve this built web app")
     parser.add_argument("--shm-hub", default=None, metavar="NAME",
                         help="with --listen: also accept local agents over shared memory (shm://NAME)")
+    _add_store_options(parser, "with --listen: ")
     args = parser.parse_args(argv)
     configure_logging()
     return asyncio.run(_run_coordinator(args))
@@ -129,12 +168,13 @@ async def _run_coordinator(args: argparse.Namespace) -> int:
     server = None
     relay_url, key = _swarm_key_from(args.relay, args.swarm_key)
     if args.listen is not None:
-        from .relay.server import RelayServer
-
-        server = RelayServer(args.listen[0], args.listen[1], args.web, shm_hub=args.shm_hub)
+        server = _open_relay(args.listen[0], args.listen[1], args.web, args.shm_hub, _data_dir(args))
+        if server is None:
+            return 2
         await server.start()
         relay_url = f"ws://{args.listen[0]}:{server.port}/ws"
         print(f"relay listening on {relay_url}", flush=True)
+        print(f"GUN graph: {_gun_file(_data_dir(args)) or 'in memory only'}", flush=True)
         if args.web is not None:
             print(f"web app: http://{args.listen[0]}:{server.port}/", flush=True)
         if args.shm_hub:
