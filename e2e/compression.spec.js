@@ -27,6 +27,10 @@ tensors = [
     # Codes exactly halfway between two steps (scale 1, offset 0): round-half-to-even decides them.
     (np.arange(2048) % 511 / 2).astype(np.float32),         # Quantized8 blocks span 0..255
     (np.arange(640) % 31 / 2).astype(np.float32).reshape(10, 64),  # Quantized4 blocks span 0..15
+    # Quantized8 plans these: a narrower block for Laplace tails, exact outliers, wide blocks for a low-rank matrix.
+    rng.laplace(0, 1, 30000).astype(np.float32),
+    np.where(np.arange(30000) % 997 == 5, 80.0, rng.laplace(0, 1, 30000)).astype(np.float32),
+    (rng.standard_normal((160, 8)) @ rng.standard_normal((8, 150)) + 0.1 * rng.standard_normal((160, 150))).astype(np.float32),
 ]
 rows = []
 for t in tensors:
@@ -138,9 +142,9 @@ import numpy as np
 from ruvector_edge.compression import CompressionLevel, TensorCodec
 rng = np.random.default_rng(int(sys.stdin.read()))
 cases = []
-for i in range(240):
+for i in range(270):
     n = int(rng.integers(1, 2500))
-    kind = i % 8
+    kind = i % 9
     if kind == 0:
         x = rng.standard_normal(n) * 10.0 ** rng.uniform(-40, 38)
     elif kind == 1:
@@ -155,19 +159,24 @@ for i in range(240):
         x = -np.abs(rng.standard_normal(n)) - rng.uniform(0, 1e4)
     elif kind == 6:
         x = np.round(rng.standard_normal(n) * 8) / 2
-    else:
+    elif kind == 7:
         x = rng.standard_normal(n).astype(np.float32).view(np.uint32) >> np.uint32(rng.integers(0, 9))
         x = x.view(np.float32)  # arbitrary bit patterns, subnormals included (no NaN/inf: the top bits are shifted out)
+    else:  # heavy tails with outliers (and zero runs): what Quantized8's plan looks at
+        x = rng.laplace(0, 1, n) * 10.0 ** rng.uniform(-3, 3)
+        x[rng.choice(n, int(rng.integers(0, 12)))] *= rng.uniform(-80, 80)
+        x[: int(rng.integers(0, n // 2 + 1))] *= rng.integers(0, 2)
     x = np.asarray(x, np.float32)
     level = CompressionLevel.QUANTIZED8 if i % 2 else CompressionLevel.QUANTIZED4
-    block = int(rng.choice([1, 2, 3, 7, 16, 64, 100, 1024, 4096]))
+    # None: Quantized8 plans the block size and outliers (Quantized4 takes its default).
+    block = [1, 2, 3, 7, 16, 64, 100, 1024, 4096, None, None, None][int(rng.integers(0, 12))]
     blob = TensorCodec(level, block_size=block).compress_tensor(x)
     cases.append({"raw": x.tobytes().hex(), "level": level.name, "block": block,
-                  "head": blob[:12].hex(), "values": TensorCodec().decompress_tensor(blob).tobytes().hex()})
+                  "head": blob[:16].hex(), "values": TensorCodec().decompress_tensor(blob).tobytes().hex()})
 print(json.dumps(cases))
 `;
 
-test("random tensors at random block sizes: the JS quantizer picks numpy's parameters and codes", async ({ page }) => {
+test("random tensors at random or planned block sizes: the JS quantizer picks numpy's plan, parameters and codes", async ({ page }) => {
   const seed = 20261125;
   const cases = native(NATIVE_RANDOM, seed);
   await openReady(page);
@@ -178,22 +187,76 @@ out = []
 for c in json.loads(${JSON.stringify(JSON.stringify(cases))}):
     raw = bytes.fromhex(c["raw"])
     blob = TensorCodec(CompressionLevel[c["level"]], block_size=c["block"]).compress_tensor(Float32Tensor(raw, (len(raw) // 4,)))
-    out.append({"container": blob.hex(), "head": blob[:12].hex(), "values": TensorCodec().decompress_tensor(blob).data.hex()})
+    out.append({"container": blob.hex(), "head": blob[:16].hex(), "values": TensorCodec().decompress_tensor(blob).data.hex()})
 json.dumps(out)
 `));
   const natively = native(NATIVE_DECODE, browser.map((b) => b.container));
   const paramDtypes = new Set();
+  const flags = new Set();
+  const planned = new Set();
   cases.forEach((c, i) => {
     const where = `case ${i} (${c.level}, block ${c.block}, seed ${seed})`;
-    // Header bytes 0-11 but packing (byte 7: stored or deflated depends on the deflate library's output size):
-    // magic, version, level, dtype, flags, parameter dtype, ndim, reserved.
+    // Header bytes 0-15 but packing (byte 7: stored or deflated depends on the deflate library's output size):
+    // magic, version, level, dtype, flags, parameter dtype, ndim, reserved, block size.
     const fields = (h) => h.slice(0, 14) + h.slice(16);
     expect(fields(browser[i].head), `${where}: header`).toBe(fields(c.head));
     expect(browser[i].values === c.values, `${where}: decoded in the browser`).toBe(true);
     expect(natively[i].values === c.values, `${where}: decoded natively`).toBe(true);
     paramDtypes.add(c.head.slice(18, 20));
+    flags.add(c.head.slice(16, 18));
+    if (c.block === null && c.level === "QUANTIZED8") planned.add(c.head.slice(24, 32));
   });
   expect([...paramDtypes].sort()).toEqual(["01", "02"]); // both float16 and float32 parameters were exercised
+  expect([...flags].sort()).toEqual(["00", "02"]); // with and without exact outliers
+  expect(planned.size).toBeGreaterThanOrEqual(3); // several planned block sizes
+});
+
+// Issue 17: Quantized8 keeps ≥ 4× at ≤ 1% on heavy-tailed tensors in the browser too, with numpy's plan.
+const NATIVE_HEAVY = `
+import json
+import numpy as np
+from ruvector_edge.compression import CompressionLevel, TensorCodec
+rng = np.random.default_rng(1717)
+n = 1 << 17
+laplace = rng.laplace(0, 1, n).astype(np.float32)
+outliers = laplace.copy()
+at = rng.choice(n, 24, replace=False)
+outliers[at] = rng.choice([-1, 1], 24) * rng.uniform(20, 100, 24) * laplace.std()
+lowrank = (rng.standard_normal((512, 16)) @ rng.standard_normal((16, 256)) / 4 + 0.1 * rng.standard_normal((512, 256))).astype(np.float32)
+out = {}
+for name, x in {"laplace": laplace, "outliers": outliers, "lowrank": lowrank.reshape(-1)}.items():
+    blob = TensorCodec(CompressionLevel.QUANTIZED8).compress_tensor(x)
+    out[name] = {"raw": x.tobytes().hex(), "head": blob[:16].hex(), "values": TensorCodec().decompress_tensor(blob).tobytes().hex()}
+print(json.dumps(out))
+`;
+
+test("heavy-tailed, outlier and low-rank tensors: Quantized8 in the browser keeps 4x at 1% with numpy's plan", async ({ page }) => {
+  const corpora = native(NATIVE_HEAVY, null);
+  await openReady(page);
+  const browser = JSON.parse(await py(page, `
+import json, math
+from ruvector_edge.compression import CompressionLevel, Float32Tensor, TensorCodec
+out = {}
+for name, c in json.loads(${JSON.stringify(JSON.stringify(corpora))}).items():
+    raw = bytes.fromhex(c["raw"])
+    blob = TensorCodec(CompressionLevel.QUANTIZED8).compress_tensor(Float32Tensor(raw, (len(raw) // 4,)))
+    back = TensorCodec().decompress_tensor(blob).data
+    xs, ys = memoryview(raw).cast("f"), memoryview(back).cast("f")
+    err = math.sqrt(math.fsum((y - x) ** 2 for x, y in zip(xs, ys)) / math.fsum(x * x for x in xs))
+    out[name] = {"container": blob.hex(), "head": blob[:16].hex(), "ratio": len(raw) / len(blob), "error": err, "values": back.hex()}
+json.dumps(out)
+`));
+  const natively = native(NATIVE_DECODE, Object.values(browser).map((b) => b.container));
+  const fields = (h) => h.slice(0, 14) + h.slice(16);
+  Object.entries(corpora).forEach(([name, c], k) => {
+    const b = browser[name];
+    expect(fields(b.head), `${name}: header, block size included`).toBe(fields(c.head));
+    expect(b.values === c.values, `${name}: decoded in the browser as numpy's container`).toBe(true);
+    expect(natively[k].values === c.values, `${name}: browser-made, decoded natively`).toBe(true);
+    expect(b.ratio, `${name}: ratio`).toBeGreaterThanOrEqual(4);
+    expect(b.error, `${name}: relative RMS error`).toBeLessThanOrEqual(0.01);
+  });
+  expect(corpora.outliers.head.slice(16, 18)).toBe("02"); // the outliers went by the side channel
 });
 
 test("hostile containers and bad tensors get the typed errors in the browser", async ({ page }) => {
@@ -218,13 +281,18 @@ def outcome(fn):
 
 codec = TensorCodec(limits=Limits(max_decompressed_bytes=1 << 20))
 fast = TensorCodec(L.FAST).compress_tensor([float(i % 50) for i in range(3000)], (3000,))
-q8 = TensorCodec(L.QUANTIZED8).compress_tensor(values, (3000,))
+q8 = TensorCodec(L.QUANTIZED8, block_size=1024).compress_tensor(values, (3000,))  # three blocks: scales at head + 6
+spiked = values[:100] + [90.0] + values[101:2000] + [-80.0] + values[2001:]
+q8o = TensorCodec(L.QUANTIZED8).compress_tensor(spiked, (3000,))  # planned: two outliers sent exactly
 q4 = TensorCodec(L.QUANTIZED4).compress_tensor(values, (3000,))
 head = 32 + 8  # header and a one-dimensional shape
 bomb = bytearray(fast); bomb[16:24] = struct.pack("<Q", 1 << 40); bomb[32:40] = struct.pack("<Q", 1 << 38)
 lz4_prefix = bytearray(fast); lz4_prefix[head:head + 4] = struct.pack("<I", 0xFFFFFFF0)
 lz4_body = bytearray(fast); lz4_body[head + 4:head + 40] = bytes(36)
 nan_scale = bytearray(q8); nan_scale[head + 6:head + 8] = b"\\x00\\x7e"  # first float16 scale := NaN
+far_outlier = bytearray(q8o); far_outlier[head + 4:head + 8] = struct.pack("<I", 3000)  # first outlier index := n
+unsorted = bytearray(q8o); unsorted[head + 4:head + 12] = struct.pack("<II", 2000, 100)
+nan_outlier = bytearray(q8o); nan_outlier[head + 12:head + 16] = struct.pack("<f", float("nan"))
 neg_scale = bytearray(q4); at = head + 2 * ((3000 + 63) // 64); neg_scale[at:at + 2] = b"\\x00\\xbc"  # first scale := -1.0
 cases = {
     "truncated": lambda: codec.decompress_tensor(fast[:20]),
@@ -236,6 +304,9 @@ cases = {
     "lz4_corrupt_body": lambda: codec.decompress_tensor(recrc(bytes(lz4_body))),
     "nan_scale": lambda: codec.decompress_tensor(recrc(bytes(nan_scale))),
     "negative_scale": lambda: codec.decompress_tensor(recrc(bytes(neg_scale))),
+    "outlier_index_out_of_range": lambda: codec.decompress_tensor(recrc(bytes(far_outlier))),
+    "outlier_indices_unsorted": lambda: codec.decompress_tensor(recrc(bytes(unsorted))),
+    "outlier_nan": lambda: codec.decompress_tensor(recrc(bytes(nan_outlier))),
     "nan_for_q8": lambda: TensorCodec(L.QUANTIZED8).compress_tensor([1.0, float("nan")]),
     "inf_for_q4": lambda: TensorCodec(L.QUANTIZED4).compress_tensor([1.0, float("inf")]),
     "ragged": lambda: TensorCodec().compress_tensor([[1.0, 2.0], [3.0]]),
@@ -248,7 +319,7 @@ cases = {
 named = {k: outcome(fn) for k, fn in cases.items()}
 # Seeded mutations, half with the CRC repaired so the inner decoders (lz4-wasm, inflate, the JS dequantizer) see them.
 fuzz = {}
-for base in (fast, q8, q4, TensorCodec(L.HIGH).compress_tensor(values, (3000,))):
+for base in (fast, q8, q4, q8o, TensorCodec(L.HIGH).compress_tensor(values, (3000,))):
     for i in range(120):
         b = bytearray(base)
         for _ in range(rng.randint(1, 4)):
@@ -259,7 +330,9 @@ for base in (fast, q8, q4, TensorCodec(L.HIGH).compress_tensor(values, (3000,)))
         r = outcome(lambda: codec.decompress_tensor(blob))
         fuzz[r] = fuzz.get(r, 0) + 1
 ok = outcome(lambda: codec.decompress_tensor(q4))
-json.dumps({"named": named, "fuzz": fuzz, "intact": ok, "packings": [fast[7], q8[7], q4[7]], "params": [q8[9], q4[9]]})
+spikes = list(memoryview(codec.decompress_tensor(q8o).data).cast("f")[i] for i in (100, 2000))
+json.dumps({"named": named, "fuzz": fuzz, "intact": ok, "packings": [fast[7], q8[7], q4[7]], "params": [q8[9], q4[9]],
+            "outliers": [q8o[8], struct.unpack_from("<I", q8o, head)[0]] + spikes})
 `));
   expect(out.named).toEqual({
     truncated: "MalformedMessage",
@@ -271,6 +344,9 @@ json.dumps({"named": named, "fuzz": fuzz, "intact": ok, "packings": [fast[7], q8
     lz4_corrupt_body: "MalformedMessage",
     nan_scale: "MalformedMessage",
     negative_scale: "MalformedMessage",
+    outlier_index_out_of_range: "MalformedMessage",
+    outlier_indices_unsorted: "MalformedMessage",
+    outlier_nan: "MalformedMessage",
     nan_for_q8: "InvalidTensor",
     inf_for_q4: "InvalidTensor",
     ragged: "InvalidTensor",
@@ -282,10 +358,11 @@ json.dumps({"named": named, "fuzz": fuzz, "intact": ok, "packings": [fast[7], q8
   });
   const untyped = Object.keys(out.fuzz).filter((k) => k.startsWith("UNTYPED"));
   expect(untyped).toEqual([]);
-  expect(Object.values(out.fuzz).reduce((a, b) => a + b, 0)).toBe(480);
+  expect(Object.values(out.fuzz).reduce((a, b) => a + b, 0)).toBe(600);
   expect(out.intact).toBe("ok");
   expect(out.packings).toEqual([1, 3, 2]); // LZ4, split deflate, deflate: the inner decoders were reached
   expect(out.params).toEqual([1, 1]); // float16 parameters, where the NaN / negative scale was written
+  expect(out.outliers).toEqual([2, 2, 90, -80]); // flag, count, and the spikes decoded exactly
 });
 
 // A fresh database name per run, so reruns against one browser profile never see old data.
