@@ -437,18 +437,19 @@ def test_a_bad_batch_is_refused_whole(entries, sender, error):
     assert snapshot(m) == before
 
 
-def test_imports_evict_the_oldest_and_a_batch_larger_than_capacity_keeps_its_newest():
+def test_imports_evict_the_largest_owners_oldest_and_a_batch_larger_than_capacity_keeps_its_newest():
     m = memory(capacity=5)
     for i in range(3):
         m.store_memory(f"local {i}", one_hot(4, i))
     result = m.import_entries([good_entry(f"peer {i}") for i in range(4)], "agent-x")
-    assert result.evicted == 2 and len(m) == 5
-    assert [e.content for e in m._entries.values()] == ["local 2"] + [f"peer {i}" for i in range(4)]
+    assert (result.evicted, result.over_share, len(m)) == (0, 2, 5)  # agent-x holds the most: its own go (issue 14)
+    assert [e.content for e in m._entries.values()] == [f"local {i}" for i in range(3)] + ["peer 2", "peer 3"]
     result = m.import_entries([good_entry(f"flood {i}") for i in range(8)], "agent-x")
-    assert result.added == tuple(memory_id(f"flood {i}") for i in range(3, 8)) and result.evicted == 5
+    assert result.added == tuple(memory_id(f"flood {i}") for i in range(6, 8)) and result.evicted == 2
     seqs = [e.seq for e in m._entries.values()]
     assert seqs == sorted(seqs) and len(set(seqs)) == 5
-    assert len(m.kernel) == 5 and {h.content for h in m.search_memory([1, 0, 0, 0], 10)} == {f"flood {i}" for i in range(3, 8)}
+    assert len(m.kernel) == 5 and {h.content for h in m.search_memory([1, 0, 0, 0], 10)} == {
+        *(f"local {i}" for i in range(3)), "flood 6", "flood 7"}
 
 
 json_values = st.recursive(
