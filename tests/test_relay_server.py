@@ -252,6 +252,7 @@ async def test_connections_per_address_are_capped_on_ws_and_gun(http, members):
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await http.ws_connect(f"ws://127.0.0.1:{server.port}{path}")
             assert refused.value.status == 503
+            assert refused.value.headers["Connection"] == "close"  # a refused socket is not kept alive either
         assert server.metrics.refused == {"per_address": 2}
         await gun.close()
         third = await _join_retrying(http, server.port, members[2], timeout=5)  # the slot is free once /gun ends

@@ -102,7 +102,9 @@ class RelayServer:
         ticket = self.gate.admit(request.remote or "unknown", handshake=request.path == "/ws")
         if ticket is None:
             retry = max(1, round(self.limits.hello_timeout_s))
-            return web.Response(status=503, text="too many connections, try later\n", headers={"Retry-After": str(retry)})
+            refusal = web.Response(status=503, text="too many connections, try later\n", headers={"Retry-After": str(retry)})
+            refusal.force_close()  # not kept alive: an idle keep-alive socket would hold the descriptor we refused
+            return refusal
         request[_TICKET] = ticket
         try:
             return await handler(request)
