@@ -277,7 +277,7 @@ async def test_put_get_on_map_through_our_relay(gun_js, tmp_path):
         try:
             on = await b.call("on", ["swarm", "presence", "agent-1"])
             mapped = await b.call("map", ["swarm", "patterns"])
-            await asyncio.sleep(0.3)
+            await until(lambda: relay.engine.metrics()["gets"] >= 2)  # b's subscriptions reached the relay
             ack = await a.call("put", ["swarm", "patterns", "edit_ts|coder"], data={"q": 0.9, "visits": 3})
             assert ack["ok"], ack
             ack = await a.call("put", ["swarm", "presence", "agent-1"], data={"online": True})
@@ -305,7 +305,7 @@ async def test_native_agent_writes_reach_gun_js(gun_js, tmp_path):
         b = await NodeGun.start(gun_js, relay.url)
         try:
             watch = await b.call("on", ["native/agent"])  # the soul itself
-            await asyncio.sleep(0.3)
+            await until(lambda: relay.engine.metrics()["gets"] >= 1)  # b is a peer the put is relayed to
             _dispatch(relay.engine, relay.engine.put("native/agent", {"role": "coder", "load": 0.25}))
             await until(lambda: any(e["data"] == {"role": "coder", "load": 0.25} for e in b.events.get(watch["sub"], [])))
             assert (await b.call("put", ["native/agent"], data={"load": 0.5}))["ok"]
@@ -411,17 +411,18 @@ async def test_data_survives_restart(gun_js, tmp_path):
             await c.stop()
 
 
-async def _raw_session(url: str, frames: list[str]) -> list[dict]:
-    """Send raw frames over a plain WebSocket; returns what came back within a short while."""
+async def _raw_session(url: str, frames: list[str], answered: set[str], timeout: float = 10.0) -> list[dict]:
+    """Send raw frames over a plain WebSocket; returns what came back once every id in `answered` has had an
+    answer ("@"), or at `timeout`."""
     got = []
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(url.replace("http", "ws"), max_msg_size=0) as ws:
             for frame in frames:
                 await ws.send_str(frame)
-            end = time.monotonic() + 0.6
-            while time.monotonic() < end:
+            end = time.monotonic() + timeout
+            while not answered <= {m.get("@") for m in got}:
                 try:
-                    msg = await ws.receive(timeout=end - time.monotonic())
+                    msg = await ws.receive(timeout=max(0.0, end - time.monotonic()))
                 except asyncio.TimeoutError:
                     break
                 if msg.type != aiohttp.WSMsgType.TEXT:
@@ -458,7 +459,11 @@ async def test_conflicts_resolve_as_the_official_relay(gun_js, tmp_path):
     async with Ours(tmp_path / "g.sqlite") as ours, Official(gun_js, tmp_path / "radata") as official:
         for name, relay in (("ours", ours), ("official", official)):
             # the same writes, each as its own message, on two connections in turn
-            await asyncio.gather(_raw_session(relay.url, frames[0::2]), _raw_session(relay.url, frames[1::2]))
+            # a get after the puts: once it is answered, the relay has taken every put before it
+            # (the official relay does not ack a put that loses HAM)
+            done = [json.dumps({"#": f"{name}-done-{i}", "get": {"#": "cmp"}}) for i in range(2)]
+            await asyncio.gather(*(_raw_session(relay.url, [*half, end], {json.loads(end)["#"]})
+                                   for half, end in zip((frames[0::2], frames[1::2]), done)))
             reader = await NodeGun.start(gun_js, relay.url)
             try:
                 results[name] = (await reader.call("once", ["cmp"], wait=800))["data"]
@@ -474,20 +479,22 @@ async def test_concurrent_gun_writers_converge_like_official(gun_js, tmp_path):
     async with Ours(tmp_path / "g.sqlite") as ours, Official(gun_js, tmp_path / "radata") as official:
         for name, relay in (("ours", ours), ("official", official)):
             a, b = await NodeGun.start(gun_js, relay.url), await NodeGun.start(gun_js, relay.url)
-            try:
-                await asyncio.sleep(0.3)
+            try:  # (GUN.js queues what it sends until its relay link is open)
                 acks = await asyncio.gather(*(c.call("put", ["race", f"k{i}"], timeout=4, data={"by": tag})
                                               for i in range(10) for c, tag in ((a, "A"), (b, "B"))),
                                             return_exceptions=True)
                 if name == "ours":  # the official relay leaves some of these concurrent puts unacked
                     assert all(isinstance(ack, dict) and ack["ok"] for ack in acks), acks
-                await asyncio.sleep(0.5)
-                views = []
-                for c in (a, b, await NodeGun.start(gun_js, relay.url)):
-                    got = await asyncio.gather(*(c.call("once", ["race", f"k{i}"]) for i in range(10)))
-                    views.append([g["data"] for g in got])
-                    if c not in (a, b):
-                        await c.stop()
+                c = await NodeGun.start(gun_js, relay.url)
+                try:  # read until the three agree (relayed puts may still be on their way), bounded
+                    deadline = time.monotonic() + 15
+                    while True:
+                        views = [[g["data"] for g in await asyncio.gather(*(p.call("once", ["race", f"k{i}"])
+                                                                            for i in range(10)))] for p in (a, b, c)]
+                        if views[0] == views[1] == views[2] or time.monotonic() > deadline:
+                            break
+                finally:
+                    await c.stop()
                 outcome[name] = views
             finally:
                 await a.stop()
@@ -507,7 +514,8 @@ async def test_peered_with_the_official_relay(gun_js, tmp_path):
             y = await NodeGun.start(gun_js, ours.url)
             try:
                 watch = await y.call("on", ["peered", "from-official"])
-                await asyncio.sleep(0.3)
+                # the official relay answered y's get (relayed by ours): it knows we want that soul
+                await until(lambda: ours.engine.metrics()["acks_routed"] >= 1)
                 assert (await x.call("put", ["peered", "from-official"], data={"v": 1}))["ok"]
                 await until(lambda: any(e["data"] == {"v": 1} for e in y.events.get(watch["sub"], [])))
                 assert ours.engine.get("peered/from-official")["v"] == 1  # stored on our side too
@@ -537,7 +545,7 @@ async def test_malformed_oversized_odd_and_far_future_over_the_wire(gun_js, tmp_
                   _put("odd", odd, odd, "odd value \u2028", now - 1),
                   _put("far", "far", "k", "never", now + 1e13),
                   _put("near", "near", "k", "later", now + 700)]
-        got = await _raw_session(relay.url, frames)
+        got = await _raw_session(relay.url, frames, {"big", "far", "odd", "near"})
         by = {m.get("@"): m for m in got if "@" in m}
         assert "err" in by["big"] and "err" in by["far"] and by["odd"]["ok"] and by["near"]["ok"]
         assert any(m.get("dam") == "!" for m in got)
@@ -733,7 +741,7 @@ async def test_a_flooding_connection_is_rate_limited_without_hurting_others():
                 await until(lambda: engine.metrics()["messages"] + engine.metrics()["rate_limited"] >= 300)
                 assert engine.metrics()["rate_limited"] >= 250
                 assert len(engine.graph.nodes["flood"]) < 50
-                got = await _raw_session(url, [_put("calm", "calm", "k", "v", 1)])
+                got = await _raw_session(url, [_put("calm", "calm", "k", "v", 1)], {"calm"})
                 assert any(m.get("@") == "calm" and m.get("ok") for m in got)
                 assert engine.get("calm", "k")["k"] == "v"
     finally:

@@ -137,10 +137,15 @@ async def test_sync_interval_spreads_patterns_without_explicit_calls():
         try:
             a.learning.set_pattern("s", "x", 0.25, 7)  # learnt locally, never published by hand
             await until(lambda: pattern_map(b.learning.patterns()).get(("s", "x")) == (0.25, 7), timeout=10)
-            # once both replicas hold the same state (b's changed by the merge), ticks write nothing more
-            await asyncio.sleep(0.5)
+
+            async def rounds(n: int) -> None:  # n more periodic rounds on both agents
+                start = (a.sync_rounds, b.sync_rounds)
+                await until(lambda: a.sync_rounds >= start[0] + n and b.sync_rounds >= start[1] + n, timeout=20)
+
+            # once both replicas hold the same state (b's changed by the merge), rounds write nothing more
+            await rounds(5)
             puts = relay.server.gun.metrics()["puts"]
-            await asyncio.sleep(0.5)
+            await rounds(5)
             assert relay.server.gun.metrics()["puts"] == puts
         finally:
             await a.close()
@@ -325,10 +330,8 @@ async def test_closing_the_native_graph_ends_its_relay_links_for_good():
         tasks = [task for graph in graphs for task, _ in graph._links]
         for graph in graphs:
             await graph.close()
-        assert all(task.done() for task in tasks)
+        assert all(task.done() for task in tasks)  # the links' tasks are what reconnects: none is left to do it
         await until(lambda: relay.server.gun.metrics()["peers"] == 0)
-        await asyncio.sleep(1.0)  # longer than peer_with's retry delay: nobody reconnects
-        assert relay.server.gun.metrics()["peers"] == 0
 
 
 async def test_a_native_client_keeps_only_the_souls_it_uses():

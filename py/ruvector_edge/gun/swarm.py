@@ -120,6 +120,7 @@ class GunSwarm:
         self._pointers: list[ArtifactPointer] = []
         self._last_written: bytes | None = None
         self._loop: asyncio.Task | None = None
+        self.sync_rounds = 0  # periodic rounds completed: what "after a few rounds" means, not a guess in seconds
 
     def soul(self, kind: str) -> str:
         return f"{self.name}/{self.p2p.swarm_id}/{kind}"
@@ -152,6 +153,7 @@ class GunSwarm:
                 await self.import_to_learning_state()
             except Exception:  # a relay hiccup must not end the loop
                 log.exception("gun: periodic sync failed")
+            self.sync_rounds += 1
 
     async def _write(self, kind: str, payload: bytes) -> None:
         await self.graph.put(self.soul(kind), {self.agent_id: await self.sealer.seal(kind, payload)})
