@@ -3,7 +3,7 @@
 // the relay WebSocket, BroadcastChannel (tabs of one browser context) and WebRTC
 // data channels (signalled as signed, encrypted SIGNAL messages); a native
 // edge-agent process joins the same swarm. Loopback only, every wait bounded.
-import { test, expect } from "./fixtures.js";
+import { allowConsoleErrors, test, expect } from "./fixtures.js";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
@@ -251,6 +251,7 @@ result
 });
 
 test("an exception in a Python callback is counted and logged, not lost", async ({ page }) => {
+  allowConsoleErrors(/callback failed on registration: PythonError[\s\S]*RuntimeError: boom/); // logged is the point
   await openReady(page);
   const out = await py(page, `
 import asyncio, js
