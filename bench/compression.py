@@ -1,16 +1,22 @@
-"""Tensor compression on three named corpora: ratio, error, recall and throughput, beside zstd, one run.
+"""Tensor compression on named corpora: ratio, error, recall and throughput per level and block size, beside zstd, one run.
 
-Corpora (seeded): `gaussian` 1M float32 N(0,1); `qtable` a 10K states × 32
-actions Q-table shaped like a learning state (30% of states never visited and
-all zero, 40% of the other cells untried and zero, the rest a per-state value
-N(0, 5²) plus per-action advantages N(0, 0.3²)); `embeddings` 10K × 384 unit
-vectors. One JSON line per (corpus, level) with ratio, relative RMS error and
-MB/s (of float32 input) for compress and decompress, min and median over
-`--repeats` rounds; zstd levels 1 and 3 (`zstandard`, from the [bench] extra)
-on the same bytes; the High-mode candidates the choice was made from; top-10
-recall of 100 queries on the embeddings after each lossy level. Goals
-(issue 5): Quantized8 ≥ 4× at ≤ 1% error and ≥ 1 GB/s compress, Quantized4
-≥ 7× at ≤ 10% and ≥ 500 MB/s. On a shared machine read the `min` figures.
+Corpora (seeded): `gaussian` 1M float32 N(0,1); `laplace` 1M Laplace(0, 1)
+values (the usual shape of trained weights); `outliers` the same with 48
+values 20-100 standard deviations out; `lowrank` a 1024 × 1024 product of two
+random rank-16 factors plus N(0, 0.1²) noise (real-weights-like); `qtable` a
+10K states × 32 actions Q-table shaped like a learning state (30% of states
+never visited and all zero, 40% of the other cells untried and zero, the rest
+a per-state value N(0, 5²) plus per-action advantages N(0, 0.3²));
+`embeddings` 10K × 384 unit vectors. One JSON line per (corpus, level, block
+size): the lossy levels at their default (Quantized8: planned per tensor,
+with the block size it chose and the outliers it sent) and at fixed block
+sizes; ratio, relative RMS error and MB/s (of float32 input) for compress
+and decompress, min and median over `--repeats` rounds; zstd levels 1 and 3
+(`zstandard`, from the [bench] extra) on the same bytes; the High-mode
+candidates the choice was made from; top-10 recall of 100 queries on the
+embeddings after each lossy level. Goals (issues 5, 17): Quantized8 ≥ 4× at
+≤ 1% error on every corpus and ≥ 1 GB/s compress, Quantized4 ≥ 7× at ≤ 10%
+and ≥ 500 MB/s. On a shared machine read the `min` figures.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import lz4.block
 import numpy as np
 
 from ruvector_edge.compression import CompressionLevel, Limits, TensorCodec
+from ruvector_edge.compression.container import HEADER_SIZE
 
 try:
     import zstandard
@@ -42,13 +49,19 @@ def _emit(line: dict) -> None:
 def corpora(seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     gaussian = rng.standard_normal(1_000_000).astype(np.float32)
+    laplace = rng.laplace(0, 1, 1_000_000).astype(np.float32)
+    outliers = laplace.copy()
+    at = rng.choice(outliers.size, 48, replace=False)
+    outliers[at] = rng.choice([-1, 1], 48) * rng.uniform(20, 100, 48) * laplace.std()
+    lowrank = rng.standard_normal((1024, 16)) @ rng.standard_normal((16, 1024)) / 4 + 0.1 * rng.standard_normal((1024, 1024))
     states, actions = 10_000, 32
     q = rng.standard_normal(states)[:, None] * 5 + rng.standard_normal((states, actions)) * 0.3
     q[rng.random(states) < 0.3] = 0
     q[rng.random((states, actions)) < 0.4] = 0
     emb = rng.standard_normal((10_000, 384)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    return {"gaussian": gaussian, "qtable": q.astype(np.float32), "embeddings": emb}
+    return {"gaussian": gaussian, "laplace": laplace, "outliers": outliers, "lowrank": lowrank.astype(np.float32),
+            "qtable": q.astype(np.float32), "embeddings": emb}
 
 
 def _timed(fn, repeats: int) -> tuple[object, list[float]]:
@@ -85,6 +98,15 @@ def _huff(b: bytes) -> bytes:
     return z.compress(b) + z.flush()
 
 
+FIXED_BLOCKS = {CompressionLevel.QUANTIZED8: (128, 256, 512, 1024, 4096), CompressionLevel.QUANTIZED4: (32, 64, 128)}
+
+
+def _settings() -> list[tuple[CompressionLevel, int | None]]:
+    """Every level at its default, then the lossy levels at fixed block sizes."""
+    out: list[tuple[CompressionLevel, int | None]] = [(level, None) for level in CompressionLevel]
+    return out + [(level, block) for level, blocks in FIXED_BLOCKS.items() for block in blocks]
+
+
 HIGH_CANDIDATES = {
     "lz4hc-9": lambda b: lz4.block.compress(b, mode="high_compression", compression=9, store_size=True),
     "shuffle+lz4": lambda b: lz4.block.compress(_shuffle(b), store_size=True),
@@ -105,14 +127,19 @@ def main() -> None:
     rng = np.random.default_rng(args.seed + 1)
     for name, tensor in corpora(args.seed).items():
         raw = tensor.tobytes()
-        for level in CompressionLevel:
-            codec = TensorCodec(level, limits=LIMITS)
+        for level, block in _settings():
+            codec = TensorCodec(level, block_size=block, limits=LIMITS)
             blob, enc = _timed(lambda: codec.compress_tensor(tensor), args.repeats)
             back, dec = _timed(lambda: codec.decompress_tensor(blob), args.repeats)
             line = {"bench": "compression", "corpus": name, "impl": "ruvector-edge", "level": level.name,
                     "block_size": codec.block_size or None, "ratio": round(len(raw) / len(blob), 3),
                     "rel_rms_error": round(_rel_rms(tensor, back), 5),
                     "compress": _speeds(len(raw), enc), "decompress": _speeds(len(raw), dec)}
+            if level.lossy and block is None:
+                line["block_size"] = "planned" if codec.block_size is None else codec.block_size
+                line["block_used"] = int.from_bytes(blob[12:16], "little")
+                at = HEADER_SIZE + 8 * tensor.ndim  # the outlier count opens the payload when flag bit 1 is set
+                line["outliers"] = int.from_bytes(blob[at : at + 4], "little") if blob[8] & 2 else 0
             if name == "embeddings" and level.lossy:
                 queries = rng.standard_normal((100, tensor.shape[1])).astype(np.float32)
                 line["top10_recall"] = round(_recall(tensor, back, queries), 4)
