@@ -2,6 +2,7 @@
 # Install what the project needs on a fresh machine, skipping what is already there.
 #   scripts/setup.sh            Python venv (.venv) with .[dev,embeddings] (the wheel brings its native dependencies) and npm packages
 #   scripts/setup.sh --browser  the same, plus Debian's chromium for the browser tests
+# Both install Debian's nats-server when it is missing (edge-relay --nats and the federation tests).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -12,6 +13,13 @@ if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
+  step "installing nats-server (apt-get)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >/dev/null
 fi
 
 PY="${PYTHON_BIN:-python3}"
