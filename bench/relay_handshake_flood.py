@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def start_relay(port: int) -> subprocess.Popen:
     relay = ROOT / ".venv" / "bin" / "edge-relay"
-    proc = subprocess.Popen([str(relay), "--listen", f"{HOST}:{port}"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([str(relay), "--listen", f"{HOST}:{port}", "--memory-only"], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # type: ignore[union-attr]
     if "listening" not in line:
         proc.kill()

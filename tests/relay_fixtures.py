@@ -196,7 +196,7 @@ async def receive_close(ws, timeout: float = 5.0):
 def start_relay_process(port: int) -> subprocess.Popen:
     """edge-relay in its own process; returns once it prints that it listens."""
     proc = subprocess.Popen(
-        [script("edge-relay"), "--listen", f"127.0.0.1:{port}"],
+        [script("edge-relay"), "--listen", f"127.0.0.1:{port}", "--memory-only"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(EDGE_LOG="warning"), cwd="/",
     )
     line = proc.stdout.readline()  # type: ignore[union-attr]
