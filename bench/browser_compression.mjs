@@ -2,7 +2,9 @@
 // JS quantizer in bridges/lz4.js, Pyodide's zlib) beside the native codec (liblz4,
 // numpy, threaded zlib) on the same bytes, in one run. Corpora, seeded and built
 // the same way in both runtimes from Python's `random` (so the bytes are
-// identical): `gaussian` 1M float32 N(0,1), `embeddings` 10K × 384 unit vectors.
+// identical): `gaussian` 1M float32 N(0,1), `laplace` 1M Laplace(0, 1), `outliers` the
+// same with 48 values 20-100 standard deviations out, `lowrank` a 1024 × 1024 product of
+// two random rank-16 factors plus N(0, 0.1²) noise, `embeddings` 10K × 384 unit vectors.
 // One JSON line per (runtime, corpus, level): ratio, relative RMS error, MB/s of
 // float32 input for compress and decompress (min and median of --repeats), and a
 // digest of the decoded values (equal digests: both runtimes decode the same bits).
@@ -33,7 +35,22 @@ for _ in range(10_000):
     row = [rng.gauss(0.0, 1.0) for _ in range(384)]
     norm = math.sqrt(sum(x * x for x in row))
     emb.extend([x / norm for x in row])
-corpora = {"gaussian": (gaussian.tobytes(), (1_000_000,)), "embeddings": (emb.tobytes(), (10_000, 384))}
+laplace = array("f", [rng.expovariate(1.0) * rng.choice((-1.0, 1.0)) for _ in range(1_000_000)])
+outliers = array("f", laplace)
+std = math.sqrt(math.fsum(x * x for x in laplace) / len(laplace))
+for i in rng.sample(range(len(outliers)), 48):
+    outliers[i] = rng.choice((-1.0, 1.0)) * rng.uniform(20, 100) * std
+left = [[rng.gauss(0.0, 1.0) / 4 for _ in range(16)] for _ in range(1024)]
+right = [[rng.gauss(0.0, 1.0) for _ in range(1024)] for _ in range(16)]
+lowrank = array("f")
+for row in left:
+    acc = [rng.gauss(0.0, 0.1) for _ in range(1024)]
+    for a, col in zip(row, right):
+        acc = [s + a * v for s, v in zip(acc, col)]
+    lowrank.extend(acc)
+corpora = {"gaussian": (gaussian.tobytes(), (1_000_000,)), "laplace": (laplace.tobytes(), (1_000_000,)),
+           "outliers": (outliers.tobytes(), (1_000_000,)), "lowrank": (lowrank.tobytes(), (1024, 1024)),
+           "embeddings": (emb.tobytes(), (10_000, 384))}
 limits = Limits(max_message_bytes=256 << 20, max_decompressed_bytes=256 << 20)
 
 def tensor(raw, shape):
@@ -72,6 +89,7 @@ for name, (raw, shape) in corpora.items():
         back, dec = timed(lambda: codec.decompress_tensor(blob))
         out = values(back)
         lines.append({"corpus": name, "level": level.name, "codec": codec.codec.name, "input_sha256_16": input_digest,
+                      "block_size": int.from_bytes(blob[12:16], "little") or None,
                       "ratio": round(len(raw) / len(blob), 3),
                       "rel_rms_error": round(rel_rms(raw, out), 5) if level.lossy else 0.0,
                       "decoded_sha256_16": hashlib.sha256(out).hexdigest()[:16],
