@@ -213,3 +213,45 @@ class InvalidPageAction(RejectedInput, ValueError):
 
 class ModelIntegrityError(ProviderUnavailable):
     """A model file's sha256 is not the pinned one: it is never run, whatever it contains."""
+
+
+# Admission: certificates, invites, revocations and swarm-key epochs (issue 15).
+
+class AdmissionRefused(RejectedInput):
+    """An admitted swarm refused an identity, an invite or a key; the concrete class says why."""
+
+
+class MissingCertificate(AdmissionRefused):
+    """The identity holds no membership certificate of this swarm (a sybil, or an open-mode client)."""
+
+
+class InvalidCertificate(AdmissionRefused):
+    """A certificate is not the admin's (issuer not bound to the swarm id, bad signature) or not for these keys."""
+
+
+class ExpiredCertificate(AdmissionRefused):
+    """A certificate is past its expiry, or not yet valid."""
+
+
+class RevokedMember(AdmissionRefused):
+    """The admin revoked this member's certificate (or its key)."""
+
+
+class InvalidInvite(AdmissionRefused):
+    """An invite is not signed by the swarm's admin, is for another swarm, or asks for roles it does not allow."""
+
+
+class ExpiredInvite(AdmissionRefused):
+    """An invite is past its expiry."""
+
+
+class InviteExhausted(AdmissionRefused):
+    """An invite was already used as many times as it allows (a replayed or shared link), or withdrawn."""
+
+
+class UnknownEpoch(AdmissionRefused):
+    """An envelope's swarm-key epoch is not the current one nor the previous one within its grace window."""
+
+
+class NotAdmitted(EdgeError):
+    """This member has no swarm key yet: it has not traded its invite for a certificate."""

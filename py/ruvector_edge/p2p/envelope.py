@@ -1,7 +1,10 @@
 """Signed, encrypted envelopes: the unit every swarm message travels in.
 
 Header (all signed, in clear so relays can route on swarm and topic):
-`{counter, message_id, nonce, payload_hash, sender_id, swarm, timestamp, topic, type}`.
+`{counter, [epoch,] message_id, nonce, payload_hash, sender_id, swarm, timestamp, topic, type}`.
+`epoch` (admitted swarms only) names the swarm-key epoch a broadcast is sealed
+under; open swarms have one key forever and leave it out, so their frames are
+byte for byte what they were before epochs existed.
 The Ed25519 signature covers the canonical header; the payload is AES-256-GCM
 with AAD = SHA-256(canonical header), so a ciphertext cannot be moved under
 another header, and `payload_hash` (keyed, see keys.py) binds the signer to
@@ -38,9 +41,10 @@ class EnvelopeHeader:
     nonce: str
     timestamp: int
     payload_hash: bytes
+    epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        fields = {
             "counter": self.counter,
             "message_id": self.message_id,
             "nonce": self.nonce,
@@ -51,6 +55,9 @@ class EnvelopeHeader:
             "topic": self.topic,
             "type": self.type,
         }
+        if self.epoch is not None:
+            fields["epoch"] = self.epoch
+        return fields
 
     def canonical(self) -> bytes:
         """RFC 8785 bytes of the header. Every field is an ASCII id, hex or a safe integer (validated on
@@ -65,7 +72,7 @@ class EnvelopeHeader:
     def from_dict(cls, obj: Any) -> "EnvelopeHeader":
         if not isinstance(obj, dict):
             raise MalformedMessage("header must be an object")
-        wire.expect_keys(obj, _HEADER_KEYS, "envelope header")
+        wire.expect_keys(obj, _HEADER_KEYS_EPOCH if "epoch" in obj else _HEADER_KEYS, "envelope header")
         kind = obj["type"]
         if type(kind) is not str or kind not in ENVELOPE_TYPES:
             raise WrongType(f"{kind!r} is not an envelope type")
@@ -79,10 +86,12 @@ class EnvelopeHeader:
             nonce=wire.get_hex(obj, "nonce", 16).hex(),
             timestamp=wire.get_int(obj, "timestamp"),
             payload_hash=wire.get_hex(obj, "payload_hash", 32),
+            epoch=wire.get_int(obj, "epoch") if "epoch" in obj else None,
         )
 
 
-_HEADER_KEYS = frozenset(EnvelopeHeader.__dataclass_fields__)
+_HEADER_KEYS_EPOCH = frozenset(EnvelopeHeader.__dataclass_fields__)
+_HEADER_KEYS = _HEADER_KEYS_EPOCH - {"epoch"}
 _ENVELOPE_KEYS = frozenset({"header", "sig", "iv", "ct"})
 
 

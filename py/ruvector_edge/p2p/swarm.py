@@ -8,6 +8,10 @@ registry's key → decrypt → payload hash → only then record nonce and count
 Recording last means no forged or corrupted frame can burn a nonce, advance a
 counter or touch liveness. Crypto is batched across frames (one FFI crossing
 per batch in the browser).
+
+In an admitted swarm (see admission.py) the sender must also hold a valid,
+unexpired, unrevoked certificate, checked right after the registry lookup, and
+a broadcast opens under the key of the epoch its header names.
 """
 
 from __future__ import annotations
@@ -23,13 +27,18 @@ from ..errors import (
     PayloadHashMismatch,
     RejectedInput,
     SessionKeyError,
+    UnknownEpoch,
     WrongSwarm,
 )
 from ..platform import Runtime, default_runtime
 from . import envelope as env
 from . import wire
+from .admission import Admission, AdminAuthority
+from .certificates import Certificate, Revocation, admitted_swarm_id
+from .epochs import DEFAULT_GRACE_MS, EpochKeyDelivery
 from .envelope import Envelope, EnvelopeHeader
 from .identity import IdentityManager
+from .invites import Invite
 from .keys import SwarmKey, payload_hash
 from .load import LoadMeter
 from .records import Heartbeat, Registration
@@ -67,15 +76,21 @@ class P2PSwarm:
     def __init__(
         self,
         agent_id: str,
-        swarm_key: SwarmKey,
+        swarm_key: SwarmKey | None,
         identity: IdentityManager,
         registration: Registration,
         runtime: Runtime,
         config: SecurityConfig,
+        admission: Admission | None = None,
     ) -> None:
+        """Open swarm: `swarm_key` names the swarm and seals everything. Admitted swarm: `admission` names it
+        and holds the epoch keys (`swarm_key` is None)."""
+        if (swarm_key is None) == (admission is None):
+            raise ValueError("a swarm is either open (a swarm key) or admitted (an admission state)")
         self.agent_id = agent_id
-        self.swarm_key = swarm_key
-        self.swarm_id = swarm_key.swarm_id
+        self._open_key = swarm_key
+        self.admission = admission
+        self.swarm_id = admission.swarm_id if admission is not None else swarm_key.swarm_id  # type: ignore[union-attr]
         self.identity = identity
         self.registration = registration
         self.runtime = runtime
@@ -120,10 +135,99 @@ class P2PSwarm:
         await swarm.registry.register(registration)
         return swarm
 
+    @classmethod
+    async def found_admitted(
+        cls,
+        agent_id: str,
+        capabilities: Sequence[str] = ("coordinator",),
+        *,
+        runtime: Runtime | None = None,
+        identity: IdentityManager | None = None,
+        config: SecurityConfig | None = None,
+        grace_ms: int = DEFAULT_GRACE_MS,
+    ) -> "P2PSwarm":
+        """Found an admitted swarm: our key becomes the admin key the swarm id is derived from, we certify
+        ourselves and hold epoch 0's key."""
+        wire.check_id(agent_id, "agent_id")
+        runtime = runtime or default_runtime()
+        identity = identity or await IdentityManager.generate(runtime.crypto)
+        swarm_id = admitted_swarm_id(identity.ed25519_public)
+        admission = Admission(swarm_id, runtime.crypto, runtime.clock, grace_ms=grace_ms)
+        admission.authority = AdminAuthority(identity, runtime.crypto, runtime.random, runtime.clock, admission)
+        admission.epochs.install(0, runtime.random.token_bytes(32), runtime.clock.now_ms())
+        registration = await identity.create_registration(agent_id, capabilities, swarm=swarm_id, clock=runtime.clock)
+        cert = await admission.authority.certify(agent_id, identity.ed25519_public, identity.x25519_public, capabilities)
+        await admission.accept_certificate(cert, identity, registration)
+        swarm = cls(agent_id, None, identity, registration, runtime, config or SecurityConfig(), admission)
+        await swarm.registry.register(registration)
+        return swarm
+
+    @classmethod
+    async def join_admitted(
+        cls,
+        agent_id: str,
+        invite: Invite | str,
+        capabilities: Sequence[str] = ("worker",),
+        *,
+        runtime: Runtime | None = None,
+        identity: IdentityManager | None = None,
+        config: SecurityConfig | None = None,
+        grace_ms: int = DEFAULT_GRACE_MS,
+    ) -> "P2PSwarm":
+        """A joiner of an admitted swarm holding only an invite: it has no key until an admin admits it
+        (`accept_admission`), which the relay protocol arranges at the first hello."""
+        wire.check_id(agent_id, "agent_id")
+        invite = invite if isinstance(invite, Invite) else Invite.from_token(invite)
+        runtime = runtime or default_runtime()
+        identity = identity or await IdentityManager.generate(runtime.crypto)
+        await invite.verify(runtime.crypto, invite.swarm, runtime.clock.now_ms())
+        admission = Admission(invite.swarm, runtime.crypto, runtime.clock, grace_ms=grace_ms, invite=invite)
+        registration = await identity.create_registration(agent_id, capabilities, swarm=invite.swarm, clock=runtime.clock)
+        swarm = cls(agent_id, None, identity, registration, runtime, config or SecurityConfig(), admission)
+        await swarm.registry.register(registration)
+        return swarm
+
+    @property
+    def swarm_key(self) -> SwarmKey:
+        """The key broadcasts are sealed under now: the open swarm's key, or the current epoch's."""
+        if self.admission is None:
+            return self._open_key  # type: ignore[return-value]
+        return SwarmKey(self.admission.require_key()[1])
+
+    # Admission -------------------------------------------------------------------
+    async def accept_admission(self, certificate: Certificate, delivery: EpochKeyDelivery) -> None:
+        """Our certificate and first epoch key, as the admin sent them in exchange for our invite."""
+        admission = self._admitted()
+        await admission.accept_certificate(certificate, self.identity, self.registration)
+        await admission.accept_epoch(delivery, self.identity, self.agent_id)
+
+    async def accept_certificate(self, certificate: Certificate) -> Certificate:
+        """Another member's certificate (the relay passes it on beside the registration)."""
+        return await self._admitted().book.add(certificate)
+
+    async def accept_epoch(self, delivery: EpochKeyDelivery) -> bool:
+        return await self._admitted().accept_epoch(delivery, self.identity, self.agent_id)
+
+    async def accept_revocation(self, revocation: Revocation) -> bool:
+        """Honour a revocation: the member is forgotten and refused from now on. True when it was news."""
+        news = await self._admitted().book.revoke(revocation)
+        if news:
+            self.registry.remove(revocation.agent_id)
+            self._session_keys.pop(revocation.agent_id, None)
+        return news
+
+    def _admitted(self) -> Admission:
+        if self.admission is None:
+            raise ValueError("an open swarm has no admission state")
+        return self.admission
+
     # Membership ------------------------------------------------------------------
     async def register_member(self, registration: Registration | bytes | str) -> Member:
         if not isinstance(registration, Registration):
             registration = Registration.from_json(registration)
+        if self.admission is not None:
+            self.admission.book.require(registration.agent_id, registration.ed25519_pubkey,
+                                        registration.x25519_pubkey, registration.capabilities)
         member = await self.registry.register(registration)
         self._session_keys.pop(registration.agent_id, None)
         return member
@@ -142,7 +246,14 @@ class P2PSwarm:
     async def receive_heartbeat(self, heartbeat: Heartbeat | bytes | str) -> Member:
         if not isinstance(heartbeat, Heartbeat):
             heartbeat = Heartbeat.from_json(heartbeat)
+        if self.admission is not None:
+            self.admission.book.check_not_revoked(heartbeat.agent_id)
+        self._require_certified(self.registry.require(heartbeat.agent_id))
         return await self.registry.heartbeat(heartbeat)
+
+    def _require_certified(self, member: Member) -> None:
+        if self.admission is not None and member.agent_id != self.agent_id:
+            self.admission.book.require(member.agent_id, member.ed25519_pubkey)
 
     async def derive_session_key(self, peer_id: str) -> bytes:
         """The pairwise key for a direct channel with a registered peer; both sides derive the same one."""
@@ -161,7 +272,10 @@ class P2PSwarm:
 
     async def publish_many(self, topic: str, payloads: Sequence[bytes]) -> list[Published]:
         """Seal payloads for every member under the swarm key: one sign batch, one encrypt batch."""
-        return await self._seal(env.BROADCAST, topic, payloads, self.swarm_key.key)
+        if self.admission is None:
+            return await self._seal(env.BROADCAST, topic, payloads, self.swarm_key.key)
+        epoch, key = self.admission.require_key()
+        return await self._seal(env.BROADCAST, topic, payloads, key, epoch)
 
     async def send_direct(self, peer_id: str, payload: bytes) -> Published:
         """Seal a payload that only `peer_id` can open (pairwise session key); its topic is '@peer_id',
@@ -169,7 +283,8 @@ class P2PSwarm:
         key = await self.derive_session_key(peer_id)
         return (await self._seal(env.DIRECT, f"@{peer_id}", [payload], key))[0]
 
-    async def _seal(self, kind: str, topic: str, payloads: Sequence[bytes], key: bytes) -> list[Published]:
+    async def _seal(self, kind: str, topic: str, payloads: Sequence[bytes], key: bytes,
+                    epoch: int | None = None) -> list[Published]:
         wire.check_id(topic, "topic")
         with self.load.busy():
             random = self.runtime.random
@@ -192,6 +307,7 @@ class P2PSwarm:
                     nonce=entropy[16:32].hex(),
                     timestamp=now,
                     payload_hash=payload_hash(key, payload),
+                    epoch=epoch,
                 )
                 canonical = header.canonical()
                 headers.append(canonical)
@@ -227,7 +343,10 @@ class P2PSwarm:
                 if header.swarm != self.swarm_id:
                     raise WrongSwarm(f"envelope is for swarm {header.swarm!r}")
                 self.replay.check(header.sender_id, header.counter, header.nonce, header.timestamp, now)
+                if self.admission is not None:
+                    self.admission.book.check_not_revoked(header.sender_id)
                 member = self.registry.require(header.sender_id)
+                self._require_certified(member)
                 if header.type == env.DIRECT and header.topic != f"@{self.agent_id}":
                     raise Misaddressed(f"direct message addressed to {header.topic!r}, not to us")
                 pending.append((index, envelope, header.canonical(), member))
@@ -248,9 +367,13 @@ class P2PSwarm:
         for entry in verified:
             header = entry[1].header
             try:
-                key = self.swarm_key.key if header.type == env.BROADCAST else await self.derive_session_key(header.sender_id)
+                key = self._broadcast_key(header, now) if header.type == env.BROADCAST \
+                    else await self.derive_session_key(header.sender_id)
             except SessionKeyError as exc:
                 results[entry[0]] = DecryptionFailed(str(exc))
+                continue
+            except RejectedInput as exc:
+                results[entry[0]] = exc
                 continue
             by_key.setdefault(key, []).append(entry)
 
@@ -279,3 +402,10 @@ class P2PSwarm:
                     direct=header.type == env.DIRECT,
                 )
         return [r for r in results if r is not None]
+
+    def _broadcast_key(self, header: EnvelopeHeader, now: int) -> bytes:
+        if self.admission is None:
+            return self.swarm_key.key
+        if header.epoch is None:
+            raise UnknownEpoch("a broadcast in an admitted swarm must name its key epoch")
+        return self.admission.epochs.key_for(header.epoch, now)
