@@ -14,13 +14,18 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
-from ..errors import KeyConflict, MalformedMessage, RejectedInput
+from ..errors import AdmissionRefused, KeyConflict, MalformedMessage, NoAdminOnline, RejectedInput
+from ..p2p.certificates import is_admitted
 from ..p2p.registry import MemberRegistry
 from ..platform.base import Clock, CryptoProvider
 from ..transport import relay_wire as rw
+from .gatekeeper import Gatekeeper
 from .metrics import RelayMetrics
+
+if TYPE_CHECKING:
+    from .federation.backplane import Backplane
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +116,13 @@ class RelayRouter:
         self._swarms: dict[str, _SwarmState] = {}
         self._hello_deadlines: dict[int, float] = {}  # conn id -> deadline, in opening order (so also deadline order)
         self._next_ping = 0
+        self.gatekeeper = Gatekeeper(crypto, self.clock, self.limits.max_members_per_swarm)
+        # Set by attach_federation: envelopes then go through the NATS backplane, which delivers
+        # them back with a stream sequence (local subscribers included, so every frame has one).
+        self.federation: Backplane | None = None
+
+    def attach_federation(self, backplane: Backplane) -> None:
+        self.federation = backplane
 
     # Connections ---------------------------------------------------------------
     def open(self, peer: Peer) -> None:
@@ -127,7 +139,10 @@ class RelayRouter:
             return
         self._hello_deadlines.pop(peer.conn_id, None)
         self.metrics.connections -= 1
+        self.gatekeeper.closed(peer.conn_id, state.swarm)
         self._unbind(state, departing=True)
+        if self.federation is not None:
+            self.federation.closed(peer.conn_id)
 
     def peer_count(self) -> int:
         return len(self._peers)
@@ -163,13 +178,15 @@ class RelayRouter:
             if subs is not None:
                 subs.discard(state.peer.conn_id)
                 if not subs:
-                    del swarm.subscribers[topic]
+                    self._topic_unused(state.swarm, swarm, topic)
         state.topics.clear()
         if state.agent_id is not None and swarm.agents.get(state.agent_id) == state.peer.conn_id:
             del swarm.agents[state.agent_id]
             if departing:
                 del swarm.registration_json[state.agent_id]
                 swarm.registry.depart(state.agent_id)
+                if self.federation is not None:
+                    self.federation.departed(state.swarm, state.agent_id)
                 self._to_swarm(swarm, rw.encode("left", agent_id=state.agent_id), exclude=state.peer.conn_id)
                 if not swarm.agents and not swarm.registry.bindings():
                     del self._swarms[state.swarm]
@@ -199,6 +216,10 @@ class RelayRouter:
         except KeyConflict as exc:
             self.metrics.drop("key_conflict")
             peer.close(rw.CLOSE_POLICY, str(exc)[:120])
+        except AdmissionRefused as exc:
+            self.metrics.drop(f"admission_{type(exc).__name__}")
+            log.debug("conn %d refused admission: %s", peer.conn_id, exc)
+            peer.close(rw.CLOSE_POLICY, str(exc)[:120])
         except RejectedInput as exc:
             self.metrics.drop("policy")
             log.debug("conn %d violated the protocol: %s", peer.conn_id, exc)
@@ -218,11 +239,15 @@ class RelayRouter:
             raise MalformedMessage(f"{op!r} before hello")
         elif op == "sub":
             self._subscribe(state, rw.topics_of(control))
+            if self.federation is not None:
+                self.federation.subscribed(state.peer.conn_id)
         elif op == "unsub":
             self._unsubscribe(state, rw.topics_of(control))
         elif op == "leave":
             self._unbind(state, departing=True)
             state.peer.close(rw.CLOSE_NORMAL, "left")
+        elif op in rw.ADMIN_OPS:
+            await self._admin_op(state, control)
         else:
             raise MalformedMessage(f"{op!r} is not a client operation")
 
@@ -243,6 +268,12 @@ class RelayRouter:
         signed = rw.auth_bytes(registration.swarm, registration.agent_id, state.challenge)
         if not await self.crypto.verify(registration.ed25519_pubkey, signed, proof):
             raise MalformedMessage("hello proof does not verify: not the holder of this registration's key")
+        certificate = None
+        if is_admitted(registration.swarm):
+            certificate = await self.gatekeeper.check_hello(state.peer.conn_id, registration, control.body)
+            if certificate is None:
+                self._ask_admin(state, registration.swarm, control)
+                return
         await swarm.registry.register(registration)  # checks its signature and the id -> key binding
         self._swarms.setdefault(registration.swarm, swarm)
         previous = swarm.agents.get(registration.agent_id)
@@ -258,8 +289,60 @@ class RelayRouter:
         own = swarm.registry.require(registration.agent_id).registration.to_json().decode("utf-8")
         swarm.registration_json[registration.agent_id] = own
         members = [swarm.registration_json[agent] for agent in swarm.agents if agent != registration.agent_id]
+        if self.federation is not None:
+            self.federation.joined(registration.swarm, registration.agent_id, own)
+            members += self.federation.remote_members(registration.swarm)
+            resume = rw.resume_of(control)
+            if resume is not None:
+                self.federation.resume(state.peer.conn_id, registration.swarm, resume)
+        if certificate is not None:  # certificates before the registrations they admit
+            for text in self.gatekeeper.joined(state.peer.conn_id, certificate):
+                self._send(state, text)
+            self._to_swarm(swarm, self.gatekeeper.certificate_frame(registration.swarm, registration.agent_id),
+                           exclude=state.peer.conn_id)
         self._send(state, rw.welcome(registration.agent_id, registration.swarm, members))
         self._to_swarm(swarm, rw.member(own), exclude=state.peer.conn_id)
+
+    def _ask_admin(self, state: _PeerState, swarm_id: str, control: rw.Control) -> None:
+        """Pass an invite to an admin online in the swarm; the candidate waits under its hello deadline."""
+        gate = self.gatekeeper.swarms.get(swarm_id)
+        admin = next((self._peers[c] for c in sorted(gate.admins) if c in self._peers), None) if gate else None
+        if admin is None:
+            self.gatekeeper.closed(state.peer.conn_id, None)
+            raise NoAdminOnline(f"no admin of {swarm_id} is online to trade the invite")
+        self._send(admin, rw.encode("admit-request", conn=state.peer.conn_id,
+                                    registration=control.body["registration"], invite=control.body["invite"]))
+
+    async def _admin_op(self, state: _PeerState, control: rw.Control) -> None:
+        """What only the swarm's admin may send: answers to candidates, revocations, epoch keys."""
+        gate = self.gatekeeper.admin_of(state.peer.conn_id, state.swarm)
+        swarm = self._swarms[state.swarm]  # type: ignore[index]
+        if control.op == "admit":
+            conn_id, texts = await self.gatekeeper.admit(gate, control.body)
+            candidate = self._peers.get(conn_id)
+            if candidate is not None:  # admitted: a fresh challenge for the hello with its certificate
+                candidate.challenge = self.random_hex()
+                for text in (*texts, rw.encode("challenge", challenge=candidate.challenge)):
+                    self._send(candidate, text)
+        elif control.op == "refuse":
+            conn_id, reason = self.gatekeeper.refuse(control.body)
+            self.metrics.drop("admission_refused_by_admin")
+            candidate = self._peers.get(conn_id)
+            if candidate is not None:
+                candidate.peer.close(rw.CLOSE_POLICY, reason)
+        elif control.op == "revoke":
+            revocation = await self.gatekeeper.revoke(gate, control.body)
+            victim = self._peers.get(swarm.agents.get(revocation.agent_id, -1))
+            if victim is not None:
+                self.metrics.drop("admission_revoked_connection")
+                self._unbind(victim, departing=True)
+                victim.peer.close(rw.CLOSE_POLICY, "membership revoked")
+            self._to_swarm(swarm, rw.encode("revoked", revocations=[revocation.to_dict()]), exclude=state.peer.conn_id)
+        else:
+            for agent_id, text in self.gatekeeper.rekey(gate, control.body).items():
+                peer = self._peers.get(swarm.agents.get(agent_id, -1))
+                if peer is not None:
+                    self._send(peer, text)
 
     def _forget_idle_swarms(self) -> None:
         """Drop the swarms nobody is in whose departed agents' bindings have all aged out (only at the swarm
@@ -276,6 +359,8 @@ class RelayRouter:
         for topic in new:
             state.topics.add(topic)
             swarm.subscribers.setdefault(topic, set()).add(state.peer.conn_id)
+            if self.federation is not None:
+                self.federation.topic_used(state.swarm, topic)  # type: ignore[arg-type]
 
     def _unsubscribe(self, state: _PeerState, topics: list[str]) -> None:
         swarm = self._swarms[state.swarm]  # type: ignore[index]
@@ -286,7 +371,7 @@ class RelayRouter:
                 if subs is not None:
                     subs.discard(state.peer.conn_id)
                     if not subs:
-                        del swarm.subscribers[topic]
+                        self._topic_unused(state.swarm, swarm, topic)  # type: ignore[arg-type]
 
     def _route(self, state: _PeerState, envelope: rw.RoutedEnvelope) -> None:
         header = envelope.header
@@ -296,6 +381,13 @@ class RelayRouter:
             raise MalformedMessage("envelope for a swarm this connection did not join")
         if header.sender_id != state.agent_id:
             raise MalformedMessage("envelope sender is not the agent of this connection")
+        if envelope.seq is not None:
+            raise MalformedMessage("deliver frames go from relays to agents")
+        if self.federation is not None:
+            if not self.federation.publish(envelope):
+                self.metrics.drop("undeliverable")
+                self._send(state, rw.encode("undeliverable", message_id=header.message_id, to=header.topic[1:]))
+            return
         swarm = self._swarms[header.swarm]
         if rw.is_direct(header.topic):
             target = swarm.agents.get(header.topic[1:])
@@ -311,6 +403,56 @@ class RelayRouter:
                 peer = self._peers.get(conn_id)
                 if peer is not None:
                     self._send(peer, envelope.raw)
+
+    def _topic_unused(self, swarm_id: str, swarm: _SwarmState, topic: str) -> None:
+        del swarm.subscribers[topic]
+        if self.federation is not None:
+            self.federation.topic_unused(swarm_id, topic)
+
+    # From the federation backplane (FederationSink) -------------------------------------------
+    def bus_frame(self, swarm_id: str, envelope: rw.RoutedEnvelope, seq: int) -> None:
+        swarm = self._swarms.get(swarm_id)
+        if swarm is None:
+            return
+        header = envelope.header
+        if rw.is_direct(header.topic):
+            target = swarm.agents.get(header.topic[1:])
+            targets: tuple[int, ...] = () if target is None else (target,)
+        else:
+            targets = tuple(swarm.subscribers.get(header.topic, ()))
+        text = rw.delivered(envelope.raw, seq)
+        for conn_id in targets:
+            state = self._peers.get(conn_id)
+            if state is None or state.agent_id == header.sender_id:
+                continue
+            if not self.federation.hold(conn_id, seq, text):  # type: ignore[union-attr]
+                self._send(state, text)
+
+    def bus_replay(self, conn_id: int, envelope: rw.RoutedEnvelope, seq: int) -> None:
+        self.send_held(conn_id, [rw.delivered(envelope.raw, seq)])
+
+    def send_held(self, conn_id: int, texts: list[str]) -> None:
+        state = self._peers.get(conn_id)
+        for text in texts:
+            if state is None or state.agent_id is None:
+                return
+            self._send(state, text)
+
+    def conn_view(self, conn_id: int) -> tuple[str, frozenset[str]] | None:
+        state = self._peers.get(conn_id)
+        if state is None or state.agent_id is None:
+            return None
+        return state.agent_id, frozenset(state.topics)
+
+    def remote_joined(self, swarm_id: str, agent_id: str, registration_json: str) -> None:
+        swarm = self._swarms.get(swarm_id)
+        if swarm is not None and agent_id not in swarm.agents:
+            self._to_swarm(swarm, rw.member(registration_json), exclude=-1)
+
+    def remote_left(self, swarm_id: str, agent_id: str) -> None:
+        swarm = self._swarms.get(swarm_id)
+        if swarm is not None and agent_id not in swarm.agents:
+            self._to_swarm(swarm, rw.encode("left", agent_id=agent_id), exclude=-1)
 
     def _to_swarm(self, swarm: _SwarmState, text: str, exclude: int) -> None:
         for conn_id in tuple(swarm.agents.values()):

@@ -49,6 +49,9 @@ class RelaySession:
         self.pending: collections.deque[str] = collections.deque()
         self.undeliverable: collections.deque[tuple[str, str]] = collections.deque(maxlen=256)
         self.pongs: dict[int, Callable[[], None]] = {}
+        # The last stream sequence a federated relay delivered (None from a relay without a stream):
+        # sent as `resume` in every hello, so a reconnect, to this relay or another, catches up.
+        self.last_seq: int | None = None
 
     def connection_lost(self) -> None:
         self.ready = False
@@ -76,6 +79,8 @@ class RelaySession:
             return []
         if isinstance(frame, rw.RoutedEnvelope):
             await self.on_envelope(frame.raw)
+            if frame.seq is not None and (self.last_seq is None or frame.seq > self.last_seq):
+                self.last_seq = frame.seq
             return []
         op = frame.op
         if op == "challenge":
@@ -84,7 +89,7 @@ class RelaySession:
             proof = await self.swarm.identity.sign(
                 rw.auth_bytes(registration.swarm, registration.agent_id, rw.challenge_of(frame))
             )
-            return [rw.hello(registration, proof)]
+            return [rw.hello(registration, proof, self.last_seq)]
         if op == "welcome":
             members = frame.body.get("members")
             for body in members if isinstance(members, list) else []:

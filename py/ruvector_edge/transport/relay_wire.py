@@ -3,6 +3,11 @@
 Two kinds of frames share one WebSocket:
 - control frames, objects with an `op` field (hello, sub, unsub, ping, pong,
   welcome, member, left, error, undeliverable);
+- on a federated relay (relay/federation), envelopes wrapped as
+  `{"envelope":<the envelope, byte for byte>,"op":"deliver","seq":N}` with N the
+  swarm stream's sequence: an agent keeps the last N it saw and passes it as
+  `resume` in its next hello to catch up on what it missed. A relay without a
+  stream sends bare envelopes, as before;
 - envelopes (objects with a `header`, see p2p/envelope.py), which the relay
   routes by the header's swarm and topic and forwards byte for byte. A topic
   `@agent` is a direct frame for that agent; any other topic goes to its
@@ -25,7 +30,10 @@ from ..p2p.envelope import EnvelopeHeader
 from ..p2p.records import Registration
 
 CLIENT_OPS = frozenset({"hello", "sub", "unsub", "ping", "pong", "leave"})
-RELAY_OPS = frozenset({"challenge", "welcome", "member", "left", "ping", "pong", "error", "undeliverable"})
+RELAY_OPS = frozenset({"challenge", "welcome", "member", "left", "ping", "pong", "error", "undeliverable", "deliver"})
+# Admitted swarms (p2p/admission.py, relay/gatekeeper.py): what only an admin sends, and what the relay passes on.
+ADMIN_OPS = frozenset({"admit", "refuse", "revoke", "rekey"})
+ADMISSION_OPS = frozenset({"admit-request", "admitted", "certificates", "revoked", "epoch"})
 MAX_TOPICS_PER_FRAME = 64
 DIRECT_PREFIX = "@"
 
@@ -46,10 +54,15 @@ class Control:
 
 @dataclass(frozen=True)
 class RoutedEnvelope:
-    """An envelope as the relay sees it: the header (validated) and the raw bytes to forward."""
+    """An envelope as the relay sees it: the header (validated) and the raw bytes to forward;
+    `seq` is the stream sequence a federated relay delivered it with."""
 
     header: EnvelopeHeader
     raw: str
+    seq: int | None = None
+
+
+_DELIVER_HEAD = '{"envelope":'
 
 
 def decode(data: str | bytes, max_bytes: int) -> Control | RoutedEnvelope:
@@ -64,13 +77,31 @@ def decode(data: str | bytes, max_bytes: int) -> Control | RoutedEnvelope:
     obj = wire.parse_json_object(data, max_bytes)
     if "op" in obj:
         op = obj["op"]
-        if type(op) is not str or op not in CLIENT_OPS | RELAY_OPS:
+        if type(op) is not str or op not in CLIENT_OPS | RELAY_OPS | ADMIN_OPS | ADMISSION_OPS:
             raise MalformedMessage(f"unknown op {op!r:.40}")
+        if op == "deliver":
+            return _delivered(data, obj)
         return Control(op, obj)
     if "header" in obj:
         header = EnvelopeHeader.from_dict(obj["header"])
         return RoutedEnvelope(header, data)
     raise MalformedMessage("frame is neither a control frame nor an envelope")
+
+
+def _delivered(text: str, obj: dict[str, Any]) -> RoutedEnvelope:
+    """Unwrap a deliver frame to the envelope's own text, which the agent verifies byte for byte."""
+    seq = wire.get_int(obj, "seq", minimum=1)
+    tail = f',"op":"deliver","seq":{seq}}}'
+    if not (text.startswith(_DELIVER_HEAD) and text.endswith(tail) and isinstance(obj.get("envelope"), dict)):
+        raise MalformedMessage("deliver frame is not an envelope and a sequence")
+    inner = text[len(_DELIVER_HEAD):-len(tail)]
+    header = EnvelopeHeader.from_dict(obj["envelope"].get("header"))
+    return RoutedEnvelope(header, inner, seq)
+
+
+def delivered(raw: str, seq: int) -> str:
+    """An envelope with its stream sequence (keys in canonical order, the envelope untouched)."""
+    return f'{_DELIVER_HEAD}{raw},"op":"deliver","seq":{int(seq)}}}'
 
 
 def topics_of(control: Control) -> list[str]:
@@ -111,8 +142,15 @@ def auth_bytes(swarm: str, agent_id: str, challenge: str) -> bytes:
     return canonicalize({"type": AUTH_TYPE, "swarm": swarm, "agent_id": agent_id, "challenge": challenge})
 
 
-def hello(registration: Registration, proof: bytes) -> str:
-    return encode("hello", registration=registration.to_dict(), proof=proof.hex())
+def hello(registration: Registration, proof: bytes, resume: int | None = None) -> str:
+    """`resume`: the last stream sequence this agent saw (federated relays replay what followed)."""
+    if resume is None:
+        return encode("hello", registration=registration.to_dict(), proof=proof.hex())
+    return encode("hello", registration=registration.to_dict(), proof=proof.hex(), resume=resume)
+
+
+def resume_of(control: Control) -> int | None:
+    return None if control.body.get("resume") is None else wire.get_int(control.body, "resume")
 
 
 def proof_of(control: Control) -> bytes:
@@ -159,6 +197,8 @@ __all__ = [
     "decode",
     "encode",
     "hello",
+    "resume_of",
+    "delivered",
     "auth_bytes",
     "proof_of",
     "challenge_of",

@@ -1,0 +1,434 @@
+"""What a relay does on the NATS backplane, without NATS (driven by nats_bus.py and by tests with a fake bus).
+
+The router tells it what happens locally (an agent joined or left, a topic came into use, an
+envelope to forward, an agent resuming from a stream sequence); it answers with commands for the
+bus (`Publish`, `Subscribe`, `Put`, `Replay`, …, handed to `emit` in order) and, for what the bus
+delivers, calls back into the router (`FederationSink`). Frames cross the bus byte for byte as the
+agents signed and encrypted them; the backplane reads headers only, like the router.
+
+Decisions taken here:
+- one subscription per relay and topic in use (not per agent), plus one inbox per swarm for the
+  direct frames of the agents this relay holds; a direct frame goes to the relay that holds its
+  target, found in presence, never flooded;
+- presence is a JetStream key-value bucket per swarm (keys in subjects.py). Each relay puts an
+  entry per agent it holds and a heartbeat entry of its own every `heartbeat_s`; a relay unheard
+  for `relay_timeout_s` is gone and so are its agents. The bucket's TTL (`presence_ttl_s`,
+  refreshed every `refresh_s`) clears what a dead relay left behind for relays that start later;
+- every frame is published with its message id as `Nats-Msg-Id`, so JetStream keeps one copy of
+  a frame an agent re-sends after failing over, and a relay drops live frames an agent already
+  had from its catch-up replay (the agent's replay guard skips anything else, quietly);
+- catch-up: an agent's hello may carry the last stream sequence it saw; after its first
+  subscription the relay replays what the swarm's stream holds after it, filtered to that agent's
+  topics and direct frames, holding live frames for it meanwhile so everything arrives in order.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from ...canonical import canonicalize
+from ...errors import RejectedInput
+from ...transport import relay_wire as rw
+from . import subjects as sj
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """Bounds and timings of one relay's federation; the stream bounds are its catch-up horizon."""
+
+    relay_id: str
+    stream_max_msgs: int = 100_000
+    stream_max_bytes: int = 256 * 1024 * 1024
+    stream_max_age_s: float = 3600.0
+    replicas: int = 1  # stream and bucket replicas: 3 on a 3-node cluster survives losing a node
+    heartbeat_s: float = 1.0
+    relay_timeout_s: float = 3.0
+    presence_ttl_s: float = 30.0
+    refresh_s: float = 10.0
+    max_held: int = 10_000  # live frames held for one agent while its catch-up replays
+    max_frame_bytes: int = 2 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        sj.check_relay_id(self.relay_id)
+        if not 0 < self.heartbeat_s < self.relay_timeout_s:
+            raise ValueError("heartbeat_s must be positive and shorter than relay_timeout_s")
+        if not 0 < self.refresh_s < self.presence_ttl_s:
+            raise ValueError("refresh_s must be positive and shorter than presence_ttl_s")
+        if min(self.stream_max_msgs, self.stream_max_bytes, self.replicas, self.max_held) < 1 or self.stream_max_age_s <= 0:
+            raise ValueError("stream bounds, replicas and max_held must be positive")
+
+
+# Commands for the bus -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EnsureSwarm:
+    """Create (or find) the swarm's stream and presence bucket, and watch the bucket."""
+
+    swarm: str
+    stream: str
+    subjects: str
+    bucket: str
+
+
+@dataclass(frozen=True)
+class ReleaseSwarm:
+    """No agent of this swarm is left here: stop its subscriptions and its watch."""
+
+    swarm: str
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    key: tuple[str, ...]  # ("t", swarm, topic) or ("d", swarm): handed back with every message
+    subject: str
+    stream: str
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    key: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Publish:
+    subject: str
+    data: bytes
+    msg_id: str
+
+
+@dataclass(frozen=True)
+class Put:
+    bucket: str
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Delete:
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Feed `replayed(conn_id, …)` with the stream's frames from `start_seq` on, then `replay_done(conn_id)`."""
+
+    conn_id: int
+    stream: str
+    subject: str
+    start_seq: int
+
+
+Command = EnsureSwarm | ReleaseSwarm | Subscribe | Unsubscribe | Publish | Put | Delete | Replay
+
+
+class FederationSink(Protocol):
+    """The router, as the backplane sees it."""
+
+    def bus_frame(self, swarm: str, envelope: rw.RoutedEnvelope, seq: int) -> None:
+        """Deliver a frame from the bus to the local subscribers of its topic (or its direct target)."""
+
+    def bus_replay(self, conn_id: int, envelope: rw.RoutedEnvelope, seq: int) -> None:
+        """Deliver one replayed frame to one connection."""
+
+    def send_held(self, conn_id: int, texts: list[str]) -> None:
+        """Send frames held during a catch-up, in order."""
+
+    def conn_view(self, conn_id: int) -> tuple[str, frozenset[str]] | None:
+        """The agent id and topics of a connection (None once it is gone)."""
+
+    def remote_joined(self, swarm: str, agent_id: str, registration_json: str) -> None:
+        """An agent appeared on another relay."""
+
+    def remote_left(self, swarm: str, agent_id: str) -> None:
+        """An agent is on no other relay any more."""
+
+
+@dataclass
+class _Swarm:
+    local: dict[str, str] = field(default_factory=dict)  # agent id -> registration (canonical text)
+    topics: set[str] = field(default_factory=set)
+    remote: dict[str, dict[str, str]] = field(default_factory=dict)  # agent id -> relay id -> registration
+    agent_ids: dict[str, str] = field(default_factory=dict)  # agent token -> agent id (remote)
+    relays: dict[str, float] = field(default_factory=dict)  # other relay id -> last heard (monotonic)
+
+
+@dataclass
+class _CatchUp:
+    swarm: str
+    start_seq: int
+    last_seq: int
+    started: bool = False
+    held: list[tuple[int, str]] = field(default_factory=list)
+
+
+class Backplane:
+    def __init__(self, config: FederationConfig, sink: FederationSink, emit: Callable[[Command], None],
+                 monotonic: Callable[[], float]) -> None:
+        self.config = config
+        self.relay_id = config.relay_id
+        self.sink = sink
+        self.emit = emit
+        self.monotonic = monotonic
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self._swarms: dict[str, _Swarm] = {}
+        self._catchups: dict[int, _CatchUp] = {}
+        now = monotonic()
+        self._next_heartbeat = now
+        self._next_refresh = now + config.refresh_s
+
+    # From the router: local events --------------------------------------------------------------
+    def joined(self, swarm_id: str, agent_id: str, registration_json: str) -> None:
+        swarm = self._swarms.get(swarm_id)
+        if swarm is None:
+            swarm = self._swarms[swarm_id] = _Swarm()
+            self.emit(EnsureSwarm(swarm_id, sj.stream_name(swarm_id), sj.swarm_subjects(swarm_id), sj.presence_bucket(swarm_id)))
+            self.emit(Subscribe(("d", swarm_id), sj.inbox_subject(swarm_id, self.relay_id), sj.stream_name(swarm_id)))
+            self._put_relay(swarm_id)
+        swarm.local[agent_id] = registration_json
+        self._put_agent(swarm_id, agent_id, registration_json)
+
+    def departed(self, swarm_id: str, agent_id: str) -> None:
+        swarm = self._swarms.get(swarm_id)
+        if swarm is None or swarm.local.pop(agent_id, None) is None:
+            return
+        bucket = sj.presence_bucket(swarm_id)
+        self.emit(Delete(bucket, sj.agent_key(swarm_id, agent_id, self.relay_id)))
+        if not swarm.local:
+            for topic in swarm.topics:
+                self.emit(Unsubscribe(("t", swarm_id, topic)))
+            self.emit(Unsubscribe(("d", swarm_id)))
+            self.emit(Delete(bucket, sj.relay_key(self.relay_id)))
+            self.emit(ReleaseSwarm(swarm_id))
+            del self._swarms[swarm_id]
+
+    def topic_used(self, swarm_id: str, topic: str) -> None:
+        swarm = self._swarms.get(swarm_id)
+        if swarm is not None and topic not in swarm.topics:
+            swarm.topics.add(topic)
+            self.emit(Subscribe(("t", swarm_id, topic), sj.topic_subject(swarm_id, topic), sj.stream_name(swarm_id)))
+
+    def topic_unused(self, swarm_id: str, topic: str) -> None:
+        swarm = self._swarms.get(swarm_id)
+        if swarm is not None and topic in swarm.topics:
+            swarm.topics.discard(topic)
+            self.emit(Unsubscribe(("t", swarm_id, topic)))
+
+    def publish(self, envelope: rw.RoutedEnvelope) -> bool:
+        """Put an envelope on the bus; False for a direct frame whose target is on no relay."""
+        header = envelope.header
+        if rw.is_direct(header.topic):
+            relay = self.relay_of(header.swarm, header.topic[1:])
+            if relay is None:
+                return False
+            subject = sj.direct_subject(header.swarm, header.topic[1:], relay)
+        else:
+            subject = sj.topic_subject(header.swarm, header.topic)
+        self.emit(Publish(subject, envelope.raw.encode("utf-8"), f"{header.sender_id}/{header.message_id}"))
+        return True
+
+    def relay_of(self, swarm_id: str, agent_id: str) -> str | None:
+        swarm = self._swarms.get(swarm_id)
+        if swarm is None:
+            return None
+        if agent_id in swarm.local:
+            return self.relay_id
+        relays = swarm.remote.get(agent_id)
+        return next(reversed(relays)) if relays else None  # the relay it joined last
+
+    def remote_members(self, swarm_id: str) -> list[str]:
+        """Registrations of the agents on other relays only (for a welcome)."""
+        swarm = self._swarms.get(swarm_id)
+        if swarm is None:
+            return []
+        return [next(reversed(by_relay.values())) for agent, by_relay in swarm.remote.items() if agent not in swarm.local]
+
+    # Catch-up -----------------------------------------------------------------------------------
+    def resume(self, conn_id: int, swarm_id: str, last_seq: int) -> None:
+        """An agent saw everything up to `last_seq`; hold its live frames until it has the rest."""
+        self._catchups[conn_id] = _CatchUp(swarm_id, last_seq + 1, last_seq)
+
+    def subscribed(self, conn_id: int) -> None:
+        """The agent's topics are known now: start its replay (once)."""
+        catchup = self._catchups.get(conn_id)
+        if catchup is not None and not catchup.started:
+            catchup.started = True
+            self.emit(Replay(conn_id, sj.stream_name(catchup.swarm), sj.swarm_subjects(catchup.swarm), catchup.start_seq))
+
+    def hold(self, conn_id: int, seq: int, text: str) -> bool:
+        """Keep a live frame for a connection still catching up (True: held, don't send it now)."""
+        catchup = self._catchups.get(conn_id)
+        if catchup is None:
+            return False
+        if len(catchup.held) >= self.config.max_held:  # an agent that never subscribes must not grow this
+            self.dropped["held_overflow"] += 1
+            self.replay_done(conn_id)
+            return False
+        catchup.held.append((seq, text))
+        return True
+
+    def closed(self, conn_id: int) -> None:
+        self._catchups.pop(conn_id, None)
+
+    # From the bus --------------------------------------------------------------------------------
+    def received(self, key: tuple[str, ...], data: bytes, seq: int) -> None:
+        """A frame on one of our subscriptions."""
+        swarm_id = key[1]
+        envelope = self._envelope(swarm_id, data)
+        if envelope is None:
+            return
+        topic = envelope.header.topic
+        if key[0] == "t":
+            if topic != key[2]:
+                self.dropped["wrong_topic"] += 1
+                return
+        elif not rw.is_direct(topic):
+            self.dropped["wrong_topic"] += 1
+            return
+        self.sink.bus_frame(swarm_id, envelope, seq)
+
+    def replayed(self, conn_id: int, subject: str, data: bytes, seq: int) -> None:
+        catchup = self._catchups.get(conn_id)
+        view = self.sink.conn_view(conn_id)
+        if catchup is None or view is None or seq <= catchup.last_seq:
+            return
+        catchup.last_seq = seq
+        agent_id, topics = view
+        parsed = sj.parse_subject(subject)
+        if parsed is None:
+            return
+        kind, token, _relay = parsed
+        if kind == "t":
+            wanted = token in {sj.topic_token(catchup.swarm, t) for t in topics}
+        else:
+            wanted = token == sj.agent_token(catchup.swarm, agent_id)
+        if not wanted:
+            return
+        envelope = self._envelope(catchup.swarm, data)
+        if envelope is None or envelope.header.sender_id == agent_id:
+            return
+        topic = envelope.header.topic
+        if topic != rw.direct_topic(agent_id) if kind == "d" else topic not in topics:
+            self.dropped["wrong_topic"] += 1
+            return
+        self.sink.bus_replay(conn_id, envelope, seq)
+
+    def replay_done(self, conn_id: int) -> None:
+        catchup = self._catchups.pop(conn_id, None)
+        if catchup is None:
+            return
+        held = sorted((item for item in catchup.held if item[0] > catchup.last_seq), key=lambda item: item[0])
+        if held:
+            self.sink.send_held(conn_id, [text for _, text in held])
+
+    def presence(self, swarm_id: str, key: str, value: bytes | None) -> None:
+        """A put (value) or delete (None) in a swarm's presence bucket."""
+        swarm = self._swarms.get(swarm_id)
+        parsed = sj.parse_key(key)
+        if swarm is None or parsed is None:
+            return
+        kind, token, relay = parsed
+        if relay == self.relay_id:
+            return
+        if kind == "r":
+            if value is None:
+                self._relay_gone(swarm_id, swarm, relay)
+            else:
+                swarm.relays[relay] = self.monotonic()
+            return
+        if value is None:
+            agent_id = swarm.agent_ids.get(token)  # type: ignore[arg-type]
+            if agent_id is not None:
+                self._remote_gone(swarm_id, swarm, agent_id, relay)
+            return
+        entry = self._presence_entry(swarm_id, token, relay, value)  # type: ignore[arg-type]
+        if entry is None:
+            return
+        agent_id, registration_json = entry
+        swarm.relays.setdefault(relay, self.monotonic())
+        swarm.agent_ids[token] = agent_id  # type: ignore[index]
+        by_relay = swarm.remote.setdefault(agent_id, {})
+        known = bool(by_relay)
+        changed = by_relay.get(relay) != registration_json
+        by_relay.pop(relay, None)
+        by_relay[relay] = registration_json  # the newest last: relay_of() picks it
+        if (not known or changed) and agent_id not in swarm.local:
+            self.sink.remote_joined(swarm_id, agent_id, registration_json)
+
+    def tick(self) -> None:
+        """Heartbeats, presence refreshes and the liveness of other relays; call about every heartbeat_s/2."""
+        now = self.monotonic()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.config.heartbeat_s
+            for swarm_id in self._swarms:
+                self._put_relay(swarm_id)
+        if now >= self._next_refresh:
+            self._next_refresh = now + self.config.refresh_s
+            for swarm_id, swarm in self._swarms.items():
+                for agent_id, registration_json in swarm.local.items():
+                    self._put_agent(swarm_id, agent_id, registration_json)
+        deadline = now - self.config.relay_timeout_s
+        for swarm_id, swarm in tuple(self._swarms.items()):
+            for relay, heard in tuple(swarm.relays.items()):
+                if heard < deadline:
+                    self._relay_gone(swarm_id, swarm, relay)
+
+    # Internals -------------------------------------------------------------------------------------
+    def _envelope(self, swarm_id: str, data: bytes) -> rw.RoutedEnvelope | None:
+        """A bus frame must be a plain envelope of this swarm within the frame limit; anything else
+        (garbage, a relay control frame, another swarm's envelope) is dropped here and counted."""
+        try:
+            frame = rw.decode(data, self.config.max_frame_bytes)
+        except RejectedInput:
+            self.dropped["malformed"] += 1
+            return None
+        if not isinstance(frame, rw.RoutedEnvelope) or frame.seq is not None:
+            self.dropped["not_an_envelope"] += 1
+            return None
+        if frame.header.swarm != swarm_id:
+            self.dropped["wrong_swarm"] += 1
+            return None
+        return frame
+
+    def _presence_entry(self, swarm_id: str, token: str, relay: str, value: bytes) -> tuple[str, str] | None:
+        try:
+            body = json.loads(value)
+            agent_id = body["agent"]
+            registration = body["registration"]
+            ok = (body.get("relay") == relay and isinstance(agent_id, str) and isinstance(registration, dict)
+                  and sj.agent_token(swarm_id, agent_id) == token
+                  and registration.get("agent_id") == agent_id and registration.get("swarm") == swarm_id)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            self.dropped["bad_presence"] += 1
+            return None
+        return agent_id, canonicalize(registration).decode("utf-8")
+
+    def _remote_gone(self, swarm_id: str, swarm: _Swarm, agent_id: str, relay: str) -> None:
+        by_relay = swarm.remote.get(agent_id)
+        if by_relay is None or by_relay.pop(relay, None) is None:
+            return
+        if not by_relay:
+            del swarm.remote[agent_id]
+            swarm.agent_ids.pop(sj.agent_token(swarm_id, agent_id), None)
+            if agent_id not in swarm.local:
+                self.sink.remote_left(swarm_id, agent_id)
+
+    def _relay_gone(self, swarm_id: str, swarm: _Swarm, relay: str) -> None:
+        swarm.relays.pop(relay, None)
+        for agent_id in [a for a, by_relay in swarm.remote.items() if relay in by_relay]:
+            self._remote_gone(swarm_id, swarm, agent_id, relay)
+
+    def _put_relay(self, swarm_id: str) -> None:
+        self.emit(Put(sj.presence_bucket(swarm_id), sj.relay_key(self.relay_id),
+                      json.dumps({"relay": self.relay_id}).encode()))
+
+    def _put_agent(self, swarm_id: str, agent_id: str, registration_json: str) -> None:
+        value = f'{{"agent":{json.dumps(agent_id)},"registration":{registration_json},"relay":"{self.relay_id}"}}'
+        self.emit(Put(sj.presence_bucket(swarm_id), sj.agent_key(swarm_id, agent_id, self.relay_id), value.encode()))
