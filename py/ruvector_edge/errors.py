@@ -255,3 +255,7 @@ class UnknownEpoch(AdmissionRefused):
 
 class NotAdmitted(EdgeError):
     """This member has no swarm key yet: it has not traded its invite for a certificate."""
+
+
+class NoAdminOnline(AdmissionRefused):
+    """An invite reached a relay where no admin of its swarm is connected to trade it; try again later."""
