@@ -245,7 +245,10 @@ async def test_executor_killed_mid_task_lease_expires_and_another_finishes(relay
         await wait_for(lambda: w1.swarm_tasks.executed + w2.swarm_tasks.executed == 1, timeout=10, what="a run to start")
         first = w1 if w1.swarm_tasks.executed else w2
         other = w2 if first is w1 else w1
-        await asyncio.sleep(1.5)  # longer than a lease: the running executor has renewed it
+        (started,) = [c.claimed_at for c in first.swarm_tasks.book.claims(task_id) if c.claimant == first.agent_id]
+        await wait_for(lambda: any(c.claimant == first.agent_id and c.claimed_at > started
+                                   for c in requester.swarm_tasks.book.claims(task_id)),
+                       timeout=10, what="the running executor to renew its lease")
         assert row(requester, task_id)["claimant"] == first.agent_id and row(requester, task_id)["state"] == "claimed"
         await kill(first)
         receipt = await requester.wait_receipt(task_id, timeout=40)
