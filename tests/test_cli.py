@@ -83,7 +83,7 @@ def test_coordinator_invite_agent_joins_and_both_see_each_other(tmp_path):
     port = free_port()
     deadline = time.monotonic() + 30
     coordinator, coord_errf = _start(tmp_path, "edge-coordinator", "--id", "coord-1", "--listen", f"127.0.0.1:{port}",
-                                     "--data-dir", str(tmp_path / "relay-data"), "--status-every", "0.3", RUST_LOG="debug")
+                                     "--data-dir", str(tmp_path / "relay-data"), "--status-every", "0.3", "--open", RUST_LOG="debug")
     coord_out: list[str] = []
     agent_out: list[str] = []
     agent = agent_errf = None
@@ -118,7 +118,7 @@ def test_agent_reads_swarm_coordinator_and_swarm_key_from_the_environment(tmp_pa
     port = free_port()
     deadline = time.monotonic() + 30
     coordinator, coord_errf = _start(tmp_path, "edge-coordinator", "--id", "c-env", "--listen", f"127.0.0.1:{port}",
-                                     "--data-dir", str(tmp_path / "relay-data"), "--status-every", "5")
+                                     "--data-dir", str(tmp_path / "relay-data"), "--status-every", "5", "--open")
     agent = agent_errf = None
     seen: list[str] = []
     try:

@@ -35,12 +35,14 @@ from .protocol import decode as decode_message
 from .protocol import encode as encode_message
 from .tasks import Budgets, Claim, Coordinator, MismatchReport, TaskReceipt
 from .tasks.swarm import SwarmTasks
+from .transport import relay_wire as rw
 
 log = logging.getLogger(__name__)
 
 SWARM_TOPIC = "swarm"
 MAX_VERSION_VECTOR = 100_000  # origins in one REQUEST_PATTERNS
 PATTERN_CHUNK_BYTES = 96 * 1024  # one SYNC_PATTERNS state: ~170 KB once base64'd twice, under WebRTC's 256 KiB message cap
+REKEY_FRAME_DELIVERIES = 1000  # epoch keys per rekey frame (~420 KB, under the relay's 2 MiB frame cap)
 MEMORY_PAGE = 32  # memories per SYNC_MEMORIES message: 32 × (16 KiB content + 2 KiB vector) fits a 1 MiB payload
 
 
@@ -77,6 +79,9 @@ class SwarmConfig:
     transport: Transport = Transport.WEBSOCKET
     capabilities: tuple[str, ...] = ()
     swarm_key: bytes | None = None
+    invite: str | None = None  # admitted swarm: the invite token to trade for a certificate (no key needed)
+    found_admitted: bool = False  # with no key and no invite: found an admitted swarm (we are its admin)
+    rekey_interval_ms: int = 0  # admin of an admitted swarm: start a new key epoch this often (0: only on removal)
     coordinator_url: str | None = field(default_factory=lambda: os.environ.get("SWARM_COORDINATOR") or None)
     sync_interval_ms: int = field(default_factory=lambda: _env_int("SWARM_SYNC_INTERVAL", 1000))
     heartbeat_interval_ms: int = 5000
@@ -204,13 +209,18 @@ class SwarmAgent:
             MessageKind.SPOT_CHECK: self.swarm_tasks.on_spot_check,
             MessageKind.SPOT_RESULT: self.swarm_tasks.on_spot_result,
         })
+        swarm.on_revoked.append(self._on_revoked)
 
     @classmethod
     async def new(cls, config: SwarmConfig | None = None, **swarm_options: Any) -> "SwarmAgent":
         config = config or SwarmConfig()
-        swarm = await P2PSwarm.create(
-            config.agent_id, config.swarm_key, config.effective_capabilities(), **swarm_options
-        )
+        capabilities = config.effective_capabilities()
+        if config.invite is not None:
+            swarm = await P2PSwarm.join_admitted(config.agent_id, config.invite, capabilities, **swarm_options)
+        elif config.found_admitted and config.swarm_key is None:
+            swarm = await P2PSwarm.found_admitted(config.agent_id, capabilities, **swarm_options)
+        else:
+            swarm = await P2PSwarm.create(config.agent_id, config.swarm_key, capabilities, **swarm_options)
         store = await open_memory_store(config.agent_id, config.memory_path, persist=config.memory_persist)
         blocks = await open_artifact_backend(config.agent_id, config.artifact_dir, persist=config.artifact_persist)
         return cls(config, swarm, memory_store=store, artifact_backend=blocks)
@@ -256,6 +266,8 @@ class SwarmAgent:
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
         self._tasks.append(asyncio.create_task(self._sync_loop()))
         self._tasks.append(asyncio.create_task(self.swarm_tasks.run_loop()))
+        if self.config.rekey_interval_ms > 0 and self._authority() is not None:
+            self._tasks.append(asyncio.create_task(self._rekey_loop()))
         # Catch up: every member answers with what our (empty or stale) version vector lacks.
         await self.broadcast(MessageKind.REQUEST_PATTERNS, vv=self.intelligence.version_vector())
 
@@ -265,6 +277,68 @@ class SwarmAgent:
         if info is not None:
             info.left = True
         self.swarm_tasks.member_gone(agent_id)
+
+    # Admission (admitted swarms; the records and rules are in p2p/admission.py) --------------
+    def _authority(self) -> Any:
+        admission = self.swarm.admission
+        return admission.authority if admission is not None else None
+
+    def _require_authority(self) -> Any:
+        authority = self._authority()
+        if authority is None:
+            raise PermissionError("only the admin of an admitted swarm can do that")
+        return authority
+
+    async def create_invite(self, roles: tuple[str, ...] = ("worker", "scout", "specialist", "wasm"), *,
+                            max_uses: int = 1, ttl_ms: int = 3600 * 1000) -> str:
+        """An invite token (for a link's `#invite=`) good for `max_uses` joins until `ttl_ms` from now."""
+        invite = await self._require_authority().create_invite(roles, max_uses=max_uses, ttl_ms=ttl_ms)
+        return invite.to_token()
+
+    async def remove_member(self, agent_id: str) -> None:
+        """Revoke a member: every member and relay refuses it from now on, and a new key epoch starts."""
+        revocation, deliveries = await self._require_authority().revoke(agent_id)
+        relay = self.links.get("relay")
+        if relay is not None:
+            await relay.send(rw.encode("revoke", revocation=revocation.to_dict()))
+        await self._send_epoch(deliveries)
+        await self._on_revoked(agent_id)
+
+    async def rekey(self) -> int:
+        """Start a new key epoch now; the number of members the key was sealed to."""
+        deliveries = await self._require_authority().rekey()
+        await self._send_epoch(deliveries)
+        return len(deliveries)
+
+    async def _send_epoch(self, deliveries: list[Any]) -> None:
+        relay = self.links.get("relay")
+        if relay is None:
+            return
+        for start in range(0, len(deliveries), REKEY_FRAME_DELIVERIES):
+            chunk = deliveries[start:start + REKEY_FRAME_DELIVERIES]
+            await relay.send(rw.encode("rekey", deliveries=[d.to_dict() for d in chunk]))
+
+    async def _rekey_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.rekey_interval_ms / 1000)
+            try:
+                await self.rekey()
+            except Exception as exc:  # a failed rekey is retried at the next interval
+                log.warning("%s: rekey failed: %s", self.agent_id, exc)
+
+    async def _on_revoked(self, agent_id: str) -> None:
+        info = self.peers.get(agent_id)
+        if info is not None:
+            info.left = True
+        self.swarm_tasks.member_gone(agent_id)
+
+    def member_list(self) -> list[dict[str, Any]]:
+        """Admitted swarm: every certified member with its roles and expiry (the admin's Remove list)."""
+        admission = self.swarm.admission
+        if admission is None:
+            return []
+        return sorted(({"agent_id": c.agent_id, "roles": list(c.roles), "expires_at": c.expires_at, "admin": c.is_admin}
+                       for c in admission.book.certificates()), key=lambda row: row["agent_id"])
 
     async def leave(self) -> None:
         for task in self._tasks:

@@ -112,8 +112,19 @@ async def _serve_relay(host: str, port: int, web_root: Path | None, shm_hub: str
     return 0
 
 
+def _invite_from(url: str | None) -> tuple[str | None, str | None]:
+    """Split an admitted swarm's invite link `ws://host:port/ws#invite=TOKEN` into URL and invite token."""
+    if url and "#" in url:
+        base, fragment = url.split("#", 1)
+        for part in fragment.split("&"):
+            name, _, value = part.partition("=")
+            if name == "invite" and value:
+                return base, value
+    return url, None
+
+
 def _swarm_key_from(url: str | None, explicit: str | None) -> tuple[str | None, bytes | None]:
-    """Split an invite `ws://host:port/ws#swarm_key=HEX` into URL and key; --swarm-key / SWARM_KEY win."""
+    """Split an open swarm's invite `ws://host:port/ws#swarm_key=HEX` into URL and key; --swarm-key / SWARM_KEY win."""
     key_hex = explicit or os.environ.get("SWARM_KEY")
     if url and "#" in url:
         url, fragment = url.split("#", 1)
@@ -157,7 +168,17 @@ def coordinator_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shm-hub", default=None, metavar="NAME",
                         help="with --listen: also accept local agents over shared memory (shm://NAME)")
     _add_store_options(parser, "with --listen: ")
+    parser.add_argument("--open", action="store_true",
+                        help="found an open swarm: anyone holding the key is a member, nobody can be removed "
+                        "(implied by --swarm-key or SWARM_KEY; default: an admitted swarm with this coordinator as admin)")
+    parser.add_argument("--invite-uses", type=int, default=1, metavar="N", help="admitted: joins the printed invite allows (default 1)")
+    parser.add_argument("--invite-hours", type=float, default=1.0, metavar="H", help="admitted: the invite expires after H hours (default 1)")
+    parser.add_argument("--invite-file", type=Path, default=None, metavar="PATH", help="admitted: also write the invite link to PATH (0600)")
+    parser.add_argument("--rekey-minutes", type=float, default=0.0, metavar="M",
+                        help="admitted: start a new swarm-key epoch every M minutes (default: only when a member is removed)")
     args = parser.parse_args(argv)
+    if not 1 <= args.invite_uses <= 1000 or args.invite_hours <= 0 or args.rekey_minutes < 0:
+        parser.error("--invite-uses must be 1..1000, --invite-hours > 0, --rekey-minutes >= 0")
     configure_logging()
     return asyncio.run(_run_coordinator(args))
 
@@ -179,7 +200,9 @@ async def _run_coordinator(args: argparse.Namespace) -> int:
             print(f"web app: http://{args.listen[0]}:{server.port}/", flush=True)
         if args.shm_hub:
             print(f"shared-memory hub: shm://{args.shm_hub}", flush=True)
-    config = SwarmConfig(role=AgentRole.COORDINATOR, capabilities=("coordinator", "executor"), swarm_key=key)
+    admitted = key is None and not args.open
+    config = SwarmConfig(role=AgentRole.COORDINATOR, capabilities=("coordinator", "executor"), swarm_key=key,
+                         found_admitted=admitted, rekey_interval_ms=int(args.rekey_minutes * 60_000))
     if args.agent_id:
         config = config.with_agent_id(args.agent_id)
     agent = await SwarmAgent.new(config)
@@ -188,8 +211,20 @@ async def _run_coordinator(args: argparse.Namespace) -> int:
     try:
         await agent.join_swarm(relay_url)
         url = relay_url or config.coordinator_url
-        print(f"coordinator {agent.agent_id} joined swarm {agent.swarm.swarm_id}", flush=True)
-        print(f"invite: {url}#swarm_key={agent.swarm.swarm_key.key.hex()}", flush=True)
+        print(f"coordinator {agent.agent_id} joined swarm {agent.swarm.swarm_id} "
+              f"({'admitted, this coordinator is its admin' if admitted else 'open'})", flush=True)
+        if admitted:
+            token = await agent.create_invite(max_uses=args.invite_uses, ttl_ms=int(args.invite_hours * 3600_000))
+            link = f"{url}#invite={token}"
+            if args.invite_file is not None:
+                _write_private(args.invite_file, link + "\n")
+            print(f"invite: {link}", flush=True)
+            print(f"  (good for {args.invite_uses} join{'s' if args.invite_uses != 1 else ''}, expires in "
+                  f"{args.invite_hours:g} h; the swarm key is not in it)", flush=True)
+        else:
+            print(f"invite: {url}#swarm_key={agent.swarm.swarm_key.key.hex()}", flush=True)
+            print("  (open swarm: the key is in the link, anyone holding it is a member and nobody can be removed)",
+                  flush=True)
         return await _run_until_done(agent, args)
     finally:
         await agent.leave()
@@ -197,11 +232,19 @@ async def _run_coordinator(args: argparse.Namespace) -> int:
             await server.stop()
 
 
+def _write_private(path: Path, text: str) -> None:
+    """An invite is a credential: readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 def agent_main(argv: list[str] | None = None) -> int:
     parser = _agent_parser("edge-agent", "A swarm agent that joins a relay and takes part in the swarm.")
     parser.add_argument("--role", choices=["worker", "scout", "specialist", "coordinator"], default="worker")
     parser.add_argument("--coordinator", default=None, metavar="URL",
-                        help="relay URL or invite (ws://host:port/ws#swarm_key=HEX); default SWARM_COORDINATOR")
+                        help="relay URL with an invite: ws://host:port/ws#invite=TOKEN (admitted swarm) or "
+                        "#swarm_key=HEX (open swarm); default SWARM_COORDINATOR")
     parser.add_argument("--capability", action="append", default=[], help="capability to advertise (repeatable)")
     parser.add_argument("--submit", default=None, metavar="TEXT",
                         help="once a wasm-capable peer is there, submit the sample task (upper-cases TEXT) and print its verified receipt")
@@ -213,12 +256,14 @@ def agent_main(argv: list[str] | None = None) -> int:
 async def _run_agent(args: argparse.Namespace) -> int:
     from .agent import AgentRole, SwarmAgent, SwarmConfig
 
-    url, key = _swarm_key_from(args.coordinator or os.environ.get("SWARM_COORDINATOR"), args.swarm_key)
+    url, invite = _invite_from(args.coordinator or os.environ.get("SWARM_COORDINATOR"))
+    url, key = _swarm_key_from(url, args.swarm_key) if invite is None else (url, None)
     if not url:
         raise SystemExit("edge-agent needs --coordinator URL or SWARM_COORDINATOR")
-    if key is None:
-        raise SystemExit("edge-agent needs the swarm key: an invite URL (#swarm_key=...), --swarm-key or SWARM_KEY")
-    config = SwarmConfig(role=AgentRole(args.role), capabilities=tuple(args.capability), swarm_key=key)
+    if key is None and invite is None:
+        raise SystemExit("edge-agent needs an invite or the swarm key: an invite URL (#invite=... or "
+                         "#swarm_key=...), --swarm-key or SWARM_KEY")
+    config = SwarmConfig(role=AgentRole(args.role), capabilities=tuple(args.capability), swarm_key=key, invite=invite)
     if args.agent_id:
         config = config.with_agent_id(args.agent_id)
     agent = await SwarmAgent.new(config)

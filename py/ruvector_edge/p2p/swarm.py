@@ -16,9 +16,10 @@ a broadcast opens under the key of the epoch its header names.
 
 from __future__ import annotations
 
+import collections
 import hmac
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 
 from ..errors import (
     BadSignature,
@@ -113,6 +114,8 @@ class P2PSwarm:
         self._counter = runtime.clock.now_ms() * 1024
         self._heartbeat_seq = self._counter
         self._session_keys: dict[str, bytes] = {}
+        self.admission_rejected: collections.Counter[str] = collections.Counter()  # admission records refused
+        self.on_revoked: list[Callable[[str], Awaitable[None]]] = []  # told the id of each member removed
 
     @classmethod
     async def create(

@@ -15,6 +15,7 @@ from typing import Awaitable, Callable, Iterable
 from ..errors import RejectedInput, SendQueueFull
 from ..p2p.records import Registration
 from ..p2p.swarm import P2PSwarm
+from . import relay_admission
 from . import relay_wire as rw
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,9 @@ class RelaySession:
             proof = await self.swarm.identity.sign(
                 rw.auth_bytes(registration.swarm, registration.agent_id, rw.challenge_of(frame))
             )
-            return [rw.hello(registration, proof, self.last_seq)]
+            return [relay_admission.with_admission(rw.hello(registration, proof, self.last_seq), self.swarm)]
+        if op in rw.ADMISSION_OPS:
+            return await relay_admission.on_op(self.swarm, frame)
         if op == "welcome":
             members = frame.body.get("members")
             for body in members if isinstance(members, list) else []:
