@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 SWARM_TOPIC = "swarm"
 MAX_VERSION_VECTOR = 100_000  # origins in one REQUEST_PATTERNS
 PATTERN_CHUNK_BYTES = 96 * 1024  # one SYNC_PATTERNS state: ~170 KB once base64'd twice, under WebRTC's 256 KiB message cap
-REKEY_FRAME_DELIVERIES = 1000  # epoch keys per rekey frame (~420 KB, under the relay's 2 MiB frame cap)
+REKEY_FRAME_DELIVERIES = 1000  # epoch keys per rekey frame (~550 KB, under the relay's 2 MiB frame cap)
 MEMORY_PAGE = 32  # memories per SYNC_MEMORIES message: 32 × (16 KiB content + 2 KiB vector) fits a 1 MiB payload
 
 
