@@ -184,3 +184,64 @@ def test_kernels_agree_and_merge_order_does_not_change_the_robust_read(per_origi
                 )
             )
     assert all(view == views[0] for view in views)
+
+
+def test_a_lone_explorers_action_competes_in_a_sparse_state(kernel):
+    """No action reported by more than 2t origins: support within t of the best lets honest discoveries count."""
+    clock = FakeClock()
+    agents = [IntelligenceSync(f"a{i}", clock=clock, table_factory=kernel) for i in range(7)]  # t = 2
+    for a in agents[:3]:
+        a.update_pattern(STATE, SECOND, 0.4)
+    agents[3].update_pattern(STATE, GOOD, 0.9)  # found by one explorer
+    for a in agents[4:]:
+        a.update_pattern("elsewhere", SECOND, 0.1)
+    agents[4].update_pattern(STATE, "third", 0.1)
+    agents[5].update_pattern(STATE, "fourth", 0.2)
+    agents[6].update_pattern(STATE, "fifth", 0.3)
+    gossip(agents, delta=False)
+    assert agents[0].best_action(STATE, [GOOD, SECOND, "third", "fourth", "fifth"])[0] == GOOD
+
+
+def test_where_the_swarm_agrees_an_action_with_at_most_t_reporters_cannot_win(kernel):
+    """5 of 7 origins agree on SECOND (> 2t = 4): GOOD, reported by 2 (= t), does not compete however high."""
+    clock = FakeClock()
+    agents = [IntelligenceSync(f"a{i}", clock=clock, table_factory=kernel) for i in range(7)]
+    for a in agents[:5]:
+        a.update_pattern(STATE, SECOND, 0.4)
+    for a in agents[5:]:
+        a.set_pattern(STATE, EVIL, HUGE, MAX_VISITS)
+    gossip(agents, delta=False)
+    assert agents[0].best_action(STATE, ACTIONS)[0] == SECOND
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 3), st.integers(0, 2), st.floats(-10, 10), st.integers(1, 9)),
+        min_size=1,
+        max_size=40,
+    ),
+    read_every=st.integers(1, 5),
+)
+def test_reads_between_merges_match_a_replica_that_computed_everything_at_once(steps, read_every):
+    """The numpy kernel recomputes only the pairs a change touched; reading after every few changes must
+    give what one read over the same entries gives, and what the pure kernel gives."""
+    clock = FakeClock()
+    origins = [IntelligenceSync(f"o{i}", clock=clock, table_factory=KERNELS["numpy"]) for i in range(6)]
+    sink = IntelligenceSync("sink", clock=clock, table_factory=KERNELS["numpy"])
+    for n, (o, s, a, q, v) in enumerate(steps):
+        clock.advance(1)
+        origins[o].set_pattern(f"s{s}", f"a{a}", q, v)
+        if n % 3:
+            sink.merge_peer_state(f"o{o}", origins[o].delta_for(sink.version_vector()))
+        else:
+            sink.set_pattern(f"s{s}", f"a{a}", -q, v)
+        if n % read_every == 0:
+            sink.patterns()
+    views = []
+    for kernel in KERNELS.values():
+        fresh = IntelligenceSync("sink", clock=clock, table_factory=kernel)
+        fresh.merge_peer_state("sink", sink.serialize_state())
+        views.append((fresh.patterns(), fresh.get_swarm_stats(), [fresh.best_action(f"s{s}", ["a0", "a1", "a2"]) for s in range(4)]))
+    mine = (sink.patterns(), sink.get_swarm_stats(), [sink.best_action(f"s{s}", ["a0", "a1", "a2"]) for s in range(4)])
+    assert views[0] == views[1] == mine

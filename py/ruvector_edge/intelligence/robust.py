@@ -26,9 +26,18 @@ the middle third and its visit weighting. The visits reported for the pair are
 the capped weights of the kept entries: the evidence its value rests on.
 
 Liars can also invent an action no honest origin reports. Its value cannot be
-bounded (there is no honest range), so `backed` says whether an action is
-reported by more origins than the state can hold liars, floor((n - 1) / 3) of
-the n origins seen in that state: best-action choices prefer backed actions.
+bounded (there is no honest range), so best-action choices weigh who reports an
+action (`support_bar`). A state seen by n origins holds at most
+t = floor((n - 1) / 3) liars. When some action there is well supported (more
+than 2t origins report it, as when the honest origins agree), an action must be
+reported by more than t origins to compete, so one only liars report never wins.
+In a sparse state (no action reported by more than 2t) that rule would discard
+most honest evidence: an action found by one or two explorers looks exactly like
+one a liar invented. There an action competes if its support is within t of the
+best-supported one, the most that liars could add. Against the hidden table of
+bench/convergence.py with nobody lying (8 agents, each visiting 30% of the
+pairs), the strict rule everywhere picked the best action in 63% of states, this
+one in 72% (no rule: 82%, open to any liar); at 60% coverage, 82% either way.
 """
 
 from __future__ import annotations
@@ -52,8 +61,15 @@ def trim_count(k: int) -> int:
 
 
 def liars_tolerated(n_origins: int) -> int:
-    """How many of the n origins seen in a state may lie while a backed action stays honest."""
+    """How many of the n origins seen in a state may lie (fewer than a third)."""
     return max(0, (n_origins - 1) // 3)
+
+
+def support_bar(n_origins: int, best_support: int) -> int:
+    """The support an action needs to compete in a state of n origins whose best-supported
+    action is reported by `best_support` of them (see the module docstring)."""
+    t = liars_tolerated(n_origins)
+    return min(t + 1, best_support - t)
 
 
 def robust_value(contributions: Sequence) -> Value:

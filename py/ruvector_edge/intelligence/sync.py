@@ -33,7 +33,7 @@ from ..errors import MalformedMessage, OversizedMessage
 from ..learning.pattern import Pattern
 from ..platform.base import Clock
 from . import wire
-from .robust import liars_tolerated
+from .robust import support_bar
 from .tables import Entry, PatternTable, confidence, default_table_factory
 from .wire import MAX_ABS_Q, MAX_INT63, MAX_VISITS, Limits
 
@@ -238,23 +238,17 @@ class IntelligenceSync:
     def best_action(self, state: str, actions: Sequence[str]) -> tuple[str, float] | None:
         """The known action with the highest swarm q, and its confidence.
 
-        Backed actions (reported by more origins than the state can hold liars, robust.py)
-        come first, so colluding members cannot win with an action only they report. Ties:
-        more visits, then the smaller name.
+        Only actions with enough support (reported by enough origins, robust.py's
+        `support_bar`) compete, so colluding members cannot win with an action only they
+        report where the swarm agrees on something. Ties: more visits, then the smaller name.
         """
         known, origins = self._table.state_view(state)
-        tolerated = liars_tolerated(origins)
-        best: tuple[bool, float, int, str] | None = None
-        for action in sorted(set(actions)):
-            choice = known.get(action)
-            if choice is None:
-                continue
-            rank = (choice.support > tolerated, choice.q_value, choice.visits)
-            if best is None or rank > best[:3]:
-                best = (*rank, action)
-        if best is None:
+        choices = {action: known[action] for action in set(actions) if action in known}
+        if not choices:
             return None
-        return best[3], confidence(best[2])
+        bar = support_bar(origins, max(choice.support for choice in choices.values()))
+        action = max(sorted(choices), key=lambda a: (choices[a].support >= bar, choices[a].q_value, choices[a].visits))
+        return action, confidence(choices[action].visits)
 
     def get_swarm_stats(self) -> SwarmStats:
         totals = self._table.totals()
