@@ -37,4 +37,28 @@ done
 step "vite build -> dist/"
 npx --no-install vite build --logLevel warn
 
+# After the Vite build (it empties dist/), never in web/public: the 23 MB model must not reach git.
+step "copying onnxruntime-web's wasm and its glue to dist/ort/"
+mkdir -p dist/ort
+for f in ort-wasm-simd-threaded.wasm ort-wasm-simd-threaded.mjs; do
+  [ -f "node_modules/onnxruntime-web/dist/$f" ] || { echo "[build-web] missing node_modules/onnxruntime-web/dist/$f (run npm ci)" >&2; exit 1; }
+  cp "node_modules/onnxruntime-web/dist/$f" dist/ort/
+done
+
+step "copying the MiniLM model and tokenizer to dist/models/minilm/ (sha256-checked)"
+"$PYTHON" - dist/models/minilm <<'PY' || step "no [embeddings] extra: the app will fall back to feature hashing"
+import json, sys
+from pathlib import Path
+from ruvector_edge.memory import model_files
+
+files = model_files.load_minilm_files()  # refuses files whose sha256 is not the pinned one
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+(out / "model.onnx").write_bytes(files.onnx)
+(out / "tokenizer.json").write_bytes(files.tokenizer_json)
+(out / "manifest.json").write_text(json.dumps({
+    "model_id": files.model_id, "onnx_sha256": model_files.ONNX_SHA256,
+    "tokenizer_sha256": model_files.TOKENIZER_SHA256, "onnx_bytes": len(files.onnx)}))
+PY
+
 step "done: dist/ ready (wheel $WHEEL)"

@@ -23,6 +23,31 @@ function addStep(stage, detail) {
   $("bar").value = Math.max($("bar").value, STAGES.indexOf(stage) + 1);
 }
 
+const MB = (bytes) => (bytes / 1e6).toFixed(1);
+
+/** The embedding model's state (downloading, starting, ready, or absent with hashing instead), as visible text. */
+function showModel(m) {
+  const el = $("model-status");
+  const bar = $("model-bar");
+  window.edge.model = m;
+  el.dataset.state = m.state;
+  if (m.state === "loading") {
+    bar.max = m.total || 1;
+    bar.value = m.loaded;
+    el.textContent = `Semantic model all-MiniLM-L6-v2: downloading ${MB(m.loaded)} of ${MB(m.total)} MB…`;
+    return;
+  }
+  if (m.state === "session") {
+    bar.value = bar.max;
+    el.textContent = "Semantic model all-MiniLM-L6-v2: starting onnxruntime-web…";
+    return;
+  }
+  bar.hidden = true;
+  el.textContent = m.state === "ready"
+    ? `Semantic memory: all-MiniLM-L6-v2 on onnxruntime-web (loaded in ${(m.loadMs / 1000).toFixed(1)} s)`
+    : `No semantic model in this tab: memory search falls back to feature hashing (lexical, not semantic). ${m.reason}`;
+}
+
 function showError(message) {
   setStatus("error", "Failed to start");
   const last = $("progress").lastElementChild;
@@ -78,6 +103,9 @@ worker.onmessage = ({ data }) => {
       break;
     case "failed":
       showError(data.message);
+      break;
+    case "model":
+      showModel(data);
       break;
   }
 };

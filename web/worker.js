@@ -1,7 +1,8 @@
 // Module worker that hosts Python: loads Pyodide from our own origin, installs
 // the project's wheel by URL and answers {id, cmd, args} requests from the page
 // with {id, ok, result | error}. Unsolicited messages carry a `type`
-// (boot, progress, ready, failed).
+// (boot, progress, ready, failed, and model: the MiniLM download and session,
+// which load beside Pyodide).
 //
 // No top-level await: a module worker drops messages posted to it before its
 // evaluation finishes, so we register the handler, post "boot" at once and do
@@ -13,6 +14,7 @@ import "./bridges/identity-idb.js";
 import "./bridges/lz4.js";
 import "./bridges/artifact-idb.js";
 import "./bridges/sandbox.js";
+import "./bridges/embed.js";
 import { edgeTransport } from "./bridges/transport.js";
 
 const post = (msg) => self.postMessage(msg);
@@ -21,10 +23,19 @@ const progress = (stage, detail = "") => post({ type: "progress", stage, detail,
 let pyodide = null;
 let started = null;
 
+/** Load the embedding model beside Pyodide, reporting progress and the outcome to the page. */
+function startModel(base) {
+  const report = (p) => post({ type: "model", ...p });
+  edgeEmbed.start(base.href, report).then((r) =>
+    report(r.ok ? { state: "ready", modelId: r.modelId, loadMs: r.loadMs } : { state: r.absent ? "absent" : "failed", reason: r.reason }),
+  );
+}
+
 /** Load Pyodide and the wheel; `opts.wheel` overrides the manifest (used to test failures). */
 async function boot(opts = {}) {
   const base = new URL("/", self.location.href);
   const indexURL = new URL("pyodide/", base).href;
+  startModel(base);
 
   progress("pyodide", "loading the Python runtime");
   const { loadPyodide } = await import(/* @vite-ignore */ new URL("pyodide.mjs", indexURL).href);

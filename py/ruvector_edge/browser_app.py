@@ -42,7 +42,7 @@ SCOUT_CORPUS = (
     "Ed25519 signs every envelope; the registry is the only source of a sender's key.",
     "AES-256-GCM seals payloads with the canonical header as associated data.",
     "Patterns merge as a CRDT: every origin's entry is kept and the swarm value is visit weighted.",
-    "Memories are embedded offline with a hashing embedder and searched by cosine similarity.",
+    "Memories are embedded offline by all-MiniLM-L6-v2 (or feature hashing without it) and searched by cosine similarity.",
     "Tabs of one origin talk over a BroadcastChannel; browsers upgrade to WebRTC data channels.",
     "A relay forwards sealed frames it cannot open; the swarm key never leaves the URL fragment.",
     "Tasks are WebAssembly modules run under fuel and memory limits; receipts are signed.",
@@ -206,7 +206,7 @@ class PageAgent:
         for line in text.splitlines():
             line = line.strip()
             if line and line not in known:
-                await self.agent.store_memory(line, metadata={"source": source})
+                await self.agent.store_text(line, metadata={"source": source})
                 known.add(line)
                 stored += 1
         return stored
@@ -280,6 +280,7 @@ class PageAgent:
                               "agents": stats.total_agents, "avg_confidence": round(stats.avg_confidence, 3)},
             "curve": list(self.curve),
             "memories": len(agent.memory),
+            "embedder": agent.embedder.model_id,
             "series": {
                 "t": [p[0] / 1000 for p in series],
                 "msgs_per_s": [p[1] for p in series],
@@ -344,14 +345,14 @@ class PageAgent:
         text = self._text(text, "text").strip()
         if not text:
             raise InvalidPageAction("nothing to store")
-        memory_id = await self.agent.store_memory(text, metadata={"source": "page"})
+        memory_id = await self.agent.store_text(text, metadata={"source": "page"})
         await self.agent.sync_memories()
         return {"id": memory_id}
 
     async def act_search_memory(self, query: str, k: int = 5) -> list[dict[str, Any]]:
         if type(k) is not int or not 1 <= k <= 100:
             raise InvalidPageAction("k must be an integer from 1 to 100")
-        hits = await self.agent.search_memory(self._text(query, "query"), k)
+        hits = await self.agent.search_text(self._text(query, "query"), k)
         return [{"id": h.id, "content": h.content, "score": round(h.score, 4), "owner": h.owner,
                  "source": (h.metadata or {}).get("source")} for h in hits]
 

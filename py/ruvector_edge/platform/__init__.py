@@ -32,30 +32,55 @@ def default_runtime() -> Runtime:
 
 
 def default_vector_kernel(dim: int):
-    """The vector kernel for this runtime: the browser's (numpy, else JS Float32Array) under Pyodide,
-    numpy (else pure Python) natively."""
+    """The vector kernel for this runtime: the browser's (numpy, else JS Float32Array) under Pyodide;
+    natively exact numpy search with an HNSW graph (hnswlib, the [index] extra) once a memory is large,
+    else exact search alone (said once in the log), else pure Python."""
     if sys.platform == "emscripten":
         from ..memory.browser import browser_default_kernel
 
         return browser_default_kernel(dim)
+    try:
+        from ..memory.hnsw_index import HnswKernel
+    except ImportError as error:
+        _say_exact(str(error))
+    else:
+        return HnswKernel(dim)
     from ..memory.kernels import default_kernel
 
     return default_kernel(dim)
 
 
+@functools.cache
+def _say_exact(reason: str) -> None:
+    import logging
+
+    logging.getLogger(__name__).warning("memory search: exact only, no HNSW index (pip install '.[index]'): %s", reason)
+
+
 def default_embedder(dim: int):
-    """The text embedder for this runtime: all-MiniLM-L6-v2 on onnxruntime natively when the
-    [embeddings] extra is installed and `dim` is its 384, else feature hashing (said once in the log).
-    The browser hashes until its onnxruntime-web bridge is served."""
+    """The text embedder for this runtime: all-MiniLM-L6-v2 when `dim` is its 384 and the model is at hand
+    (onnxruntime with the [embeddings] extra natively, onnxruntime-web when the app serves the model under
+    Pyodide), else feature hashing (said once in the log)."""
     from ..memory.embedder import HashingEmbedder
 
-    if sys.platform != "emscripten" and dim == 384:
-        minilm = _native_minilm()
-        if minilm is not None:
-            return minilm
-    elif sys.platform != "emscripten":
+    if dim != 384:
         _say_hashing(f"MiniLM makes 384-dimensional vectors, this memory holds {dim}")
-    return HashingEmbedder(dim)
+        return HashingEmbedder(dim)
+    minilm = _browser_minilm() if sys.platform == "emscripten" else _native_minilm()
+    return HashingEmbedder(dim) if minilm is None else minilm
+
+
+@functools.cache
+def _browser_minilm():
+    """One BrowserEmbedder per worker (waiting for the model the worker loads), or None."""
+    from ..errors import ProviderUnavailable
+    from ..memory.browser_embedder import BrowserEmbedder
+
+    try:
+        return BrowserEmbedder.open()
+    except ProviderUnavailable as error:
+        _say_hashing(str(error))
+        return None
 
 
 @functools.cache
