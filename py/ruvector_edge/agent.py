@@ -515,9 +515,7 @@ class SwarmAgent:
         own = vv.get(self.agent_id, 0)
         if own <= self._own_version_sent:
             return False
-        since = {origin: version for origin, version in vv.items() if origin != self.agent_id}
-        since[self.agent_id] = self._own_version_sent
-        for chunk in self.intelligence.serialize_chunks(since, PATTERN_CHUNK_BYTES):
+        for chunk in self.intelligence.own_chunks(self._own_version_sent, PATTERN_CHUNK_BYTES):
             await self.broadcast(MessageKind.SYNC_PATTERNS, state=b64(chunk))
         self._own_version_sent = own
         return True
@@ -597,7 +595,7 @@ class SwarmAgent:
 
     async def _on_sync_patterns(self, sender: str, message: SwarmMessage) -> None:
         data = wire.get_b64(message.body, "state", self.intelligence.limits.max_message_bytes)
-        result = self.intelligence.merge_peer_state(sender, data)
+        result = self.intelligence.merge_peer_state(sender, data, own_only=True)
         log.debug("%s: merged %s from %s", self.agent_id, result, sender)
 
     async def _on_request_patterns(self, sender: str, message: SwarmMessage) -> None:
@@ -607,9 +605,13 @@ class SwarmAgent:
         for origin, version in vv.items():
             if type(version) is not int or version < 0:
                 raise MalformedMessage("version vector values must be non-negative integers")
-        if len(self.intelligence) == 0:
+        own = self.intelligence.version_vector().get(self.agent_id, 0)
+        asked = vv.get(self.agent_id, 0)
+        if own <= asked:
             return
-        for chunk in self.intelligence.serialize_chunks(vv, PATTERN_CHUNK_BYTES):
+        # Only our own entries: the asker believes each origin only about itself (ForeignOrigin), so
+        # a late joiner learns every member's patterns from that member's answer.
+        for chunk in self.intelligence.own_chunks(asked, PATTERN_CHUNK_BYTES):
             await self.send_to(sender, MessageKind.SYNC_PATTERNS, state=b64(chunk))
 
     # Artifacts and tasks (the protocol is in artifacts/exchange.py and tasks/swarm.py) ---------

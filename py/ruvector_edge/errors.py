@@ -259,3 +259,10 @@ class NotAdmitted(EdgeError):
 
 class NoAdminOnline(AdmissionRefused):
     """An invite reached a relay where no admin of its swarm is connected to trade it; try again later."""
+
+
+# Poisoning resistance (issue 14).
+
+class ForeignOrigin(RejectedInput):
+    """A peer's pattern state holds entries of origins other than that peer: a member is believed only
+    about its own entries, or it could invent origins (or speak for honest ones) past every per-origin bound."""

@@ -148,7 +148,7 @@ class GunSwarm:
         while True:
             await asyncio.sleep(self.sync_interval_ms / 1000)
             try:
-                if self.learning.serialize_state() != self._last_written:  # unchanged state is already in GUN
+                if self.learning.own_state() != self._last_written:  # unchanged state is already in GUN
                     await self.sync_learning_state()
                 await self.import_to_learning_state()
             except Exception:  # a relay hiccup must not end the loop
@@ -185,8 +185,9 @@ class GunSwarm:
         await self.sync_learning_state()
 
     async def sync_learning_state(self) -> None:
-        """Write this agent's whole learning state (a CRDT state: readers join it, in any order)."""
-        state = self.learning.serialize_state()
+        """Write this agent's own learning entries (a CRDT state: readers join it, in any order; they
+        believe each member only about itself, intelligence/sync.py)."""
+        state = self.learning.own_state()
         await self._write(LEARNING, state)
         self._last_written = state
 
@@ -197,7 +198,7 @@ class GunSwarm:
             if sender == self.agent_id or self._merged.get(sender) == opened.counter:
                 continue
             try:
-                merged[sender] = self.learning.merge_peer_state(sender, opened.payload)
+                merged[sender] = self.learning.merge_peer_state(sender, opened.payload, own_only=True)
             except RejectedInput as exc:
                 self._bad_state += 1
                 log.info("gun: learning state of %s refused: %s", sender, exc)

@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from ..errors import MalformedMessage, OversizedMessage
+from ..errors import ForeignOrigin, MalformedMessage, OversizedMessage
 from ..learning.pattern import Pattern
 from ..platform.base import Clock
 from . import wire
@@ -190,11 +190,35 @@ class IntelligenceSync:
             raise ValueError("a version vector maps origin names to ints")
         return self.serialize_state(since=version_vector)
 
-    def merge_peer_state(self, peer_id: str, data: bytes) -> MergeResult:
-        """Join a peer's (full or delta) state in; bad data raises a RejectedInput and changes nothing."""
+    def _own_since(self, since_version: int) -> dict[str, int]:
+        since = {origin: version for origin, version in self.version_vector().items() if origin != self.agent_id}
+        since[self.agent_id] = since_version
+        return since
+
+    def own_state(self) -> bytes:
+        """This agent's own entries only: what a peer that believes each origin only about itself
+        (`merge_peer_state(..., own_only=True)`) accepts from us."""
+        return self.serialize_state(self._own_since(0))
+
+    def own_chunks(self, since_version: int, max_bytes: int) -> list[bytes]:
+        """This agent's own entries above `since_version`, cut as `serialize_chunks` cuts."""
+        return self.serialize_chunks(self._own_since(since_version), max_bytes)
+
+    def merge_peer_state(self, peer_id: str, data: bytes, *, own_only: bool = False) -> MergeResult:
+        """Join a peer's (full or delta) state in; bad data raises a RejectedInput and changes nothing.
+
+        `own_only`: the state must hold only `peer_id`'s own entries (ForeignOrigin otherwise).
+        Entries carry no signature of their origin, so a member forwarding entries "of" other
+        origins could invent as many origins as it likes, or speak for honest ones, and outweigh
+        any per-origin bound (robust.py). A network peer, authenticated by its envelope against
+        the registry, is therefore believed only about itself; in-process replicas and benches
+        still gossip transitively.
+        """
         raw = wire.inflate(data, self.limits)
         lay = wire.parse_layout(raw, self.limits)
         strings = wire.parse_strings(raw, lay, self.limits)
+        if own_only:
+            self._refuse_foreign_origins(raw, lay, strings, peer_id)
         self._refuse_future_versions(raw, lay)
         batch = self._table.decode(raw, lay, strings)
         counts = self._table.merge(batch, self.limits)
@@ -210,6 +234,15 @@ class IntelligenceSync:
             log.warning("merge from %s: %d conflicting entries (same version, other content)", peer_id, counts.conflicts)
         log.debug("merge from %s: %s", peer_id, result)
         return result
+
+    @staticmethod
+    def _refuse_foreign_origins(raw: bytes, lay: wire.Layout, strings: list[str], origin: str) -> None:
+        if not lay.n_entries:
+            return
+        column = memoryview(raw)[lay.origin : lay.origin + 4 * lay.n_entries].cast("B").cast("I")
+        low, high = min(column), max(column)
+        if low != high or low >= len(strings) or strings[low] != origin:
+            raise ForeignOrigin(f"a state from {origin} holds entries of other origins")
 
     def _refuse_future_versions(self, raw: bytes, lay: wire.Layout) -> None:
         """Versions are max(previous + 1, wall-clock ms), so one far ahead of our clock is forged.
