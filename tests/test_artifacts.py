@@ -193,7 +193,7 @@ def test_disk_store_persists_and_catches_rot(tmp_path):
 def test_cache_corruption_is_caught_on_read():
     store = ArtifactStore()
     cid = store.store_artifact(b"precious")
-    store.cache._blocks[cid] = b"tampered"
+    store.cache._blocks[cid] = (b"tampered", "")
     with pytest.raises(ChunkHashMismatch):
         store.get_artifact(cid)
     assert store.missing_chunks(cid) == [cid]

@@ -34,41 +34,65 @@ class BlockStore(abc.ABC):
 
 
 class LruBlockCache(BlockStore):
-    """At most `max_bytes` of block data; the least recently used blocks go first."""
+    """At most `max_bytes` of block data, shared fairly between the owners that put blocks in.
+
+    Each block is held for an owner (the member that delivered it; "" for this agent's own).
+    When full, room is taken from the owner holding the most bytes (ties: the owner putting,
+    then the greater name), its least recently used block first. So a member flooding blocks
+    displaces only its own once it holds the most, and every owner keeps min(what it put, its
+    fair share). `over_share` counts the blocks owners lost while putting more than their share.
+    """
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes < 0:
             raise InvalidCodecConfig("cache size must be non-negative")
         self.max_bytes = max_bytes
         self.nbytes = 0
-        self._blocks: OrderedDict[str, bytes] = OrderedDict()
+        self.over_share = 0
+        self._blocks: dict[str, tuple[bytes, str]] = {}
+        self._lru: dict[str, OrderedDict[str, None]] = {}  # owner -> its blocks, least recently used first
+        self._held: dict[str, int] = {}  # owner -> bytes
 
     def __len__(self) -> int:
         return len(self._blocks)
 
     def get(self, cid: str) -> bytes | None:
-        data = self._blocks.get(cid)
-        if data is not None:
-            self._blocks.move_to_end(cid)
-        return data
+        held = self._blocks.get(cid)
+        if held is None:
+            return None
+        self._lru[held[1]].move_to_end(cid)
+        return held[0]
 
-    def put(self, cid: str, data: bytes) -> None:
+    def put(self, cid: str, data: bytes, owner: str = "") -> None:
         if len(data) > self.max_bytes:
             return
         self.discard(cid)
         while self.nbytes + len(data) > self.max_bytes:
-            _, old = self._blocks.popitem(last=False)
-            self.nbytes -= len(old)
-        self._blocks[cid] = data
+            victim = max(self._held, key=lambda o: (self._held[o], o == owner, o))
+            self.over_share += victim == owner
+            self.discard(next(iter(self._lru[victim])))
+        self._blocks[cid] = (data, owner)
+        self._lru.setdefault(owner, OrderedDict())[cid] = None
+        self._held[owner] = self._held.get(owner, 0) + len(data)
         self.nbytes += len(data)
+
+    def held_by(self, owner: str) -> int:
+        """Bytes held for `owner`."""
+        return self._held.get(owner, 0)
 
     def has(self, cid: str) -> bool:
         return cid in self._blocks
 
     def discard(self, cid: str) -> None:
-        old = self._blocks.pop(cid, None)
-        if old is not None:
-            self.nbytes -= len(old)
+        held = self._blocks.pop(cid, None)
+        if held is None:
+            return
+        data, owner = held
+        self.nbytes -= len(data)
+        del self._lru[owner][cid]
+        self._held[owner] -= len(data)
+        if not self._lru[owner]:
+            del self._lru[owner], self._held[owner]
 
 
 class DiskBlockStore(BlockStore):

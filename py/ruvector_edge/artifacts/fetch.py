@@ -89,7 +89,7 @@ class BlockFetch:
         """A block from `peer`: stored if it is what `cid` names; otherwise refused and the peer marked a liar."""
         self._take(peer, cid)
         try:
-            self.store.put_chunk(cid, data)
+            self.store.put_chunk(cid, data, peer)
         except RejectedInput:
             self.liars.add(peer)
             raise

@@ -36,6 +36,8 @@ _MANIFEST_KEYS = frozenset({"format", "size", "chunk_size", "encoding", "chunks"
 class StoreLimits:
     max_artifact_bytes: int = 256 << 20
     max_block_bytes: int = 1 << 20
+    max_member_disk_bytes: int = 256 << 20
+    """Bytes of blocks one member may have this store persist (per run); past it they stay in the cache."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,11 @@ class ArtifactStore:
     """Blocks in a bounded LRU cache, optionally backed by a persistent `BlockStore` (e.g. `DiskBlockStore`).
 
     Without a backend the cache is the store: evicted blocks become missing and
-    are fetched again from peers like any other missing block.
+    are fetched again from peers like any other missing block. Blocks received
+    from a member are held for that member: the cache shares its room fairly
+    between owners (LruBlockCache) and the backend persists at most
+    `max_member_disk_bytes` per member, so one member flooding blocks cannot
+    evict or crowd out anyone else's. `over_share` counts what such a flood lost.
     """
 
     def __init__(
@@ -88,6 +94,8 @@ class ArtifactStore:
             raise InvalidCodecConfig("the cache must hold at least one block of the largest size")
         self.cache = LruBlockCache(cache_bytes)
         self.backend = backend
+        self._persisted: dict[str, int] = {}  # member -> bytes of its blocks written to the backend
+        self.over_disk_quota = 0
         self.codec_level = codec_level
         self._tensor_codec: TensorCodec | None = None
 
@@ -103,10 +111,22 @@ class ArtifactStore:
     def has(self, cid: str) -> bool:
         return self.cache.has(cid) or (self.backend is not None and self.backend.has(cid))
 
-    def _put_block(self, cid: str, data: bytes) -> None:
+    @property
+    def over_share(self) -> int:
+        """Blocks members lost for holding more than their share: evicted from the cache, or kept off disk."""
+        return self.cache.over_share + self.over_disk_quota
+
+    def _put_block(self, cid: str, data: bytes, owner: str = "") -> None:
         if self.backend is not None:
-            self.backend.put(cid, data)
-        self.cache.put(cid, data)
+            used = self._persisted.get(owner, 0)
+            if not owner:
+                self.backend.put(cid, data)
+            elif used + len(data) <= self.limits.max_member_disk_bytes:
+                self.backend.put(cid, data)
+                self._persisted[owner] = used + len(data)
+            else:
+                self.over_disk_quota += 1
+        self.cache.put(cid, data, owner)
 
     def _get_block(self, cid: Cid, text: str) -> bytes | None:
         data = self.cache.get(text)
@@ -121,8 +141,9 @@ class ArtifactStore:
             raise ChunkHashMismatch(f"stored block {text} is corrupt; dropped, fetch it again")
         return data
 
-    def put_chunk(self, cid: str, data: bytes) -> None:
-        """Accept a block received from a peer, only if it is what its CID names (a manifest must also parse)."""
+    def put_chunk(self, cid: str, data: bytes, sender: str = "") -> None:
+        """Accept a block received from member `sender`, only if it is what its CID names (a manifest must
+        also parse); it is held within that member's share."""
         parsed = parse_cid(cid)
         if len(data) > self.limits.max_block_bytes:
             raise OversizedMessage(f"block of {len(data)} bytes exceeds {self.limits.max_block_bytes}")
@@ -130,7 +151,8 @@ class ArtifactStore:
             raise ChunkHashMismatch(f"block does not hash to {cid}")
         if parsed.codec == JSON:
             Manifest.from_json(data, self.limits)
-        self._put_block(cid, bytes(data))
+        if not sender or not self.has(cid):  # a block we already hold stays where it is
+            self._put_block(cid, bytes(data), sender)
 
     def get_chunk(self, cid: str) -> bytes | None:
         """A verified block to serve to a peer, or None."""
