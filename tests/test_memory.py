@@ -204,8 +204,11 @@ def test_both_kernels_agree_on_random_data():
 
 
 def test_default_kernel_is_numpy_here():
+    """numpy is the exact kernel natively; a memory's default adds the HNSW graph with the [index] extra."""
     assert isinstance(default_kernel(8), NumpyKernel)
-    assert isinstance(VectorMemory("a", 8, 10).kernel, NumpyKernel)
+    from ruvector_edge.memory.hnsw_index import HnswKernel
+
+    assert isinstance(VectorMemory("a", 8, 10).kernel, HnswKernel)
 
 
 # VectorMemory ----------------------------------------------------------------------------

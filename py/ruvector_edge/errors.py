@@ -261,6 +261,13 @@ class NoAdminOnline(AdmissionRefused):
     """An invite reached a relay where no admin of its swarm is connected to trade it; try again later."""
 
 
+# The ANN index cache beside a memory store (issue 13).
+
+class IndexFileRejected(RejectedInput):
+    """An index file is not authentic (MAC under the store's key), not well formed, or not of this memory:
+    it is never loaded, and the index is rebuilt from the store."""
+
+
 # Poisoning resistance (issue 14).
 
 class ForeignOrigin(RejectedInput):

@@ -25,8 +25,12 @@ import operator
 import sys
 from array import array
 from collections.abc import Iterable, Sequence, Sized
+from typing import TYPE_CHECKING
 
 from ..errors import MalformedMessage
+
+if TYPE_CHECKING:
+    from .index_file import IndexFile
 
 __all__ = ["PurePythonKernel", "VectorKernel", "default_kernel", "pack_unit_vector", "unpack_vector"]
 
@@ -115,6 +119,14 @@ class VectorKernel(abc.ABC):
     def add(self, vector: bytes) -> int:
         self.add_many([vector])
         return len(self) - 1
+
+    def restore(self, vectors: Sequence[bytes], keys: Sequence[str], source: IndexFile, tag: str) -> None:
+        """Fill an empty kernel with a store's rows (`keys` name them, `tag` the model that made them),
+        taking whatever index `source` saved for them. An exact kernel has no index: it just adds them."""
+        self.add_many(vectors)
+
+    def persist(self, target: IndexFile, keys: Sequence[str], tag: str) -> None:
+        """Save the index over the current rows (`keys[row]` names each) for the next `restore`; nothing here."""
 
 
 def _at_least_kth(candidates: Iterable[tuple[int, float]], k: int) -> list[tuple[int, float]]:

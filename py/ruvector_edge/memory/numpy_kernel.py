@@ -29,6 +29,7 @@ __all__ = ["NumpyKernel"]
 _FOLD = 64
 _SCORE_BYTES_PER_CHUNK = 64 * 1024 * 1024  # a batch's score matrix is computed this many bytes at a time
 _F32 = np.dtype("<f4")
+_TRANSPOSE_ROWS = 512
 
 
 class NumpyKernel(VectorKernel):
@@ -56,8 +57,23 @@ class NumpyKernel(VectorKernel):
             grown = np.empty((self.dim, max(needed, 2 * capacity)), dtype=np.float32)
             grown[:, : self._n] = self._columns[:, : self._n]
             self._columns = grown
-        self._columns[:, self._n : needed] = block.reshape(len(vectors), self.dim).T
+        block = block.reshape(len(vectors), self.dim)
+        for at in range(0, len(vectors), _TRANSPOSE_ROWS):  # cache-sized tiles: a whole-store transpose thrashes
+            rows = block[at : at + _TRANSPOSE_ROWS]
+            self._columns[:, self._n + at : self._n + at + len(rows)] = rows.T
         self._n = needed
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows `start..stop-1` as a C-contiguous (n, dim) float32 copy (to build an index from)."""
+        return np.ascontiguousarray(self._columns[:, start : min(stop, self._n)].T)
+
+    def rows_at(self, rows: np.ndarray) -> np.ndarray:
+        """The given rows as a C-contiguous (len(rows), dim) float32 copy."""
+        return np.ascontiguousarray(self._columns[:, rows].T)
+
+    def scores(self, query: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+        """Exact cosines of one float32 unit query with the given rows (re-ranking an index's candidates)."""
+        return query @ self._columns[:, rows]
 
     def remove(self, row: int) -> int | None:
         last = self._n - 1

@@ -10,12 +10,15 @@ import batch — so it lands atomically or not at all.
 from __future__ import annotations
 
 import abc
+import os
+import secrets
 import sqlite3
 from collections.abc import Sequence
 from os import PathLike
 
 from .embedder import HASHING_MODEL
 from .entry import MemoryEntry
+from .index_file import IndexFile
 
 __all__ = ["MemoryStore", "SqliteMemoryStore"]
 
@@ -30,6 +33,11 @@ class MemoryStore(abc.ABC):
     @abc.abstractmethod
     def apply(self, put: Sequence[MemoryEntry], delete: Sequence[str]) -> None:
         """Insert or replace `put` (by id) and remove `delete` in one atomic, durable step."""
+
+    def index_file(self) -> IndexFile | None:
+        """Where a kernel may cache its ANN index for this store, and the key that authenticates it
+        (None: nowhere; the index is rebuilt at each open)."""
+        return None
 
     def close(self) -> None:
         """Release the store; the default holds nothing."""
@@ -101,6 +109,18 @@ class SqliteMemoryStore(MemoryStore):
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def index_file(self) -> IndexFile | None:
+        """`<database>.index` beside the database, authenticated with a random key kept in it."""
+        if str(self.path) in ("", ":memory:"):
+            return None
+        row = self._db.execute("SELECT value FROM memory_meta WHERE key = 'index_key'").fetchone()
+        if row is None:
+            secret = secrets.token_hex(32)
+            self._db.execute("INSERT INTO memory_meta (key, value) VALUES ('index_key', ?)", (secret,))
+        else:
+            secret = row[0]
+        return IndexFile(f"{os.fspath(self.path)}.index", bytes.fromhex(secret))
 
     def close(self) -> None:
         self._db.close()

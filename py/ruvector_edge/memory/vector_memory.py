@@ -113,6 +113,7 @@ class VectorMemory:
         self._row_of: dict[str, int] = {}
         self._id_at: list[str] = []
         self._next_seq = 1
+        self._index_file = None
         if store is not None:
             self._load(store)
 
@@ -135,7 +136,12 @@ class VectorMemory:
         if excess > 0:  # reopened with a smaller capacity: the oldest go, on disk too
             store.apply([], [entry.id for entry in entries[:excess]])
             entries = entries[excess:]
-        self._append(entries)
+        self._index_file = store.index_file()
+        if self._index_file is None:
+            self._append(entries)
+        else:  # the kernel's saved index, if any, is checked against these rows (the store is the truth)
+            self.kernel.restore([e.vector for e in entries], [e.id for e in entries], self._index_file, self.model)
+            self._map(entries)
         if entries:
             self._next_seq = entries[-1].seq + 1
 
@@ -262,6 +268,9 @@ class VectorMemory:
         return ImportResult(tuple(e.id for e in new), duplicates, tuple(rejected), len(evict), over_share)
 
     def close(self) -> None:
+        """Save the kernel's index beside the store (a cache for the next open), then close the store."""
+        if self._index_file is not None:
+            self.kernel.persist(self._index_file, self._id_at, self.model)
         if self._store is not None:
             self._store.close()
 
@@ -325,6 +334,10 @@ class VectorMemory:
 
     def _append(self, entries: list[MemoryEntry]) -> None:
         self.kernel.add_many([entry.vector for entry in entries])
+        self._map(entries)
+
+    def _map(self, entries: list[MemoryEntry]) -> None:
+        """Index the entries just added to the kernel as its next rows."""
         for entry in entries:
             self._row_of[entry.id] = len(self._id_at)
             self._id_at.append(entry.id)

@@ -1,0 +1,290 @@
+"""memory/hnsw_index.py and memory/index_file.py: the HNSW kernel against exact search, live deletes,
+and the index file beside SQLite (loaded when it matches, patched when stale, rebuilt when missing or
+rejected, never trusted over the store)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("hnswlib", reason="the [index] extra")
+
+from ruvector_edge.errors import IndexFileRejected
+from ruvector_edge.memory import SqliteMemoryStore, VectorMemory
+from ruvector_edge.memory.hnsw_index import HnswKernel
+from ruvector_edge.memory.index_file import IndexFile
+from ruvector_edge.memory.numpy_kernel import NumpyKernel
+
+DIM = 48
+THRESHOLD = 600
+
+
+def corpus(n: int, seed: int = 5) -> np.ndarray:
+    """Unit vectors near an 8-dimensional subspace: neighbours like sentence embeddings', not uniform noise."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((DIM, 8)))[0].T
+    rows = rng.standard_normal((n, 8)) @ basis + 0.15 * rng.standard_normal((n, DIM))
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def blobs(rows: np.ndarray) -> list[bytes]:
+    return [row.astype("<f4").tobytes() for row in rows]
+
+
+def recall(found: list[list[tuple[int, float]]], truth: list[list[tuple[int, float]]], k: int) -> float:
+    return float(np.mean([len({r for r, _ in f} & {r for r, _ in t}) / k for f, t in zip(found, truth)]))
+
+
+def memory(path, capacity: int = 5000) -> VectorMemory:
+    return VectorMemory("agent-a", DIM, capacity, kernel=HnswKernel(DIM, exact_below=THRESHOLD),
+                        store=SqliteMemoryStore(path, synchronous="NORMAL"))
+
+
+def fill(mem: VectorMemory, rows: np.ndarray, start: int = 0) -> None:
+    for i, row in enumerate(rows, start):
+        mem.store_memory(f"memory {i}", row)
+
+
+def exact_hits(mem: VectorMemory, queries: np.ndarray, k: int) -> list[list[str]]:
+    """The exact top-k ids over what the memory holds, computed here from its entries."""
+    ids = list(mem._entries)
+    matrix = np.stack([np.frombuffer(mem.get(i).vector, dtype="<f4") for i in ids])
+    order = np.argsort(-(queries @ matrix.T), axis=1)[:, :k]
+    return [[ids[j] for j in row] for row in order]
+
+
+def id_recall(found, truth) -> float:
+    return float(np.mean([len({h.id for h in f} & set(t)) / len(t) for f, t in zip(found, truth)]))
+
+
+# The kernel ------------------------------------------------------------------------------
+
+
+def test_graph_is_built_at_the_threshold_and_matches_exact_search():
+    rows = corpus(3000)
+    kernel, exact = HnswKernel(DIM, exact_below=THRESHOLD), NumpyKernel(DIM)
+    kernel.add_many(blobs(rows[: THRESHOLD - 1]))
+    assert kernel.graph_size == 0
+    kernel.add_many(blobs(rows[THRESHOLD - 1 :]))
+    exact.add_many(blobs(rows))
+    kernel.settle()
+    assert kernel.graph_size == len(rows)
+    queries = blobs(corpus(200, seed=6))
+    found, truth = kernel.search(queries, 10), exact.search(queries, 10)
+    assert recall(found, truth, 10) >= 0.95
+    for query, hits in zip(queries, found):  # scores are the exact rows' cosines
+        for row, score in hits:
+            assert score == pytest.approx(float(rows[row] @ np.frombuffer(query, "<f4")), abs=1e-6)
+
+
+def test_removed_rows_are_never_returned_and_recall_holds():
+    rows = corpus(3000)
+    kernel = HnswKernel(DIM, exact_below=THRESHOLD)
+    kernel.add_many(blobs(rows))
+    kernel.settle()
+    alive = list(range(len(rows)))  # alive[row] = original index of what sits in `row`
+    rng = np.random.default_rng(1)
+    for _ in range(300):  # 10% deletes, each moving the last row into the hole as the interface says
+        row = int(rng.integers(len(alive)))
+        moved = kernel.remove(row)
+        last = alive.pop()
+        if moved is not None:
+            alive[row] = last
+    gone = sorted(set(range(len(rows))) - set(alive))
+    exact = NumpyKernel(DIM)
+    exact.add_many(blobs(rows[alive]))
+    found = kernel.search(blobs(rows[gone]), 10)  # the deleted vectors themselves as queries
+    assert all(alive[row] not in gone for hits in found for row, _ in hits)
+    queries = blobs(corpus(200, seed=6))
+    assert recall(kernel.search(queries, 10), exact.search(queries, 10), 10) >= 0.95
+
+
+def test_bad_threshold_and_bad_row_are_refused_without_change():
+    with pytest.raises(ValueError):
+        HnswKernel(DIM, exact_below=0)
+    kernel = HnswKernel(DIM, exact_below=10)
+    kernel.add_many(blobs(corpus(20)))
+    kernel.settle()
+    with pytest.raises(IndexError):
+        kernel.remove(20)
+    assert len(kernel) == 20 and kernel.graph_size == 20
+
+
+# Through the memory, with the index file ----------------------------------------------
+
+
+def test_evicted_memories_are_never_returned(tmp_path):
+    rows = corpus(2500)
+    mem = memory(tmp_path / "m.sqlite", capacity=1500)
+    fill(mem, rows)  # 1,000 evictions, each a delete in the graph
+    mem.kernel.settle()
+    assert len(mem) == 1500 and mem.kernel.graph_size == 1500
+    found = mem.search_many(list(rows[:1000]), 10)
+    assert all(hit.id in mem for hits in found for hit in hits)
+    assert id_recall(mem.search_many(list(corpus(100, seed=6)), 10), exact_hits(mem, corpus(100, seed=6), 10)) >= 0.95
+
+
+def test_index_file_is_loaded_on_reopen(tmp_path):
+    path = tmp_path / "m.sqlite"
+    mem = memory(path)
+    fill(mem, corpus(1000))
+    queries = list(corpus(50, seed=6))
+    before = mem.search_many(queries, 10)
+    mem.close()
+    assert os.path.exists(f"{path}.index")
+    again = memory(path)
+    assert again.kernel.opened == "file"
+    assert again.search_many(queries, 10) == before
+
+
+def test_stale_index_file_is_patched_from_the_store(tmp_path):
+    """A crash after the last save: the store moved on (evictions, new memories) without the file."""
+    path = tmp_path / "m.sqlite"
+    rows = corpus(1600)
+    mem = memory(path, capacity=1000)
+    fill(mem, rows[:1000])
+    mem.close()
+    behind = memory(path, capacity=1000)
+    fill(behind, rows[1000:1300], start=1000)  # 300 new, 300 evicted; this process "crashes": no close
+    behind._store.close()
+    again = memory(path, capacity=1000)
+    assert again.kernel.opened == "file"
+    again.kernel.settle()
+    assert again.kernel.graph_size == 1000
+    found = again.search_many(list(rows[:300]), 10)  # the evicted vectors as queries
+    assert all(hit.id in again for hits in found for hit in hits)
+    new = again.search_many(list(rows[1000:1300]), 1)  # each new memory is its own best match
+    assert [hits[0].content for hits in new] == [f"memory {i}" for i in range(1000, 1300)]
+
+
+@pytest.mark.parametrize("damage", ["missing", "flipped byte", "truncated", "other store's key", "garbage"])
+def test_missing_or_rejected_index_file_is_rebuilt(tmp_path, damage):
+    path = tmp_path / "m.sqlite"
+    mem = memory(path)
+    fill(mem, corpus(1000))
+    queries = list(corpus(50, seed=6))
+    mem.close()
+    index = f"{path}.index"
+    data = open(index, "rb").read()
+    if damage == "missing":
+        os.unlink(index)
+    elif damage == "flipped byte":
+        data = bytearray(data)
+        data[len(data) // 2] ^= 1
+        open(index, "wb").write(data)
+    elif damage == "truncated":
+        open(index, "wb").write(data[: len(data) // 3])
+    elif damage == "other store's key":
+        other = memory(tmp_path / "other.sqlite")
+        fill(other, corpus(1000, seed=9))
+        other.close()
+        os.replace(f"{tmp_path / 'other.sqlite'}.index", index)
+    else:
+        open(index, "wb").write(os.urandom(4096))
+    again = memory(path)
+    assert again.kernel.opened == "rebuilt"
+    again.kernel.settle()
+    assert again.kernel.graph_size == 1000
+    assert id_recall(again.search_many(queries, 10), exact_hits(again, np.array(queries), 10)) >= 0.95
+
+
+def test_rejected_file_raises_a_typed_error(tmp_path):
+    target = IndexFile(str(tmp_path / "x.index"), b"k" * 32)
+    target.write({"format": 1}, b"payload")
+    assert target.read()[0] == {"format": 1}
+    assert bytes(target.read()[1]) == b"payload"
+    for hostile in (b"", b"RVXIDX01", b"RVXIDX01" + bytes(100), open(target.path, "rb").read()[:-1] + b"\0"):
+        open(target.path, "wb").write(hostile)
+        with pytest.raises(IndexFileRejected):
+            target.read()
+    with pytest.raises(IndexFileRejected):  # authentic, but from a file made under another key
+        IndexFile(target.path, b"k" * 32).write({}, b"")
+        IndexFile(target.path, b"j" * 32).read()
+
+
+def test_authentic_file_with_a_hostile_label_table_is_rebuilt(tmp_path):
+    """Even a file that passes the MAC is checked: labels the graph does not hold, or a table
+    that does not parse, mean a rebuild."""
+    path = tmp_path / "m.sqlite"
+    mem = memory(path)
+    fill(mem, corpus(1000))
+    mem.close()
+    target = SqliteMemoryStore(path).index_file()
+    header, payload = target.read()
+    payload = bytes(payload)
+    for hostile in ({**header, "labels": [x + 10**6 for x in header["labels"]]},
+                    {**header, "labels": header["labels"][:-1]},
+                    {**header, "labels": "nope"},
+                    {**header, "tag": "another-model"}):
+        target.write(hostile, payload)
+        again = memory(path)
+        assert again.kernel.opened == "rebuilt"
+        again.kernel.settle()
+        assert again.kernel.graph_size == 1000
+        again._store.close()
+
+
+def test_index_file_never_overrides_the_store(tmp_path):
+    """An authentic file whose keys are shuffled (each label names another memory): hits are still
+    live memories with their own stored vectors' scores."""
+    path = tmp_path / "m.sqlite"
+    rows = corpus(1000)
+    mem = memory(path)
+    fill(mem, rows)
+    mem.close()
+    target = SqliteMemoryStore(path).index_file()
+    header, payload = target.read()
+    keys = header["keys"]
+    target.write({**header, "keys": keys[1:] + keys[:1]}, bytes(payload))
+    again = memory(path)
+    assert again.kernel.opened == "file"
+    queries = corpus(50, seed=6)
+    for query, hits in zip(queries, again.search_many(list(queries), 10)):
+        for hit in hits:
+            stored = np.frombuffer(again.get(hit.id).vector, dtype="<f4")
+            assert hit.score == pytest.approx(float(query @ stored / np.linalg.norm(query)), abs=1e-5)
+
+
+def test_small_memory_keeps_no_index_file(tmp_path):
+    path = tmp_path / "m.sqlite"
+    mem = memory(path)
+    fill(mem, corpus(100))
+    open(f"{path}.index", "wb").write(b"left over")
+    mem.close()
+    assert not os.path.exists(f"{path}.index")
+
+
+def test_graph_is_rebuilt_without_tombstones_while_the_memory_keeps_working(tmp_path):
+    """A memory at capacity deletes one entry per insert; once the graph holds more deleted nodes than
+    live ones a new graph is built in a thread, and what happens meanwhile is replayed onto it."""
+    rows = corpus(4000)
+    kernel = HnswKernel(DIM, exact_below=THRESHOLD)
+    kernel.add_many(blobs(rows[:1000]))
+    kernel.settle()
+    alive = list(range(1000))
+    queries = blobs(corpus(100, seed=6))
+    graphs = [kernel._graph]
+    for i in range(1000, 4000):  # insert one, delete row 0 (its hole takes the last row)
+        kernel.add_many(blobs(rows[i : i + 1]))
+        alive.append(i)
+        moved = kernel.remove(0)
+        last = alive.pop()
+        if moved is not None:
+            alive[0] = last
+        if kernel._building is not None and i % 97 == 0:  # searched and changed mid-build
+            found = kernel.search(blobs(rows[alive[5] : alive[5] + 1]), 1)
+            assert alive[found[0][0][0]] == alive[5]
+        if kernel._graph is not graphs[-1]:
+            graphs.append(kernel._graph)
+    kernel.settle()
+    assert len(graphs) >= 3  # 3,000 deletes over 1,000 live rows: rebuilt at least twice
+    assert kernel.tombstones <= len(kernel)
+    exact = NumpyKernel(DIM)
+    exact.add_many(blobs(rows[alive]))
+    found = kernel.search(queries, 10)
+    assert recall(found, exact.search(queries, 10), 10) >= 0.95
+    for query, hits in zip(queries, found):  # each row still holds the vector the caller put there
+        for row, score in hits:
+            assert score == pytest.approx(float(rows[alive[row]] @ np.frombuffer(query, "<f4")), abs=1e-6)
