@@ -14,7 +14,7 @@ import pytest
 
 from relay_fixtures import running_relay, wait_for, ws_url
 from ruvector_edge.agent import AgentRole, SwarmAgent, SwarmConfig
-from ruvector_edge.errors import ExpiredInvite, UnknownEpoch
+from ruvector_edge.errors import ExpiredInvite, MembershipRefused, UnknownEpoch
 from ruvector_edge.p2p import IdentityManager
 from ruvector_edge.p2p.envelope import Envelope
 from ruvector_edge.platform.native import NativeCryptoProvider
@@ -43,11 +43,14 @@ async def joiner(port: int, agent_id: str, invite: str, timeout: float = 10) -> 
     return agent
 
 
-async def refused_join(port: int, agent_id: str, invite: str) -> SwarmAgent:
+async def refused_join(port: int, agent_id: str, invite: str, reason: str) -> SwarmAgent:
+    """A join the relay refuses: MembershipRefused naming `reason` well before the (long) join timeout, and the
+    link stops trying (the same hello would be refused again)."""
     agent = await SwarmAgent.new(SwarmConfig(agent_id=agent_id, invite=invite, coordinator_url=None,
                                              memory_persist=False, artifact_persist=False))
-    with pytest.raises(asyncio.TimeoutError):
-        await agent.join_swarm(ws_url(port), timeout=1.5)
+    with pytest.raises(MembershipRefused, match=reason):
+        await agent.join_swarm(ws_url(port), timeout=60)
+    assert agent.refusal is not None and reason in agent.refusal
     return agent
 
 
@@ -99,19 +102,19 @@ async def test_sybils_forged_and_expired_certificates_are_refused_at_the_relay(r
     crypto = NativeCryptoProvider()
     try:
         sybil = await IdentityManager.generate(crypto)
-        assert await raw_hello(relay.port, swarm_id, "sybil", sybil) == rw.CLOSE_POLICY
+        assert await raw_hello(relay.port, swarm_id, "sybil", sybil) == rw.CLOSE_REFUSED
         assert drops(relay)["admission_MissingCertificate"] == 1
         authority = admin.swarm.admission.authority
         real = await authority.certify("forger", sybil.ed25519_public, sybil.x25519_public, ["worker"])
         forged = dataclasses.replace(real, roles=("worker", "coordinator"))
-        assert await raw_hello(relay.port, swarm_id, "forger", sybil, certificate=forged.to_dict()) == rw.CLOSE_POLICY
+        assert await raw_hello(relay.port, swarm_id, "forger", sybil, certificate=forged.to_dict()) == rw.CLOSE_REFUSED
         assert drops(relay)["admission_InvalidCertificate"] == 1
         stolen = await IdentityManager.generate(crypto)  # someone else's certificate, not its keys
-        assert await raw_hello(relay.port, swarm_id, "forger", stolen, certificate=real.to_dict()) == rw.CLOSE_POLICY
+        assert await raw_hello(relay.port, swarm_id, "forger", stolen, certificate=real.to_dict()) == rw.CLOSE_REFUSED
         assert drops(relay)["admission_InvalidCertificate"] == 2
         authority.cert_ttl_ms = 0
         expired = await authority.certify("late", sybil.ed25519_public, sybil.x25519_public, ["worker"])
-        assert await raw_hello(relay.port, swarm_id, "late", sybil, certificate=expired.to_dict()) == rw.CLOSE_POLICY
+        assert await raw_hello(relay.port, swarm_id, "late", sybil, certificate=expired.to_dict()) == rw.CLOSE_REFUSED
         assert drops(relay)["admission_ExpiredCertificate"] == 1
         assert set(admin.peers) == set()  # nobody got in
     finally:
@@ -123,7 +126,7 @@ async def test_replayed_expired_and_foreign_invites_are_refused(relay):
     try:
         invite = await admin.create_invite()
         bob = await joiner(relay.port, "bob", invite)
-        copycat = await refused_join(relay.port, "copycat", invite)  # the link, replayed
+        copycat = await refused_join(relay.port, "copycat", invite, "InviteExhausted")  # the link, replayed
         assert admin.swarm.admission_rejected["InviteExhausted"] >= 1
         assert drops(relay)["admission_refused_by_admin"] >= 1
         assert not copycat.swarm.admission.admitted
@@ -131,12 +134,12 @@ async def test_replayed_expired_and_foreign_invites_are_refused(relay):
         with pytest.raises(ExpiredInvite):  # a joiner's own runtime says so at once
             await SwarmAgent.new(SwarmConfig(agent_id="late", invite=expired.to_token(), coordinator_url=None))
         late = await IdentityManager.generate(NativeCryptoProvider())
-        assert await raw_hello(relay.port, expired.swarm, "late", late, invite=expired.to_dict()) == rw.CLOSE_POLICY
+        assert await raw_hello(relay.port, expired.swarm, "late", late, invite=expired.to_dict()) == rw.CLOSE_REFUSED
         assert drops(relay)["admission_ExpiredInvite"] == 1
         other = await SwarmAgent.new(SwarmConfig(agent_id="other-admin", found_admitted=True, coordinator_url=None,
                                                  memory_persist=False, artifact_persist=False))
         token = await other.create_invite()  # an invite to a swarm with no admin online
-        await refused_join(relay.port, "lost", token)
+        await refused_join(relay.port, "lost", token, "NoAdminOnline")
         assert drops(relay)["admission_NoAdminOnline"] >= 1
         assert sorted(m["agent_id"] for m in admin.member_list()) == ["admin", "bob"]
         await leave_all(copycat)
@@ -165,7 +168,8 @@ async def test_a_removed_member_is_cut_off_in_every_role_and_cannot_read_what_fo
         for member in (bob, carol):
             await wait_for(lambda: member.swarm.admission.epochs.epoch == 1 and "mallory" not in member.swarm.registry,
                            what=f"{member.agent_id} to honour the revocation and take epoch 1")
-        await wait_for(lambda: drops(relay).get("admission_RevokedMember", 0) >= 1, what="mallory's reconnect refused")
+        await wait_for(lambda: mallory.refusal is not None, what="mallory to be told why it was dropped")
+        assert "RevokedMember" in mallory.refusal  # and its link stops: a reconnect would be refused again
         assert drops(relay)["admission_revoked_connection"] == 1
 
         # Every role it could play is a frame in an envelope: all refused before any handler sees them.
@@ -210,9 +214,9 @@ async def test_a_removed_member_cannot_rejoin_with_its_identity_or_a_fresh_one(r
                                                  coordinator_url=None, memory_persist=False, artifact_persist=False))
         again.swarm.identity = mallory.swarm.identity  # same keys, new invite: the admin refuses the revoked key
         again.swarm.registration = mallory.swarm.registration
-        with pytest.raises(asyncio.TimeoutError):
-            await again.join_swarm(ws_url(relay.port), timeout=1.5)
-        fresh = await refused_join(relay.port, "mallory-2", shared)  # fresh identity, the link it came with
+        with pytest.raises(MembershipRefused, match="RevokedMember"):
+            await again.join_swarm(ws_url(relay.port), timeout=60)
+        fresh = await refused_join(relay.port, "mallory-2", shared, "InviteExhausted")  # fresh identity, the link it came with
         assert admin.swarm.admission_rejected["InviteExhausted"] >= 1
         assert sorted(m["agent_id"] for m in admin.member_list()) == ["admin"]
         await leave_all(again, fresh)

@@ -332,6 +332,11 @@ class SwarmAgent:
             info.left = True
         self.swarm_tasks.member_gone(agent_id)
 
+    @property
+    def refusal(self) -> str | None:
+        """Why the relay refused or dropped us for good (admitted swarm: invite refused, membership revoked)."""
+        return getattr(self.links.get("relay"), "refusal", None)
+
     def member_list(self) -> list[dict[str, Any]]:
         """Admitted swarm: every certified member with its roles and expiry (the admin's Remove list)."""
         admission = self.swarm.admission

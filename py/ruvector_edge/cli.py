@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .errors import MembershipRefused
 from .logsetup import configure_logging
 
 log = logging.getLogger("ruvector_edge")
@@ -268,7 +269,11 @@ async def _run_agent(args: argparse.Namespace) -> int:
         config = config.with_agent_id(args.agent_id)
     agent = await SwarmAgent.new(config)
     try:
-        await agent.join_swarm(url)
+        try:
+            await agent.join_swarm(url)
+        except MembershipRefused as exc:
+            print(f"edge-agent: {agent.agent_id} refused by the relay: {exc}", file=sys.stderr, flush=True)
+            return 3
         print(f"{args.role} {agent.agent_id} joined swarm {agent.swarm.swarm_id} via {url}", flush=True)
         submitting = asyncio.create_task(_submit_sample(agent, args.submit)) if args.submit is not None else None
         try:
@@ -309,11 +314,15 @@ async def _run_until_done(agent, args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     if args.duration is not None:
         loop.call_later(args.duration, stop.set)
+    refused = getattr(agent.links.get("relay"), "refused", None) or asyncio.Event()
     while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), args.status_every)
-        except asyncio.TimeoutError:
-            pass
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(refused.wait())]
+        await asyncio.wait(waits, timeout=args.status_every, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+        if agent.refusal is not None:
+            print(f"{agent.agent_id}: dropped by the relay: {agent.refusal}", file=sys.stderr, flush=True)
+            return 3
         peers = agent.peer_table()
         summary = ", ".join(f"{p['agent_id']}({p['role']},{p['status']})" for p in peers) or "none yet"
         print(f"[{agent.agent_id}] peers: {summary}", flush=True)

@@ -268,6 +268,11 @@ class IndexFileRejected(RejectedInput):
     it is never loaded, and the index is rebuilt from the store."""
 
 
+class MembershipRefused(NotAdmitted):
+    """The relay refused this agent's hello in an admitted swarm (invite spent, expired or forged, certificate
+    revoked...) or dropped it as removed: the same hello would be refused again, so the agent stops trying."""
+
+
 # Poisoning resistance (issue 14).
 
 class ForeignOrigin(RejectedInput):

@@ -219,7 +219,7 @@ class RelayRouter:
         except AdmissionRefused as exc:
             self.metrics.drop(f"admission_{type(exc).__name__}")
             log.debug("conn %d refused admission: %s", peer.conn_id, exc)
-            peer.close(rw.CLOSE_POLICY, str(exc)[:120])
+            peer.close(rw.CLOSE_REFUSED, f"{type(exc).__name__}: {exc}"[:120])
         except RejectedInput as exc:
             self.metrics.drop("policy")
             log.debug("conn %d violated the protocol: %s", peer.conn_id, exc)
@@ -329,14 +329,14 @@ class RelayRouter:
             self.metrics.drop("admission_refused_by_admin")
             candidate = self._peers.get(conn_id)
             if candidate is not None:
-                candidate.peer.close(rw.CLOSE_POLICY, reason)
+                candidate.peer.close(rw.CLOSE_REFUSED, reason)
         elif control.op == "revoke":
             revocation = await self.gatekeeper.revoke(gate, control.body)
             victim = self._peers.get(swarm.agents.get(revocation.agent_id, -1))
             if victim is not None:
                 self.metrics.drop("admission_revoked_connection")
                 self._unbind(victim, departing=True)
-                victim.peer.close(rw.CLOSE_POLICY, "membership revoked")
+                victim.peer.close(rw.CLOSE_REFUSED, "RevokedMember: membership revoked by the admin")
             self._to_swarm(swarm, rw.encode("revoked", revocations=[revocation.to_dict()]), exclude=state.peer.conn_id)
         else:
             for agent_id, text in self.gatekeeper.rekey(gate, control.body).items():

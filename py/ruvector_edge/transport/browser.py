@@ -147,7 +147,7 @@ class BrowserRelayLink(ReconnectingRelayLink):
         self.url = url
         self.close_codes: list[int] = []  # the relay's close codes, most recent last (bounded)
         self._events: _Events | None = None
-        self._closed: asyncio.Queue[int] = asyncio.Queue()
+        self._closed: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         self._sock: Any = None
         self._sock_send: Callable[[str], bool] | None = None
 
@@ -170,7 +170,7 @@ class BrowserRelayLink(ReconnectingRelayLink):
         sock = self._sock = _bridge().webSocket(self.url, self._events.proxy)
         self._sock_send = sock.send
         try:
-            code = await self._closed.get()
+            code, reason = await self._closed.get()
         except asyncio.CancelledError:
             # stop() cancels us before _close runs: close the socket here (detaching our callback
             # in JS), or it stays open and later calls a proxy that _close has destroyed.
@@ -180,6 +180,7 @@ class BrowserRelayLink(ReconnectingRelayLink):
             self._sock = self._sock_send = None
         self.close_codes = (self.close_codes + [code])[-16:]
         log.info("%s: relay connection closed (code %s)", self.agent_id, code)
+        self._closed_by_relay(code, reason)
 
     async def _on_event(self, kind: str, data: Any, reason: Any) -> None:
         if kind == "message":
@@ -188,7 +189,7 @@ class BrowserRelayLink(ReconnectingRelayLink):
             except self.retryable as exc:  # the socket is closing; its close event ends _connect_once
                 log.debug("%s: reply not sent: %s", self.agent_id, exc)
         elif kind == "close":
-            self._closed.put_nowait(int(data) if data is not None else 1006)
+            self._closed.put_nowait((int(data) if data is not None else 1006, str(reason or "")))
         # "open": nothing to do, the relay speaks first (challenge)
 
 

@@ -17,7 +17,7 @@ import logging
 import random
 from typing import Iterable
 
-from ..errors import RejectedInput, TransportClosed, TransportError
+from ..errors import MembershipRefused, RejectedInput, TransportClosed, TransportError
 from ..p2p.swarm import P2PSwarm
 from . import relay_wire as rw
 from .relay_session import FrameHandler, LeftHandler, MemberHandler, RelaySession
@@ -55,6 +55,8 @@ class ReconnectingRelayLink(abc.ABC):
         self.backoff_max_s = backoff_max_s
         self.max_frame_bytes = max_frame_bytes
         self.connected = asyncio.Event()
+        self.refused = asyncio.Event()  # set, with `refusal`, when the relay refused us for good
+        self.refusal: str | None = None
         self.reconnects = 0
         self._task: asyncio.Task | None = None
         self._stopped = False
@@ -85,7 +87,23 @@ class ReconnectingRelayLink(abc.ABC):
         self._task = asyncio.create_task(self._run(), name=f"{type(self).__name__}-{self.agent_id}")
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
-        await asyncio.wait_for(self.connected.wait(), timeout)
+        """Until welcomed; MembershipRefused at once when the relay refuses us (no point waiting out `timeout`)."""
+        waits = [asyncio.ensure_future(self.connected.wait()), asyncio.ensure_future(self.refused.wait())]
+        try:
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if self.refusal is not None:
+            raise MembershipRefused(self.refusal)
+        if not done:
+            raise asyncio.TimeoutError(f"not welcomed by {self.target} within {timeout:g} s")
+
+    def _closed_by_relay(self, code: int | None, reason: str) -> None:
+        """Subclasses report how the relay closed; a refusal (CLOSE_REFUSED) is final, so the link stops."""
+        if code == rw.CLOSE_REFUSED:
+            self.refusal = reason or "refused by the relay"
+            self.refused.set()
 
     async def stop(self, leave: bool = True) -> None:
         self._stopped = True
@@ -171,7 +189,7 @@ class ReconnectingRelayLink(abc.ABC):
             finally:
                 self.session.connection_lost()
                 self.connected.clear()
-            if self._stopped:
+            if self._stopped or self.refusal is not None:
                 break
             if self._welcomed:
                 delay = self.backoff_initial_s  # a session that got going resets the backoff

@@ -44,6 +44,7 @@ CLOSE_INVALID_DATA = 1007  # not JSON / not a frame
 CLOSE_POLICY = 1008  # protocol misuse: no hello, spoofed sender, key conflict
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_LATER = 1013  # slow consumer or overload
+CLOSE_REFUSED = 4403  # admitted swarm: hello refused or membership revoked; the same hello would be refused again
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,10 @@ class RelayClient(ReconnectingRelayLink):
         try:
             async with self._http.ws_connect(self.url, max_msg_size=self.max_frame_bytes, heartbeat=None) as ws:
                 self._ws = ws
-                async for message in ws:
-                    if message.type != aiohttp.WSMsgType.TEXT:
-                        break
+                while (message := await ws.receive()).type == aiohttp.WSMsgType.TEXT:
                     await self._received(message.data)
                 log.info("%s: relay closed the connection (code %s)", self.agent_id, ws.close_code)
+                if message.type == aiohttp.WSMsgType.CLOSE:
+                    self._closed_by_relay(message.data, message.extra or "")
         finally:
             self._ws = None
