@@ -9,32 +9,77 @@ import logging
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from .peer import GunEngine
+from .outbox import Outbox
+from .peer import GunEngine, Relayed
 
 log = logging.getLogger(__name__)
 
-QUEUE_LENGTH = 1_024
+FORWARD_QUEUE = 1_024   # relayed puts and GETs waiting for one connection; more are dropped (GUN is lossy there)
+REPLY_CHARS = 16 << 20  # acks and answers waiting for one connection; more and it is closed as a slow consumer
+# a connection's own frames are not read while this many characters of replies to it wait (a writer that does not
+# read its acks is slowed down, not cut off), for at most READ_PAUSE_S: then it is a slow consumer too
+READ_PAUSE_CHARS = 1 << 20
+READ_PAUSE_S = 30.0
+SLOW_CONSUMER = 1008    # WebSocket close code (policy violation), as the relay's router uses for slow consumers
 TICK_MAX_S = 1.0
 _ENGINE_KEY = web.AppKey("gun_engine", GunEngine)
 _STATE_KEY = web.AppKey("gun_state", dict)
 
 
 class _Conn:
-    __slots__ = ("conn_id", "ws", "queue", "dropped")
+    """One connection's outbox (outbox.py) and the task writing it, replies first."""
+
+    __slots__ = ("conn_id", "ws", "outbox", "ready", "drained", "close_code")
 
     def __init__(self, conn_id: int, ws) -> None:
         self.conn_id = conn_id
         self.ws = ws
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_LENGTH)
-        self.dropped = 0
+        self.outbox = Outbox(REPLY_CHARS, FORWARD_QUEUE)
+        self.ready = asyncio.Event()    # the outbox has something, or we are closing
+        self.drained = asyncio.Event()  # replies are under READ_PAUSE_CHARS, or we are closing
+        self.drained.set()
+        self.close_code: int | None = None
 
     def __repr__(self) -> str:
         return f"<gun conn {self.conn_id}>"
 
+    def push(self, engine: GunEngine, text: str) -> None:
+        if self.close_code is not None:
+            return
+        if isinstance(text, Relayed):
+            if not self.outbox.push_forward(text):
+                engine.counts["dropped_slow"] = engine.counts.get("dropped_slow", 0) + 1
+        elif not self.outbox.push_reply(text):
+            self.slow(engine)
+            return
+        if self.outbox.reply_chars >= READ_PAUSE_CHARS:
+            self.drained.clear()
+        self.ready.set()
+
+    def slow(self, engine: GunEngine) -> None:
+        engine.counts["closed_slow"] = engine.counts.get("closed_slow", 0) + 1
+        self.close(SLOW_CONSUMER)
+
+    def close(self, code: int) -> None:
+        """Send nothing more: drop what waits; the writer closes the WebSocket with `code`."""
+        if self.close_code is None:
+            self.close_code = code
+            self.outbox.clear()
+            self.ready.set()
+            self.drained.set()
+
     async def writer(self) -> None:
         try:
-            while (text := await self.queue.get()) is not None:
+            while self.close_code is None:
+                text = self.outbox.pop()
+                if text is None:
+                    self.ready.clear()
+                    await self.ready.wait()
+                    continue
+                if self.outbox.reply_chars < READ_PAUSE_CHARS:
+                    self.drained.set()
                 await self.ws.send_str(text)
+            await self.ws.close(code=self.close_code)
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
 
@@ -42,16 +87,12 @@ class _Conn:
 def _dispatch(engine: GunEngine, out) -> None:
     for conn, text in out:
         if isinstance(conn, _Conn):
-            try:
-                conn.queue.put_nowait(text)
-            except asyncio.QueueFull:  # a slow reader loses messages (GUN is lossy too)
-                conn.dropped += 1
-                engine.counts["dropped_slow"] = engine.counts.get("dropped_slow", 0) + 1
+            conn.push(engine, text)
 
 
-async def _pump(engine: GunEngine, conn: _Conn, ws) -> None:
+async def _pump(engine: GunEngine, conn: _Conn, ws, upstream: bool = False) -> None:
     writer = asyncio.create_task(conn.writer())
-    _dispatch(engine, engine.open(conn))
+    _dispatch(engine, engine.open(conn, upstream))
     try:
         async for message in ws:
             if message.type == WSMsgType.TEXT:
@@ -65,12 +106,16 @@ async def _pump(engine: GunEngine, conn: _Conn, ws) -> None:
                 _dispatch(engine, engine.receive(conn, text))
             elif message.type == WSMsgType.ERROR:
                 break
+            if not conn.drained.is_set():
+                try:
+                    await asyncio.wait_for(conn.drained.wait(), READ_PAUSE_S)
+                except asyncio.TimeoutError:
+                    conn.slow(engine)
+            if conn.close_code is not None:
+                break
     finally:
         engine.close(conn)
-        try:
-            conn.queue.put_nowait(None)
-        except asyncio.QueueFull:
-            writer.cancel()
+        conn.close(1000)
         try:
             await asyncio.wait_for(writer, 1.0)
         except asyncio.TimeoutError:
@@ -94,7 +139,7 @@ async def peer_with(engine: GunEngine, url: str, *, retry_s: float = 2.0,
                     conn = _Conn(-next(ids), ws)
                     if connected is not None:
                         connected.set()
-                    await _pump(engine, conn, ws)
+                    await _pump(engine, conn, ws, upstream=True)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 log.info("gun: peer %s unreachable: %s", url, exc)
             if connected is not None:

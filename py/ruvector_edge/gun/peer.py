@@ -11,14 +11,19 @@ Feed it connection events and text frames; it returns the frames to send as
   routed back to the connection that sent that message;
 - a ``get`` is answered from the graph (the node, or just key ``.``; an empty
   ``{"@"}`` answer when we have nothing) and relayed to the other peers; a large node
-  goes out in pages of at most ``answer_page_chars`` characters, each naming the next
-  page's id in ``%`` (as GUN's relay pages its answers, see `_answer`);
-- a ``put`` is validated, HAM-merged (see ham.py / graph.py), acked to its sender with
-  ``ok``, and relayed to every other connected peer (measured: the official relay,
-  gun 0.2020.1241, sent a put only to a peer that had asked for its soul; sending
-  to all costs bandwidth, not correctness, and keeps native mirrors whole); relayed messages carry
-  ``><`` (the pids of up to 7 of our peers) and are not sent to peers named in the
-  incoming ``><``;
+  goes out in pages of at most ``page_chars`` characters, each naming the next
+  page's id in ``%`` (as GUN's relay pages its answers, see `_answer` and paging.py);
+- a ``get`` also subscribes its connection to the soul: a ``put`` is validated, HAM-merged
+  (see ham.py / graph.py), acked to its sender with ``ok``, and forwarded only to the
+  connections subscribed to one of its souls, with only those souls, as the official relay
+  does (its AXE, on by default in Node: `lib/axe.js` routes a put to the peers whose GET
+  named the soul). Sending every put to every peer made a burst of 10 writers x 1,000 puts
+  overflow each connection's queue. Connections we dialled (`open(conn, upstream=True)`:
+  other relays, or a native client's relays) get every put, as GUN.js sends its own puts
+  to all its peers. A forwarded put larger than a page is cut into pages (paging.py);
+- relayed messages carry ``><`` (the pids of up to 7 of our peers) and are not sent to
+  peers named in the incoming ``><``; what `_relay` produces is `Relayed` (lossy under
+  pressure, see outbox.py), everything else is a reply to the peer that asked;
 - each connection has token buckets for messages and frame bytes a second
   (`GunLimits.rate_*`): a frame over either is dropped and counted (``rate_limited``),
   other connections are unaffected; one frame is at most ``wire.max_message_bytes``;
@@ -33,6 +38,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from .graph import Graph, GraphLimits, wall_ms
+from .paging import pages
 from .store import SqliteGraphStore
 from .wire import Malformed, WireLimits, encode, parse_frame, random_id, validate_get, validate_put
 
@@ -52,9 +58,18 @@ class GunLimits:
     burst_messages: float = 20_000.0
     rate_bytes: float = 16.0 * (1 << 20)
     burst_bytes: float = 32.0 * (1 << 20)
-    # one answer frame to a GET; GUN.js in Node parses frames in steps of 32,768 characters and can lose a
-    # key at a step boundary (see `_answer`), so keep pages well under that (JS counts UTF-16 units: 4x margin)
-    answer_page_chars: int = 8_192
+    # one frame carrying data (a GET answer, a forwarded put); GUN.js in Node parses frames in steps of 32,768
+    # characters and can lose a key at a step boundary (paging.py), so keep pages well under that (4x margin)
+    page_chars: int = 8_192
+    # souls one connection may subscribe to by GET; beyond, it gets every put (more traffic, nothing missed)
+    max_subscriptions: int = 10_000
+
+
+class Relayed(str):
+    """A frame relayed from another peer (forwarded put or GET), not a reply: the I/O shell may drop it when
+    the connection falls behind (GUN is lossy there too), where a reply is never dropped."""
+
+    __slots__ = ()
 
 
 class _Bucket:
@@ -78,6 +93,7 @@ class _Peer:
     messages: _Bucket
     frame_bytes: _Bucket
     pid: str | None = None
+    subs: set[str] | None = field(default_factory=set)  # souls it asked for; None: every soul
 
 
 class GunEngine:
@@ -91,17 +107,19 @@ class GunEngine:
         self.peers: dict[object, _Peer] = {}
         self._dup: OrderedDict[str, object] = OrderedDict()
         self.counts = {"messages": 0, "duplicates": 0, "malformed": 0, "gets": 0, "puts": 0,
-                       "relayed": 0, "acks_routed": 0, "rate_limited": 0, "uninterested": 0}
+                       "relayed": 0, "acks_routed": 0, "rate_limited": 0, "uninterested": 0,
+                       "subscriptions_overflowed": 0}
         self.on_answer = None  # called with the id of our own request when a peer answers it
         # Souls this engine stores (None: every soul, as a relay does). A client engine keeps only the
         # souls it reads or writes, so a relay forwarding every put does not make it mirror the graph.
         self.interest: set[str] | None = None
 
     # -- connections -------------------------------------------------------
-    def open(self, conn) -> list[tuple[object, str]]:
+    def open(self, conn, upstream: bool = False) -> list[tuple[object, str]]:
+        """A new connection; `upstream`: one we dialled (a relay), which gets every put."""
         now, lim = self.graph.clock(), self.limits
         self.peers[conn] = _Peer(conn, _Bucket(lim.rate_messages, lim.burst_messages, now),
-                                 _Bucket(lim.rate_bytes, lim.burst_bytes, now))
+                                 _Bucket(lim.rate_bytes, lim.burst_bytes, now), subs=None if upstream else set())
         msg_id = random_id()
         self._track(msg_id, SELF)
         return [(conn, encode({"#": msg_id, "dam": "?", "pid": self.pid}))]
@@ -216,6 +234,7 @@ class GunEngine:
         elif "get" in msg:
             self.counts["gets"] += 1
             soul, key = validate_get(msg["get"], self.limits.wire)
+            self._subscribe(peer, soul)
             self._answer(conn, msg_id, soul, self.graph.node(soul, key), out)
             self._relay(conn, msg, seen, out)
         else:
@@ -233,36 +252,31 @@ class GunEngine:
                 self.counts["uninterested"] += 1
 
     def _answer(self, conn, msg_id: str, soul: str, node: dict | None, out) -> None:
-        """Answer a GET with `node`, in pages of at most `answer_page_chars` characters (one key larger than that
-        goes alone), each but the last naming the next page's id in "%", as GUN's relay does (`Gun.on.get.ack`).
-
-        Why pages: GUN.js in Node parses incoming frames with lib/yson.js, 32,768 characters a step, and forgets
-        the key it has just read when a step ends between that key and its value; the put handler then stops at
-        the key with "no state" and drops every key after it. One 2,000-key answer lost ~420 keys that way.
-        """
+        """Answer a GET with `node`, in pages (paging.py), each but the last naming the next page's id in "%",
+        as GUN's relay does (`Gun.on.get.ack`)."""
         page_id = random_id()
         if node is None:
             self._track(page_id, SELF)
             out.append((conn, encode({"#": page_id, "@": msg_id})))
             return
-        states = node["_"][">"]
-        frame = len(encode({"#": page_id, "@": msg_id, "%": page_id, "put": {soul: {"_": {"#": soul, ">": {}}}}}))
-        pages: list[list[str]] = [[]]
-        size = frame
-        for key in states:
-            cost = 2 * len(encode(key)) + len(encode(node[key])) + len(encode(states[key])) + 4  # quotes, colons, commas
-            if pages[-1] and size + cost > self.limits.answer_page_chars:
-                pages.append([])
-                size = frame
-            pages[-1].append(key)
-            size += cost
-        for i, keys in enumerate(pages):
+        frame = len(encode({"#": page_id, "@": msg_id, "%": page_id, "put": {}}))
+        parts = pages({soul: node}, self.limits.page_chars, frame)
+        for i, part in enumerate(parts):
             reply = {"#": page_id, "@": msg_id}
             self._track(page_id, SELF)
-            if i + 1 < len(pages):
+            if i + 1 < len(parts):
                 page_id = reply["%"] = random_id()
-            reply["put"] = {soul: {"_": {"#": soul, ">": {k: states[k] for k in keys}}, **{k: node[k] for k in keys}}}
+            reply["put"] = part
             out.append((conn, encode(reply)))
+
+    def _subscribe(self, peer: _Peer | None, soul: str) -> None:
+        if peer is None or peer.subs is None or soul in peer.subs:
+            return
+        if len(peer.subs) >= self.limits.max_subscriptions:
+            peer.subs = None
+            self.counts["subscriptions_overflowed"] += 1
+            return
+        peer.subs.add(soul)
 
     def _ack(self, conn, msg_id, out, err: str | None = None) -> None:
         answer = random_id()
@@ -275,6 +289,7 @@ class GunEngine:
         out.append((conn, encode(reply)))
 
     def _relay(self, sender, msg, seen: set, out) -> None:
+        """Send a GET on to every other peer, a put to those subscribed to its souls (see the module docstring)."""
         targets = [p for c, p in self.peers.items() if c is not sender and not (p.pid and p.pid in seen)]
         if not targets:
             return
@@ -282,10 +297,39 @@ class GunEngine:
         if len(pids) > 1:
             msg = dict(msg)
             msg["><"] = ",".join(pids)
-        text = encode(msg)
+        if "put" not in msg:
+            text = Relayed(encode(msg))
+            self.counts["relayed"] += len(targets)
+            out.extend((p.conn, text) for p in targets)
+            return
+        graph = msg["put"]
+        groups: dict[tuple[str, ...], list[_Peer]] = {}
         for p in targets:
-            self.counts["relayed"] += 1
-            out.append((p.conn, text))
+            souls = tuple(graph) if p.subs is None else tuple(s for s in graph if s in p.subs)
+            if souls:
+                groups.setdefault(souls, []).append(p)
+        for souls, peers in groups.items():
+            part = graph if len(souls) == len(graph) else {s: graph[s] for s in souls}
+            for text in self._put_frames(msg, part):
+                self.counts["relayed"] += len(peers)
+                out.extend((p.conn, text) for p in peers)
+
+    def _put_frames(self, msg: dict, graph: dict) -> list[Relayed]:
+        """`msg` carrying `graph` as its put, in pages: the first keeps the message id, the others get their own
+        (a peer drops a second message with an id it has seen)."""
+        whole = encode({**msg, "put": graph})
+        if len(whole) <= self.limits.page_chars:
+            return [Relayed(whole)]
+        frame = len(encode({**msg, "put": {}})) + len(random_id())  # a page's id may be longer than the message's
+        parts = pages(graph, self.limits.page_chars, frame)
+        frames = []
+        for i, part in enumerate(parts):
+            page = {**msg, "put": part}
+            if i:
+                page["#"] = random_id()
+                self._track(page["#"], SELF)
+            frames.append(Relayed(encode(page)))
+        return frames
 
     # -- time ---------------------------------------------------------------
     def tick(self) -> list[tuple[str, str]]:
@@ -297,7 +341,7 @@ class GunEngine:
 
     # -- native agents: the same graph through the same rules -----------------
     def put(self, soul: str, values: dict, state: float | None = None) -> list[tuple[object, str]]:
-        """Write keys of one node locally (HAM applies) and relay the put to every peer."""
+        """Write keys of one node locally (HAM applies) and relay the put to our relays and subscribers."""
         return self.put_tracked(soul, values, state)[1]
 
     def put_tracked(self, soul: str, values: dict, state: float | None = None) -> tuple[str, list[tuple[object, str]]]:
