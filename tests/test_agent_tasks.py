@@ -406,6 +406,45 @@ async def test_spot_check_agrees_with_an_honest_executor_and_reports_a_lying_one
         await leave_all(agents)
 
 
+async def test_an_executor_failing_a_spot_check_gets_no_more_assignments_and_is_reported(relay):
+    agents = await joined(ws_url(relay.port), config("coord", AgentRole.COORDINATOR), config("req", AgentRole.SCOUT),
+                          config("liar"), config("w2"), config("m", AgentRole.SCOUT))
+    coordinator, requester, liar, honest, mallory = agents
+    liar.swarm_tasks._sandbox = LyingSandbox()
+    routed = []
+
+    async def admin_hook(report):
+        routed.append(report)
+
+    coordinator.swarm_tasks.mismatch_hooks.append(admin_hook)
+    try:
+        task_id = await requester.submit_task(sample_module(), b"check me", capability="manual")
+        await wait_for(lambda: all(task_id in a.swarm_tasks.rows for a in agents), what="the envelope everywhere")
+        await liar.claim_task(task_id)
+        receipt = await liar.swarm_tasks._execute(liar.swarm_tasks.rows[task_id])
+        await liar.broadcast(MessageKind.TASK_RESULT, receipt=receipt.to_dict())
+        await requester.wait_receipt(task_id, timeout=10)
+        await wait_for(lambda: coordinator.swarm_tasks.rows[task_id].receipt is not None,
+                       what="the liar's receipt at the coordinator")
+
+        forged = dataclasses.replace(await requester.spot_check(task_id, "w2", timeout=20), executor="w2")
+        await wait_for(lambda: [r.executor for r in coordinator.swarm_tasks.reported] == ["liar"],
+                       what="the coordinator to verify the report")
+        assert "liar" in coordinator.swarm_tasks.coordinator.excluded and [r.executor for r in routed] == ["liar"]
+        refused = coordinator.rejected["MalformedMessage"]  # a member that is not the requester cannot report
+        await mallory.broadcast(MessageKind.SPOT_RESULT, mismatch=forged.to_dict(), check=receipt.to_dict())
+        await wait_for(lambda: coordinator.rejected["MalformedMessage"] == refused + 1, what="mallory's report refused")
+        assert "w2" not in coordinator.swarm_tasks.coordinator.excluded and len(routed) == 1
+
+        ran = liar.swarm_tasks.executed
+        for i in range(3):  # the liar would be first in line (same load, smaller name): it gets nothing
+            receipt = await requester.wait_receipt(await requester.submit_task(sample_module(), b"next %d" % i), timeout=20)
+            assert receipt.executor == "w2"
+        assert liar.swarm_tasks.executed == ran
+    finally:
+        await leave_all(agents)
+
+
 async def test_hostile_task_messages_are_refused_and_change_nothing(relay):
     agents = await joined(ws_url(relay.port), config("req", AgentRole.SCOUT), config("w1"), config("m", AgentRole.SCOUT))
     requester, worker, mallory = agents

@@ -9,7 +9,8 @@ member with the capability and the lowest reported load, counting what this
 coordinator has already assigned to it. An assignment that brings no receipt
 before its lease ends, an executor reported failed, or a receipt with a
 retryable status sends the task to another member until `max_attempts`; a task
-past its deadline fails.
+past its deadline fails. A member excluded (its receipt failed a spot-check,
+tasks/swarm.py) is assigned nothing more, and what it holds goes back to the queue.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Coordinator:
         self.retry_statuses = retry_statuses
         self.max_tasks = max_tasks
         self.members: dict[str, MemberState] = {}
+        self.excluded: dict[str, str] = {}  # member -> why it gets no assignments
         self._tasks: dict[str, _Task] = {}
 
     # Facts in ------------------------------------------------------------------------------
@@ -126,6 +128,17 @@ class Coordinator:
         if task is not None and task.agent_id == agent_id:
             self._release(task)
 
+    def exclude(self, agent_id: str, reason: str) -> None:
+        """Assign `agent_id` nothing more; the tasks it holds go back to the queue now."""
+        self.excluded[agent_id] = reason
+        for task in self._tasks.values():
+            if task.agent_id == agent_id:
+                self._release(task)
+
+    def reinstate(self, agent_id: str) -> None:
+        """Undo `exclude` (an admin's call: a report can be mistaken, see tasks/swarm.py)."""
+        self.excluded.pop(agent_id, None)
+
     # Decisions out -------------------------------------------------------------------------
     def poll(self, now: int) -> list[Event]:
         events: list[Event] = []
@@ -165,6 +178,7 @@ class Coordinator:
             (agent_id, m)
             for agent_id, m in self.members.items()
             if task.capability in m.capabilities and now - m.last_seen <= self.liveness_ms
+            and agent_id not in self.excluded
         ]
         if not live:
             return None

@@ -19,6 +19,15 @@ their outputs into messages:
   one learn of it, and an executor that already ran it sends its receipt again.
 * SPOT_CHECK {task_id, req} / SPOT_RESULT {req, receipt}: the requester asks a second
   member to re-run a task and compares what it gets (MismatchReport on disagreement).
+* SPOT_RESULT {mismatch, check}: on disagreement the requester broadcasts its signed
+  report with the checker's signed receipt. Every member checks both signatures, that
+  the sender is the task's requester and that the report names the executor's receipt
+  it holds; a coordinator then assigns that executor nothing more (Coordinator.exclude).
+  Each verified report (own or received) is logged, kept in `reported` and handed to
+  every `mismatch_hooks` coroutine: the place an admin role (issue 15) routes it. Two
+  receipts that disagree show that one of two members lied, not which: the requester
+  believes its checker, so a requester colluding with a checker can frame one executor;
+  the exclusion is local to coordinators and `Coordinator.reinstate` undoes it.
 
 BROADCAST_TASK and TASK_RESULT bodies without `envelope` / `receipt` are plain
 application messages and are left to subscribers.
@@ -27,18 +36,20 @@ application messages and are left to subscribers.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from ..errors import (
     ArtifactUnavailable,
     LeaseHeld,
     MalformedMessage,
     OversizedMessage,
+    ReceiptMismatch,
     RejectedInput,
     TaskDeadlinePassed,
     UnknownTask,
@@ -60,6 +71,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BUDGETS = Budgets(fuel_limit=50_000_000, memory_mb=16, timeout_ms=5_000)
 OUTPUT_SCHEMA_BYTES = hashlib.sha256(b"ruvector-edge/bytes@1").digest()  # outputs are opaque bytes
 MAX_TASKS = 10_000
+MAX_REPORTS = 256  # verified mismatch reports kept for the page and late hooks
 _CAPABILITY_LEN = 64
 
 
@@ -95,7 +107,9 @@ class SwarmTasks:
         self.max_running = max_running  # leases held at once when uncoordinated (the sandbox runs one task at a time)
         self.coordinator = coordinator
         self.rows: dict[str, _Row] = {}
-        self.mismatches: list[MismatchReport] = []
+        self.mismatches: list[MismatchReport] = []  # our own spot-checks that disagreed
+        self.reported: collections.deque[MismatchReport] = collections.deque(maxlen=MAX_REPORTS)  # all verified
+        self.mismatch_hooks: list[Callable[[MismatchReport], Awaitable[None]]] = []
         self._sandbox = sandbox
         self._executor: TaskExecutor | None = None
         self._running: dict[str, asyncio.Task] = {}
@@ -199,7 +213,41 @@ class SwarmTasks:
             observed_output_hash=check.output_hash,
         ).sign(self.swarm.identity)
         self.mismatches.append(report)
+        await self._reported(report)
+        await self.agent.broadcast(MessageKind.SPOT_RESULT, mismatch=report.to_dict(), check=check.to_dict())
         return report
+
+    async def _reported(self, report: MismatchReport) -> None:
+        log.warning("%s: task %s: executor %s's receipt failed a spot-check by %s (reported by %s)",
+                    self.agent.agent_id, report.task_id, report.executor, report.checker, report.reporter)
+        self.reported.append(report)
+        if self.coordinator is not None:
+            self.coordinator.exclude(report.executor, f"receipt for {report.task_id} failed a spot-check")
+        for hook in self.mismatch_hooks:
+            await hook(report)
+
+    async def _on_mismatch(self, sender: str, body: dict[str, Any]) -> None:
+        """A requester's report that its spot-check disagreed: believed only with both signed receipts."""
+        wire.expect_keys(body, frozenset({"mismatch", "check"}), "SPOT_RESULT")
+        report, check = MismatchReport.from_dict(body["mismatch"]), TaskReceipt.from_dict(body["check"])
+        row = self._row(report.task_id)
+        if sender != report.reporter or sender != row.envelope.requester:
+            raise MalformedMessage("only a task's requester may report its spot-check")
+        claimed = row.receipt
+        if (claimed is None or claimed.executor != report.executor or claimed.record_hash() != report.receipt_hash
+                or (claimed.status, claimed.output_hash) != (report.claimed_status, report.claimed_output_hash)):
+            raise ReceiptMismatch("the report names a receipt this member does not hold")
+        if (check.executor != report.checker or check.executor == claimed.executor
+                or check.record_hash() != report.check_receipt_hash
+                or (check.status, check.output_hash) != (report.observed_status, report.observed_output_hash)
+                or (check.status, check.output_hash) == (claimed.status, claimed.output_hash)
+                or TaskStatus.TIMEOUT in (check.status, claimed.status)):
+            raise ReceiptMismatch("the report's two receipts do not disagree as it says")
+        await report.verify(self.crypto, self.swarm.registry.public_key(sender), swarm_id=row.envelope.swarm)
+        await verify_receipt(check, row.envelope, self.swarm.registry.public_key(check.executor), crypto=self.crypto)
+        if any(known.task_id == report.task_id and known.checker == report.checker for known in self.reported):
+            return
+        await self._reported(report)
 
     # Executor side -------------------------------------------------------------------------
     async def claim(self, task_id: str) -> Claim:
@@ -451,6 +499,8 @@ class SwarmTasks:
             log.warning("%s: spot-check of %s not answered: %s", self.agent.agent_id, row.envelope.task_id, exc)
 
     async def on_spot_result(self, sender: str, message: SwarmMessage) -> None:
+        if "mismatch" in message.body:
+            return await self._on_mismatch(sender, message.body)
         wire.expect_keys(message.body, frozenset({"req", "receipt"}), "SPOT_RESULT")
         waiting = self._spot_waiters.get(wire.get_str(message.body, "req", 32))
         if waiting is None or waiting[0] != sender or waiting[1].done():
