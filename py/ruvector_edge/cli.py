@@ -41,7 +41,45 @@ def _data_dir(args: argparse.Namespace) -> Path | None:
     return None if args.memory_only else args.data_dir
 
 
-def _open_relay(host: str, port: int, web_root: Path | None, shm_hub: str | None, data_dir: Path | None):
+def _add_federation_options(parser: argparse.ArgumentParser) -> None:
+    fed = parser.add_argument_group("federation (several relays, one swarm, over NATS)")
+    fed.add_argument("--nats", default=os.environ.get("EDGE_NATS_URL") or None, metavar="URL[,URL]",
+                     help="join this NATS system (nats:// or tls://, comma-separated; default EDGE_NATS_URL)")
+    fed.add_argument("--nats-user", default=os.environ.get("EDGE_NATS_USER") or None, metavar="USER",
+                     help="NATS user (default EDGE_NATS_USER); the password comes from EDGE_NATS_PASSWORD")
+    fed.add_argument("--nats-nkey", default=None, metavar="SEEDFILE", help="authenticate with this nkey seed file")
+    fed.add_argument("--nats-ca", default=None, metavar="PEM", help="CA that signed the NATS servers' certificates")
+    fed.add_argument("--nats-cert", default=None, metavar="PEM", help="client certificate for NATS (mutual TLS)")
+    fed.add_argument("--nats-key", default=None, metavar="PEM", help="key of --nats-cert")
+    fed.add_argument("--relay-id", default=None, metavar="ID", help="this relay's name on the bus (default: random)")
+    fed.add_argument("--nats-replicas", type=int, default=1, metavar="N",
+                     help="replicas of each swarm's stream and presence bucket (3 on a 3-node cluster)")
+    fed.add_argument("--stream-max-msgs", type=int, default=100_000, metavar="N", help="catch-up: frames kept per swarm")
+    fed.add_argument("--stream-max-bytes", type=int, default=256 * 1024 * 1024, metavar="B", help="catch-up: bytes kept per swarm")
+    fed.add_argument("--stream-max-age", type=float, default=3600.0, metavar="S", help="catch-up: seconds a frame is kept")
+
+
+def _federation_from(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """(NatsOptions, FederationConfig) from the command line, or None without --nats."""
+    if not args.nats:
+        return None
+    from .relay.federation.backplane import FederationConfig
+    from .relay.federation.nats_bus import NatsOptions
+
+    options = NatsOptions(tuple(u.strip() for u in args.nats.split(",") if u.strip()), user=args.nats_user,
+                          password=os.environ.get("EDGE_NATS_PASSWORD") if args.nats_user else None,
+                          nkey_seed_file=args.nats_nkey, tls_ca=args.nats_ca, tls_cert=args.nats_cert, tls_key=args.nats_key)
+    try:
+        config = FederationConfig(args.relay_id or f"relay-{os.urandom(4).hex()}", replicas=args.nats_replicas,
+                                  stream_max_msgs=args.stream_max_msgs, stream_max_bytes=args.stream_max_bytes,
+                                  stream_max_age_s=args.stream_max_age)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return options, config
+
+
+def _open_relay(host: str, port: int, web_root: Path | None, shm_hub: str | None, data_dir: Path | None,
+                federation=None):
     """A RelayServer keeping its GUN graph in DATA_DIR/gun.sqlite (None: in memory), or None, logged, when that
     store cannot be made or opened (not a directory, unwritable, not a database). The directory is made only
     here, once the relay's dependencies are known to import, so a failed start leaves nothing behind."""
@@ -52,7 +90,7 @@ def _open_relay(host: str, port: int, web_root: Path | None, shm_hub: str | None
     try:
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
-        return RelayServer(host, port, web_root, shm_hub=shm_hub, gun_store=_gun_file(data_dir))
+        return RelayServer(host, port, web_root, shm_hub=shm_hub, gun_store=_gun_file(data_dir), federation=federation)
     except (OSError, sqlite3.Error) as exc:
         log.error("cannot keep the relay's data in %s: %s", data_dir, exc)
         return None
@@ -75,18 +113,20 @@ def relay_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shm-hub", default=None, metavar="NAME",
                         help="also accept agents on this machine over shared memory (they join shm://NAME)")
     _add_store_options(parser)
+    _add_federation_options(parser)
     parser.add_argument("--version", action="version", version=f"edge-relay {__version__}")
     args = parser.parse_args(argv)
+    federation = _federation_from(args, parser)
     configure_logging()
     web_root = args.web if args.web is not None else (Path("dist") if Path("dist/index.html").exists() else None)
     if web_root is not None and not (web_root / "index.html").exists():
         parser.error(f"{web_root}/index.html not found; build the app first: bash scripts/build-web.sh")
-    return asyncio.run(_serve_relay(*args.listen, web_root, args.shm_hub, _data_dir(args)))
+    return asyncio.run(_serve_relay(*args.listen, web_root, args.shm_hub, _data_dir(args), federation))
 
 
 async def _serve_relay(host: str, port: int, web_root: Path | None, shm_hub: str | None = None,
-                       data_dir: Path | None = None) -> int:
-    server = _open_relay(host, port, web_root, shm_hub, data_dir)
+                       data_dir: Path | None = None, federation=None) -> int:
+    server = _open_relay(host, port, web_root, shm_hub, data_dir, federation)
     if server is None:
         return 2
     try:
@@ -94,12 +134,20 @@ async def _serve_relay(host: str, port: int, web_root: Path | None, shm_hub: str
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc)
         return 2
+    except Exception as exc:  # nats-py's refusals (auth, TLS, no servers) share no base class with OSError
+        if federation is None:
+            raise
+        log.error("cannot join NATS at %s: %s: %s", ",".join(federation[0].servers), type(exc).__name__, exc)
+        await server.stop()
+        return 2
     shown = f"[{host}]" if ":" in host else host
     port = server.port
     print(f"edge-relay {__version__} listening on http://{shown}:{port}/ (agents: ws://{shown}:{port}/ws, "
           f"GUN peers: http://{shown}:{port}/gun)", flush=True)
     if shm_hub:
         print(f"shared-memory hub: shm://{shm_hub}", flush=True)
+    if federation is not None:
+        print(f"federated over NATS {','.join(federation[0].servers)} as relay {federation[1].relay_id}", flush=True)
     print(f"GUN graph: {_gun_file(data_dir) or 'in memory only'}", flush=True)
     if web_root is None:
         print("no web app to serve (build it with: bash scripts/build-web.sh)", flush=True)

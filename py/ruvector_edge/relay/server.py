@@ -19,6 +19,8 @@ from ..platform.base import Clock
 from ..platform.native import NativeCryptoProvider
 from ..transport import relay_wire as rw
 from .admission import ConnectionGate, Ticket
+from .federation.backplane import FederationConfig
+from .federation.nats_bus import NatsBus, NatsOptions
 from .http import add_http_routes
 from .metrics import RelayMetrics
 from .queued_peer import QueuedPeer
@@ -61,9 +63,11 @@ class _Connection(QueuedPeer):
 
 class RelayServer:
     def __init__(self, host: str, port: int, web_root: Path | None, limits: RelayLimits | None = None,
-                 shm_hub: str | None = None, gun_store: str | None = None, clock: Clock | None = None) -> None:
+                 shm_hub: str | None = None, gun_store: str | None = None, clock: Clock | None = None,
+                 federation: tuple[NatsOptions, FederationConfig] | None = None) -> None:
         """`gun_store`: SQLite file of the GUN graph served on /gun (None keeps it in memory).
-        `clock`: the wall clock registrations and held bindings are judged by (a fake one in tests)."""
+        `clock`: the wall clock registrations and held bindings are judged by (a fake one in tests).
+        `federation`: join a NATS system and carry swarm traffic across relays (relay/federation)."""
         self.host, self.port, self.web_root = host, port, web_root
         self.shm_hub_name = shm_hub
         self._shm_hub = None
@@ -78,6 +82,9 @@ class RelayServer:
         self.metrics.queue_depths = self._queue_depths
         self.gun = GunEngine(gun_store)
         self.metrics.gun_counts = self.gun.metrics
+        self.bus: NatsBus | None = None
+        if federation is not None:
+            self.bus = NatsBus(*federation, self.router)
 
     def _queue_depths(self) -> tuple[int, int]:
         depths = [c.queue.qsize() for c in self._connections.values()]
@@ -113,6 +120,9 @@ class RelayServer:
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        if self.bus is not None:  # before listening: an agent must never be welcomed by a relay that can't federate
+            await self.bus.start()
+            self.router.attach_federation(self.bus.backplane)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
@@ -141,6 +151,8 @@ class RelayServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.bus is not None:
+            await self.bus.stop()
         self.gun.close_store()
 
     async def _ping_loop(self) -> None:

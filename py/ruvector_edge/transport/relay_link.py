@@ -7,6 +7,10 @@ backoff and full jitter so a restarted relay is not stampeded by every agent
 at once; frames sent while disconnected wait in the session's bounded queue
 (`SendQueueFull` when it is full, never a quiet drop) and are flushed in order
 after the next welcome.
+
+A link may know several relays of one federation (`targets`): each attempt goes
+to the next one, so an agent whose relay dies is on another after one short
+backoff, and its hello's `resume` catches it up there.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class ReconnectingRelayLink(abc.ABC):
 
     def __init__(
         self,
-        target: str,
+        target: str | list[str],
         swarm: P2PSwarm,
         *,
         on_envelope: FrameHandler,
@@ -45,7 +49,10 @@ class ReconnectingRelayLink(abc.ABC):
         backoff_max_s: float = 5.0,
         max_frame_bytes: int = 2 * 1024 * 1024,
     ) -> None:
-        self.target = target
+        self.targets = [target] if isinstance(target, str) else list(target)
+        if not self.targets:
+            raise ValueError("a relay link needs at least one relay URL")
+        self.target = self.targets[0]
         self.session = RelaySession(
             swarm, on_envelope=on_envelope, on_member=on_member, on_left=on_left, topics=topics,
             queue_limit=queue_limit, max_frame_bytes=max_frame_bytes,
@@ -193,6 +200,8 @@ class ReconnectingRelayLink(abc.ABC):
                 break
             if self._welcomed:
                 delay = self.backoff_initial_s  # a session that got going resets the backoff
+            self.target = self.targets[(self.targets.index(self.target) + 1) % len(self.targets)]
             await asyncio.sleep(random.uniform(0, delay))
-            delay = min(self.backoff_max_s, delay * 2)
+            if self.target == self.targets[0]:  # the backoff grows once per round of every relay
+                delay = min(self.backoff_max_s, delay * 2)
             self.reconnects += 1

@@ -1,4 +1,7 @@
-"""Native WebSocket link to an edge-relay (aiohttp); the protocol and reconnect policy are shared."""
+"""Native WebSocket link to an edge-relay (aiohttp); the protocol and reconnect policy are shared.
+
+`url` may list several relays of one federation, comma-separated (`ws://a:8080/ws,ws://b:8080`):
+the link fails over between them in order."""
 
 from __future__ import annotations
 
@@ -12,12 +15,20 @@ from .relay_link import RETRYABLE, ReconnectingRelayLink
 log = logging.getLogger(__name__)
 
 
+def relay_urls(urls: str) -> list[str]:
+    """Comma-separated relay URLs, each completed with the /ws path when it is missing."""
+    out = []
+    for url in (u.strip() for u in urls.split(",")):
+        if url:
+            out.append(url if url.rstrip("/").endswith("/ws") else url.rstrip("/") + "/ws")
+    return out
+
+
 class RelayClient(ReconnectingRelayLink):
     retryable = RETRYABLE + (aiohttp.ClientError, RuntimeError)
 
     def __init__(self, url: str, swarm, **options) -> None:
-        super().__init__(url, swarm, **options)
-        self.url = url
+        super().__init__(relay_urls(url), swarm, **options)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._http: aiohttp.ClientSession | None = None
 
@@ -43,7 +54,7 @@ class RelayClient(ReconnectingRelayLink):
     async def _connect_once(self) -> None:
         assert self._http is not None
         try:
-            async with self._http.ws_connect(self.url, max_msg_size=self.max_frame_bytes, heartbeat=None) as ws:
+            async with self._http.ws_connect(self.target, max_msg_size=self.max_frame_bytes, heartbeat=None) as ws:
                 self._ws = ws
                 while (message := await ws.receive()).type == aiohttp.WSMsgType.TEXT:
                     await self._received(message.data)
