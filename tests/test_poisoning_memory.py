@@ -49,3 +49,29 @@ def test_without_a_flood_the_oldest_of_the_largest_owner_goes():
     assert (owners.count("alice"), owners.count("bob"), owners.count("carol")) == (4, 3, 3)
     assert [e.content for e in memory._entries.values() if e.owner == "alice"] == [f"alice memory {i}" for i in range(2, 6)]
     assert (len(result.added), result.evicted, result.over_share) == (3, 2, 0)
+
+
+async def test_a_member_flooding_sync_memories_is_counted_by_the_agent_and_honest_memories_stay():
+    from relay_fixtures import agent_config, joined_agents, running_relay, wait_for, ws_url
+    from ruvector_edge.protocol import MessageKind
+
+    async with running_relay() as relay:
+        agents = await joined_agents(ws_url(relay.port), agent_config("me", memory_capacity=40, memory_dim=DIM),
+                                     agent_config("alice", memory_dim=DIM), agent_config("mallory", memory_dim=DIM))
+        me, alice, mallory = agents
+        try:
+            for i in range(5):
+                await alice.store_memory(f"alice note {i}", vector(i))
+            await alice.sync_memories()
+            await wait_for(lambda: len(me.memory) == 5, what="alice's memories")
+            flood = source("mallory", 300, "spam")
+            for start in range(0, len(flood), 30):
+                await mallory.broadcast(MessageKind.SYNC_MEMORIES, entries=flood[start : start + 30])
+            await wait_for(lambda: me.defences()["memory_over_share"] == 300 - 35, timeout=20,
+                           what="the flood counted")
+            owners = [entry.owner for entry in me.memory._entries.values()]
+            assert owners.count("alice") == 5 and owners.count("mallory") == 35
+            assert alice.defences()["memory_over_share"] == 0
+        finally:
+            for agent in agents:
+                await agent.leave()

@@ -158,6 +158,7 @@ class SwarmAgent:
         self.peers: dict[str, PeerInfo] = {}
         self.rejected: collections.Counter[str] = collections.Counter()
         self.ignored: collections.Counter[str] = collections.Counter()
+        self.bounded: collections.Counter[str] = collections.Counter()  # what members sent past their share, dropped
         self.inbox: collections.deque[tuple[str, SwarmMessage]] = collections.deque(maxlen=config.inbox_limit)
         self._subscribers: dict[MessageKind, list[Handler]] = collections.defaultdict(list)
         self._pongs: dict[str, asyncio.Future] = {}
@@ -597,6 +598,10 @@ class SwarmAgent:
         result = self.memory.import_entries(message.body.get("entries"), sender)
         if result.rejected:
             self.rejected["memory_entry"] += len(result.rejected)
+        if result.over_share:
+            self.bounded["memory_entries"] += result.over_share
+            log.warning("%s: %s is past its share of memory: %d of its entries dropped", self.agent_id, sender,
+                        result.over_share)
 
     async def _on_sync_patterns(self, sender: str, message: SwarmMessage) -> None:
         data = wire.get_b64(message.body, "state", self.intelligence.limits.max_message_bytes)
@@ -656,6 +661,18 @@ class SwarmAgent:
         return self.swarm_tasks.table()
 
     # Views ---------------------------------------------------------------------------
+    def defences(self) -> dict[str, int]:
+        """What the swarm's bounds on any one member (issue 14) have held back so far, for the page."""
+        stats = self.intelligence.get_swarm_stats()
+        return {
+            "memory_over_share": self.bounded["memory_entries"],
+            "blocks_over_share": self.artifacts.over_share,
+            "pattern_entries_trimmed": stats.trimmed_entries,
+            "pattern_entries_capped": stats.capped_entries,
+            "foreign_origins_refused": self.rejected["ForeignOrigin"],
+            "executors_reported": len(self.swarm_tasks.reported),
+        }
+
     def peer_table(self) -> list[dict[str, Any]]:
         rows = []
         for member in self.swarm.registry.members():

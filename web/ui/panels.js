@@ -60,6 +60,28 @@ export function renderPatterns(snap) {
   });
 }
 
+/** What the bounds on any one member held back (issue 14): a line under the pattern stats, data-* for tests. */
+export function renderDefences(snap) {
+  const d = snap.defences;
+  if (!d) return;
+  let line = $("defences");
+  if (!line) {
+    line = document.createElement("p");
+    line.id = "defences";
+    line.className = "muted";
+    $("pattern-stats").after(line);
+  }
+  Object.assign(line.dataset, {
+    memoryOverShare: d.memory_over_share, blocksOverShare: d.blocks_over_share,
+    trimmed: d.pattern_entries_trimmed, foreignRefused: d.foreign_origins_refused,
+    executorsReported: d.executors_reported,
+  });
+  line.textContent =
+    `Bounded: ${count(d.memory_over_share, "memory", "memories")} and ${count(d.blocks_over_share, "block")} past a member's share dropped, ` +
+    `${count(d.pattern_entries_trimmed, "pattern entry", "pattern entries")} trimmed, ${d.pattern_entries_capped} capped, ` +
+    `${count(d.foreign_origins_refused, "state")} for other origins refused, ${count(d.executors_reported, "executor")} reported`;
+}
+
 export function renderSearch(hits) {
   fill("search-results", hits, (row, h) => {
     row.dataset.owner = h.owner;
@@ -106,6 +128,7 @@ export function renderAll(snap) {
   renderIdentity(snap);
   renderPeers(snap);
   renderPatterns(snap);
+  renderDefences(snap);
   $("memory-count").textContent = `(${snap.memories} held)`;
   renderTasks(snap);
   renderArtifacts(snap);
