@@ -122,39 +122,45 @@ def start_relay(port: int, nats_url: str, relay_id: str) -> subprocess.Popen:
 
 
 async def test_relay_killed_with_sigkill_its_agent_fails_over_and_loses_nothing(tmp_path):
+    """Alice's relay A dies; bob keeps sending; only once carol has all of it does relay C (alice's
+    next URL) come up, so alice can only have what she missed by catching up from the stream."""
     async with running_nats(tmp_path, 1) as nats_:
-        pa, pb = free_port(), free_port()
-        relay_a, relay_b = start_relay(pa, nats_.urls, "ra"), start_relay(pb, nats_.urls, "rb")
+        pa, pb, pc = free_port(), free_port(), free_port()
+        procs = [start_relay(pa, nats_.urls, "ra"), start_relay(pb, nats_.urls, "rb")]
         links = []
         try:
-            a, b = await P2PSwarm.create("alice", TEST_SWARM_KEY), await P2PSwarm.create("bob", TEST_SWARM_KEY)
-            la, ga = await client(f"{ws_url(pa)},{ws_url(pb)}", a)
+            a, b, c = [await P2PSwarm.create(n, TEST_SWARM_KEY) for n in ("alice", "bob", "carol")]
+            la, ga = await client(f"{ws_url(pa)},{ws_url(pc)}", a)
             lb, gb = await client(ws_url(pb), b)
-            links = [la, lb]
+            lc, gc = await client(ws_url(pb), c)
+            links = [la, lb, lc]
             before = [await b.publish("t", b"before %d" % i) for i in range(5)]
             for p in before:
                 await lb.send(p.frame)
             await wait_for(lambda: len(ga.ids) == 5, timeout=10, what="alice to get the first frames")
-            relay_a.send_signal(signal.SIGKILL)
-            relay_a.wait(10)
+            procs[0].send_signal(signal.SIGKILL)
+            procs[0].wait(10)
             during = [await b.publish("t", b"during %d" % i) for i in range(50)]
-            for p in during:  # sent while alice is failing over
+            for p in during:  # sent while alice has no relay
                 await lb.send(p.frame)
-            await wait_for(lambda: len(ga.ids) >= 55, timeout=10, what="alice to catch up on relay B")
-            assert la.target == ws_url(pb) and la.reconnects >= 1
+            await wait_for(lambda: len(gc.ids) == 55, timeout=10, what="carol to get everything bob sent")
+            assert len(ga.ids) == 5
+            procs.append(start_relay(pc, nats_.urls, "rc"))
+            await wait_for(lambda: len(ga.ids) >= 55, timeout=15, what="alice to catch up on relay C")
+            assert la.target == ws_url(pc) and la.reconnects >= 1
             assert ga.ids == [p.message_id for p in [*before, *during]]  # in order, none twice, none lost
             # Relay A restarted rejoins the federation: an agent on it reaches bob.
-            relay_a = start_relay(pa, nats_.urls, "ra2")
-            c = await P2PSwarm.create("carol", TEST_SWARM_KEY)
-            lc, gc = await client(ws_url(pa), c)
-            links.append(lc)
-            after = await c.publish("t", b"after")
-            await lc.send(after.frame)
-            await wait_for(lambda: after.message_id in gb.ids, timeout=10, what="bob to hear carol on the restarted relay")
+            procs.append(start_relay(pa, nats_.urls, "ra2"))
+            d = await P2PSwarm.create("dave", TEST_SWARM_KEY)
+            ld, _ = await client(ws_url(pa), d)
+            links.append(ld)
+            after = await d.publish("t", b"after")
+            await ld.send(after.frame)
+            await wait_for(lambda: after.message_id in gb.ids, timeout=10, what="bob to hear dave on the restarted relay")
         finally:
             for link in links:
                 await link.stop()
-            for proc in (relay_a, relay_b):
+            for proc in procs:
                 if proc.poll() is None:
                     proc.terminate()
                     proc.wait(10)
