@@ -9,6 +9,7 @@ returned one by more than that.
 from __future__ import annotations
 
 import base64
+from array import array
 import hashlib
 import math
 import os
@@ -107,6 +108,30 @@ def test_pack_normalises_to_float32_unit_vectors():
 def test_pack_refuses_bad_vectors(bad):
     with pytest.raises(MalformedMessage):
         pack_unit_vector(bad, 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=40))
+def test_pack_of_float_arrays_is_bit_identical_to_the_pure_python_loop(values):
+    """Float arrays take a vectorised path (a synced entry's array('f'), an embedder's ndarray); the
+    stored bytes must not depend on which path ran, or on which runtime."""
+    if not any(values):
+        return
+    pure = pack_unit_vector(list(values), len(values))  # a list of Python floats: the loop
+    assert pack_unit_vector(array("f", values), len(values)) == pure
+    assert pack_unit_vector(np.array(values, dtype=np.float32), len(values)) == pure
+    assert pack_unit_vector(np.array(values, dtype=np.float64), len(values)) == pure
+
+
+@pytest.mark.parametrize("bad", [[1.0, 2.0], [1.0, 2.0, 3.0, 4.0], [float("nan"), 1.0, 1.0], [float("inf"), 1.0, 1.0],
+                                 [0.0, 0.0, 0.0]])
+@pytest.mark.parametrize("kind", ["array", "float32", "float64"])
+def test_pack_refuses_bad_float_arrays(bad, kind):
+    values = array("d", bad) if kind == "array" else np.array(bad, dtype=kind)
+    with pytest.raises(MalformedMessage):
+        pack_unit_vector(values, 3)
+    with pytest.raises(MalformedMessage):
+        pack_unit_vector(np.array([bad]), 3)  # 2-D
 
 
 # Kernels -------------------------------------------------------------------------------

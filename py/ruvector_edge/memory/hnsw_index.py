@@ -21,7 +21,9 @@ it before it replaces the old one. The first graph (the memory reaching
 `exact_below`, or an open without a usable file) is built the same way, and
 the memory answers exactly until it is ready: no call waits for a build.
 
-Below `exact_below` rows the exact kernel answers (faster there, and exact).
+Below `exact_below` rows the exact kernel answers: exact, and as fast or
+faster there (one thread, 384-d: exact 0.08 ms against the graph's 0.11 ms at
+4K rows, 0.15 against 0.14 at 8K, 0.44 against 0.24 at 16K).
 The graph is a candidate generator only: its labels
 are mapped back to live rows, and every score returned is recomputed from the
 exact kernel's rows, which came from the store. So a stale or damaged graph can
@@ -54,7 +56,7 @@ __all__ = ["DEFAULT_EXACT_BELOW", "HnswKernel"]
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_EXACT_BELOW = 4096
+DEFAULT_EXACT_BELOW = 8192
 _FORMAT = 1
 _F32 = np.dtype("<f4")
 

@@ -36,6 +36,10 @@ __all__ = ["PurePythonKernel", "VectorKernel", "default_kernel", "pack_unit_vect
 
 _LITTLE = sys.byteorder == "little"
 _sumprod = getattr(math, "sumprod", None)  # 3.12+ (Pyodide): a C loop instead of map()
+try:  # natively, and in a Pyodide that serves it; pack_unit_vector's loop is the fallback
+    import numpy as _np
+except ImportError:
+    _np = None
 
 
 def _f32_bytes(values: array) -> bytes:
@@ -65,6 +69,9 @@ def pack_unit_vector(values: object, dim: int) -> bytes:
     """
     if isinstance(values, (str, bytes, bytearray, dict)) or values is None:
         raise MalformedMessage("embedding must be a sequence of numbers")
+    if _np is not None and (isinstance(values, array) and values.typecode in "fd"
+                            or isinstance(values, _np.ndarray) and values.dtype in (_np.float32, _np.float64)):
+        return _pack_float_array(values, dim)
     if hasattr(values, "tolist"):  # numpy arrays and array('f') without importing numpy
         values = values.tolist()
     if not isinstance(values, Sized) or not isinstance(values, Iterable):
@@ -88,6 +95,23 @@ def pack_unit_vector(values: object, dim: int) -> bytes:
     scaled = [x / scale for x in floats]  # |x| <= 1, so the squares cannot overflow
     norm = math.sqrt(math.fsum(x * x for x in scaled))
     return _f32_bytes(array("f", [x / norm for x in scaled]))
+
+
+def _pack_float_array(values, dim: int) -> bytes:
+    """`pack_unit_vector` for a float32/float64 array, vectorised: a synced entry's vector arrives as
+    array('f') and the pure loop cost ~0.6 ms of a 384-d import. Bit for bit the same result: the
+    same float64 divisions and squares, the same exactly rounded `fsum`, the same rounding to float32."""
+    v = _np.asarray(values, dtype=_np.float64)
+    if v.shape != (dim,):
+        raise MalformedMessage(f"embedding has {v.size} dimensions, this memory holds {dim}")
+    if not _np.isfinite(v).all():
+        raise MalformedMessage("embedding holds NaN or infinity")
+    scale = float(_np.max(_np.abs(v), initial=0.0))
+    if scale == 0.0:
+        raise MalformedMessage("embedding is all zeros: it has no direction")
+    scaled = v / scale
+    norm = math.sqrt(math.fsum((scaled * scaled).tolist()))
+    return (scaled / norm).astype("<f4").tobytes()
 
 
 class VectorKernel(abc.ABC):
