@@ -190,18 +190,24 @@ def test_missing_or_rejected_index_file_is_rebuilt(tmp_path, damage):
     assert id_recall(again.search_many(queries, 10), exact_hits(again, np.array(queries), 10)) >= 0.95
 
 
+def read(target: IndexFile):
+    with target.read() as saved:
+        return None if saved is None else (saved[0], open(saved[1], "rb").read())
+
+
 def test_rejected_file_raises_a_typed_error(tmp_path):
     target = IndexFile(str(tmp_path / "x.index"), b"k" * 32)
-    target.write({"format": 1}, b"payload")
-    assert target.read()[0] == {"format": 1}
-    assert bytes(target.read()[1]) == b"payload"
-    for hostile in (b"", b"RVXIDX01", b"RVXIDX01" + bytes(100), open(target.path, "rb").read()[:-1] + b"\0"):
+    assert read(target) is None
+    target.write({"format": 1}, lambda path: open(path, "wb").write(b"graph bytes"))
+    assert read(target) == ({"format": 1}, b"graph bytes")
+    good = open(target.path, "rb").read()
+    for hostile in (b"", b"RVXIDX02", bytes(100), good[:-1] + bytes([good[-1] ^ 1]), good[1:], good + b"\0"):
         open(target.path, "wb").write(hostile)
         with pytest.raises(IndexFileRejected):
-            target.read()
-    with pytest.raises(IndexFileRejected):  # authentic, but from a file made under another key
-        IndexFile(target.path, b"k" * 32).write({}, b"")
-        IndexFile(target.path, b"j" * 32).read()
+            read(target)
+    open(target.path, "wb").write(good)
+    with pytest.raises(IndexFileRejected):  # authentic, but under another store's key
+        read(IndexFile(target.path, b"j" * 32))
 
 
 def test_authentic_file_with_a_hostile_label_table_is_rebuilt(tmp_path):
@@ -212,13 +218,12 @@ def test_authentic_file_with_a_hostile_label_table_is_rebuilt(tmp_path):
     fill(mem, corpus(1000))
     mem.close()
     target = SqliteMemoryStore(path).index_file()
-    header, payload = target.read()
-    payload = bytes(payload)
+    header, graph = read(target)
     for hostile in ({**header, "labels": [x + 10**6 for x in header["labels"]]},
                     {**header, "labels": header["labels"][:-1]},
                     {**header, "labels": "nope"},
                     {**header, "tag": "another-model"}):
-        target.write(hostile, payload)
+        target.write(hostile, lambda path: open(path, "wb").write(graph))
         again = memory(path)
         assert again.kernel.opened == "rebuilt"
         again.kernel.settle()
@@ -235,9 +240,9 @@ def test_index_file_never_overrides_the_store(tmp_path):
     fill(mem, rows)
     mem.close()
     target = SqliteMemoryStore(path).index_file()
-    header, payload = target.read()
+    header, graph = read(target)
     keys = header["keys"]
-    target.write({**header, "keys": keys[1:] + keys[:1]}, bytes(payload))
+    target.write({**header, "keys": keys[1:] + keys[:1]}, lambda path: open(path, "wb").write(graph))
     again = memory(path)
     assert again.kernel.opened == "file"
     queries = corpus(50, seed=6)

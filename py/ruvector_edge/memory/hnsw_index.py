@@ -38,8 +38,6 @@ ids gone are deleted, ids new to it inserted — rather than rebuilt.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -59,24 +57,6 @@ _log = logging.getLogger(__name__)
 DEFAULT_EXACT_BELOW = 8192
 _FORMAT = 1
 _F32 = np.dtype("<f4")
-
-
-def _through_file(action) -> Any:
-    """hnswlib saves and loads by path only: give it an anonymous in-memory file (memfd), so the
-    bytes it loads are exactly the ones that were authenticated, with nothing on disk to swap."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("ruvector-hnsw")
-        try:
-            return action(f"/proc/self/fd/{fd}", fd)
-        finally:
-            os.close(fd)
-    with tempfile.TemporaryDirectory() as directory:  # private (0700) directory where memfd is missing
-        path = os.path.join(directory, "graph")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            return action(path, fd)
-        finally:
-            os.close(fd)
 
 
 class _Build:
@@ -265,21 +245,17 @@ class HnswKernel(VectorKernel):
             return
         header = {"format": _FORMAT, "library": "hnswlib", "dim": self.dim, "tag": tag, **self.params,
                   "labels": self._labels[: len(self._exact)].tolist(), "keys": list(keys)}
-
-        def save(path: str, fd: int) -> bytes:
-            self._graph.save_index(path)
-            return os.pread(fd, os.fstat(fd).st_size, 0)
-
-        target.write(header, _through_file(save))
+        target.write(header, self._graph.save_index)
 
     def restore(self, vectors: Sequence[bytes], keys: Sequence[str], source: IndexFile, tag: str) -> None:
         if len(self):
             raise ValueError("restore fills an empty kernel")
         self._exact.add_many(vectors)
         try:
-            saved = source.read()
+            with source.read() as saved:
+                if saved is not None:
+                    self._adopt(*saved, keys, tag)
             if saved is not None:
-                self._adopt(*saved, keys, tag)
                 self.opened = "file"
                 self._maintain()
                 return
@@ -293,7 +269,7 @@ class HnswKernel(VectorKernel):
             _log.info("memory index: rebuilding the HNSW graph over %d rows (%s)", len(self._exact), why)
         self._maintain()
 
-    def _adopt(self, header: dict[str, Any], payload: memoryview, keys: Sequence[str], tag: str) -> None:
+    def _adopt(self, header: dict[str, Any], graph_path: str, keys: Sequence[str], tag: str) -> None:
         """Take a saved graph for the rows just loaded; IndexFileRejected (nothing adopted) when it is
         not this memory's, then patch what changed since it was saved."""
         expected = {"format": _FORMAT, "library": "hnswlib", "dim": self.dim, "tag": tag, **self.params}
@@ -305,14 +281,9 @@ class HnswKernel(VectorKernel):
                 or len(set(labels)) != len(labels) or len(set(saved_keys)) != len(saved_keys)):
             raise IndexFileRejected("index file label table is malformed")
 
-        def load(path: str, fd: int) -> hnswlib.Index:
-            os.pwrite(fd, payload, 0)
-            graph = hnswlib.Index(space="ip", dim=self.dim)
-            graph.load_index(path)
-            return graph
-
+        graph = hnswlib.Index(space="ip", dim=self.dim)
         try:
-            graph = _through_file(load)
+            graph.load_index(graph_path)
         except (RuntimeError, ValueError) as exc:
             raise IndexFileRejected(f"graph does not load: {exc}") from exc
         in_graph = graph.get_ids_list()
