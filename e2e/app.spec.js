@@ -65,7 +65,8 @@ test("without an invite the page offers to create a swarm; the role/id picker jo
   await expect(page.locator("#status")).toHaveAttribute("data-state", "ready", { timeout: 45_000 });
   await expect(page.locator("#create-btn")).toBeVisible();
   await expect(page.locator("#me")).toBeHidden();
-  await page.locator("#create-btn").click();
+  await expect(page.locator("#create-open-btn")).toBeVisible();
+  await page.locator("#create-open-btn").click(); // "Create a swarm" founds an admitted one: e2e/admission.spec.js
   await expect.poll(() => page.evaluate(() => location.hash)).toMatch(/^#swarm_key=[0-9a-f]{64}$/);
   // the picker comes first, with a random tab id as default
   await expect(page.locator("#picker")).toBeVisible();

@@ -129,14 +129,19 @@ window.edge = {
   py: (code) => call("py", { code }),
 };
 
-// The swarm. The invite lives in the URL fragment (#swarm_key=<64 hex>&role=…&id=…&caps=…),
-// which browsers never send to the server. With an id in it the page joins at once (a reload
-// rejoins as the same agent, with the identity kept in IndexedDB); without one it offers the
-// role/id picker first. Once joined, the dashboard renders one snapshot a second.
+// The swarm. What to join lives in the URL fragment, which browsers never send to the server:
+//   #invite=<token>      an admitted swarm's invite, traded with its admin for a certificate (no key in it)
+//   #found=admitted      a new admitted swarm with this page as its admin ("Create a swarm")
+//   #swarm=<adm-…>&id=…  back to the admitted swarm this browser joined (identity and certificate in IndexedDB)
+//   #swarm_key=<64 hex>  an open swarm: the key is in the link, anyone holding it is a member ("open")
+// plus &role=…&id=…&caps=…. With an id in it the page joins at once (a reload rejoins as the same agent);
+// without one it offers the role/id picker first. Once joined, the dashboard renders one snapshot a second.
 const fragment = () => Object.fromEntries(new URLSearchParams(location.hash.slice(1)));
 const relayWs = () => new URL("/ws", location.href).href.replace(/^http/, "ws");
 const pyString = (value) => JSON.stringify(JSON.stringify(value)); // a Python string literal holding JSON
 const randomId = () => `tab-${Array.from(crypto.getRandomValues(new Uint8Array(2)), (b) => b.toString(16).padStart(2, "0")).join("")}`;
+const lastLine = (err) => err.message.split("\n").filter(Boolean).pop();
+const pageLink = (params) => `${location.origin}${location.pathname}#${new URLSearchParams(params)}`;
 let joining = null;
 let charts = null;
 
@@ -147,10 +152,20 @@ const snapshot = () => call("py", { code: "from ruvector_edge import browser_app
 window.edge.act = act;
 window.edge.snapshot = snapshot;
 
+/** The admin's Remove button: revoke the member and start a new key epoch without it. */
+function removeMember(agentId, btn) {
+  btn.disabled = true;
+  $("members-result").textContent = `removing ${agentId}…`;
+  act("remove_member", { agent_id: agentId }).then(
+    (r) => ($("members-result").textContent = `removed ${r.removed}; swarm key epoch ${r.epoch}`),
+    (err) => ($("members-result").textContent = `error: ${lastLine(err)}`),
+  );
+}
+
 function render(snap) {
   if (!snap.joined) return;
   $("me").hidden = false;
-  renderAll(snap);
+  renderAll(snap, removeMember);
   charts ??= new Charts($("charts"), $("curve"));
   charts.update(snap);
 }
@@ -163,30 +178,48 @@ function refreshForever() {
 function showPicker(inv) {
   $("create").hidden = true;
   $("picker").hidden = false;
-  $("pick-role").value = inv.role || "worker";
+  $("pick-role").value = inv.role || (inv.found ? "coordinator" : "worker");
   $("pick-id").value = inv.id || randomId();
   $("pick-caps").value = inv.caps || "";
+}
+
+/** After joining: what to share. Open: the key itself. Admitted: invites only the admin can make. */
+function showInvite(inv, snap) {
+  if (!snap.admission) {
+    $("invite").hidden = false;
+    $("invite-link").value = pageLink({ swarm_key: inv.swarm_key });
+    $("invite-note").hidden = false;
+    $("invite-note").textContent = "Open swarm: anyone holding this link is a member, and nobody can be removed.";
+    return;
+  }
+  $("invite-form").hidden = !snap.admission.admin;
+  $("invite-note").hidden = false;
+  $("invite-note").textContent = snap.admission.admin
+    ? "Invites are signed by this page (the admin), expire, and are good for the uses you choose; the swarm key is not in them."
+    : "Only the swarm's admin can invite.";
 }
 
 function join(inv) {
   if (joining) return joining;
   $("create").hidden = true;
   $("picker").hidden = true;
-  const invite = { swarm_key: inv.swarm_key, role: inv.role, id: inv.id, caps: inv.caps, relay_url: relayWs() };
-  joining = call("py", { code: `import json\nfrom ruvector_edge import browser_app\nawait browser_app.start(json.loads(${pyString(invite)}))` })
+  const request = { ...inv, relay_url: relayWs() };
+  joining = call("py", { code: `import json\nfrom ruvector_edge import browser_app\nawait browser_app.start(json.loads(${pyString(request)}))` })
     .then((snap) => {
-      // The fragment now names this agent, so a reload rejoins as it; the invite shared is the key alone.
-      const mine = new URLSearchParams({ swarm_key: inv.swarm_key, role: snap.role, id: snap.agent_id });
+      // The fragment now names this agent, so a reload rejoins as it: an open swarm by its key, an admitted
+      // one by its id (the invite is spent; identity and certificate wait in IndexedDB).
+      const mine = snap.admission
+        ? new URLSearchParams({ swarm: snap.swarm_id, role: snap.role, id: snap.agent_id })
+        : new URLSearchParams({ swarm_key: inv.swarm_key, role: snap.role, id: snap.agent_id });
       if (inv.caps) mine.set("caps", inv.caps);
       history.replaceState(null, "", `#${mine}`);
-      $("invite").hidden = false;
-      $("invite-link").value = `${location.origin}${location.pathname}#swarm_key=${inv.swarm_key}`;
+      showInvite(inv, snap);
       render(snap);
       refreshForever();
       return snap;
     })
     .catch((err) => {
-      showError(`joining the swarm failed: ${err.message}`);
+      showError(`joining the swarm failed: ${lastLine(err)}`);
       throw err;
     });
   window.edge.joined = joining;
@@ -196,7 +229,7 @@ function join(inv) {
 function route() {
   const inv = fragment();
   if (joining) return;
-  if (!inv.swarm_key) {
+  if (!inv.swarm_key && !inv.invite && !inv.found && !inv.swarm) {
     $("create").hidden = false;
     return;
   }
@@ -209,15 +242,27 @@ ready.then(() => {
   route();
 });
 addEventListener("hashchange", () => ready.then(route, () => {}));
-$("create-btn").onclick = () => {
+$("create-btn").onclick = () => (location.hash = "found=admitted"); // fires hashchange → picker
+$("create-open-btn").onclick = () => {
   const key = Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0")).join("");
-  location.hash = `swarm_key=${key}`; // fires hashchange → picker
+  location.hash = `swarm_key=${key}`;
 };
 $("picker").onsubmit = (e) => {
   e.preventDefault();
   join({ ...fragment(), role: $("pick-role").value, id: $("pick-id").value.trim(), caps: $("pick-caps").value.trim() || undefined });
 };
 $("copy-btn").onclick = () => navigator.clipboard?.writeText($("invite-link").value).catch(() => {});
+$("invite-form").onsubmit = (e) => {
+  e.preventDefault();
+  act("create_invite", { uses: Number($("invite-uses").value), hours: Number($("invite-hours").value) }).then(
+    (r) => {
+      $("invite").hidden = false;
+      $("invite-link").value = pageLink({ invite: r.token });
+      $("invite-note").textContent = `Good for ${count(r.uses, "join")}, until ${new Date(r.expires_at).toLocaleString()}; the swarm key is not in it.`;
+    },
+    (err) => ($("invite-note").textContent = `error: ${lastLine(err)}`),
+  );
+};
 
 /** Wire a form to an action: `args()` reads its inputs, `show(result)` renders the answer in `out`. */
 function onSubmit(formId, out, name, args, show) {
@@ -229,7 +274,7 @@ function onSubmit(formId, out, name, args, show) {
         $(out).textContent = "";
         show(result);
       },
-      (err) => ($(out).textContent = `error: ${err.message.split("\n").filter(Boolean).pop()}`),
+      (err) => ($(out).textContent = `error: ${lastLine(err)}`),
     );
   };
 }
@@ -247,7 +292,7 @@ onSubmit("task-form", "task-result", "submit_sample_task", () => ({ input: $("ta
   $("task-result").textContent = `submitted ${r.task_id}; waiting for a verified receipt…`;
   act("wait_receipt", { task_id: r.task_id, timeout: 30 }).then(
     (rc) => ($("task-result").textContent = `receipt verified: ${rc.executor} → ${rc.status}, output “${rc.output}”`),
-    (err) => ($("task-result").textContent = `no verified receipt: ${err.message.split("\n").filter(Boolean).pop()}`),
+    (err) => ($("task-result").textContent = `no verified receipt: ${lastLine(err)}`),
   );
 });
 onSubmit("artifact-form", "task-result", "store_artifact", () => ({ text: $("artifact-text").value }),

@@ -213,14 +213,16 @@ class SwarmAgent:
         swarm.on_revoked.append(self._on_revoked)
 
     @classmethod
-    async def new(cls, config: SwarmConfig | None = None, **swarm_options: Any) -> "SwarmAgent":
+    async def new(cls, config: SwarmConfig | None = None, swarm: P2PSwarm | None = None,
+                  **swarm_options: Any) -> "SwarmAgent":
+        """`swarm`: a swarm state the caller built (a page resuming its admitted membership)."""
         config = config or SwarmConfig()
         capabilities = config.effective_capabilities()
-        if config.invite is not None:
+        if swarm is None and config.invite is not None:
             swarm = await P2PSwarm.join_admitted(config.agent_id, config.invite, capabilities, **swarm_options)
-        elif config.found_admitted and config.swarm_key is None:
+        elif swarm is None and config.found_admitted and config.swarm_key is None:
             swarm = await P2PSwarm.found_admitted(config.agent_id, capabilities, **swarm_options)
-        else:
+        elif swarm is None:
             swarm = await P2PSwarm.create(config.agent_id, config.swarm_key, capabilities, **swarm_options)
         store = await open_memory_store(config.agent_id, config.memory_path, persist=config.memory_persist)
         blocks = await open_artifact_backend(config.agent_id, config.artifact_dir, persist=config.artifact_persist)

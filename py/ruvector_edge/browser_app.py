@@ -1,11 +1,13 @@
 """The page's agent: what the web app's worker calls.
 
-`start(invite)` creates one SwarmAgent from an invite read from the URL fragment
-({"swarm_key": hex, "role"?: str, "id"?: str, "caps"?: "a,b", "relay_url": "ws(s)://host/ws"})
-with the identity this browser keeps for that swarm and id, and joins the
-swarm through the browser links; `snapshot()` returns everything the page shows
+`start(fragment)` creates one SwarmAgent from what the URL fragment asks for
+(`parse_fragment`): an open swarm's key (`swarm_key`), an admitted swarm's invite
+to trade for a certificate (`invite`), a new admitted swarm with this page as its
+admin (`found=admitted`), or the admitted swarm this browser already belongs to
+(`swarm`), with the identity this browser keeps for that swarm and id; then it
+joins through the browser links. `snapshot()` returns everything the page shows
 in one call, so one worker request per refresh is enough; `act(name, args)` runs
-one of the page's buttons.
+one of the page's buttons (the admin's "Invite someone" and "Remove" included).
 
 Only `start` needs Pyodide (IndexedDB, the browser links); the rest is plain
 agent API, so the panels' data and the roles' behaviour are tested natively too.
@@ -21,11 +23,14 @@ import logging
 import os
 import random
 import time
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from .errors import EdgeError, IdentityFileError, InvalidPageAction, RejectedInput
+from .errors import EdgeError, IdentityFileError, InvalidPageAction, NotAdmitted, RejectedInput
 from .learning.environments import ChainEnv
+from .p2p.certificates import Certificate, admitted_swarm_id, is_admitted
 from .p2p.identity import IdentityManager
+from .p2p.invites import MAX_INVITE_USES, Invite
 from .protocol import MessageKind, SwarmMessage
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,8 @@ ARTIFACT_ROWS = 50
 LEARN_EVERY_S = 2.0
 SAMPLE_EVERY_S = 1.0
 PING_EVERY_S = 3.0
+INVITE_ROWS = 20  # the admin's most recent invites shown with their uses left
+MAX_INVITE_HOURS = 24 * 30
 SCOUT_CORPUS = (
     "Ed25519 signs every envelope; the registry is the only source of a sender's key.",
     "AES-256-GCM seals payloads with the canonical header as associated data.",
@@ -50,24 +57,50 @@ SCOUT_CORPUS = (
 )
 
 
-def parse_invite(invite: dict[str, Any]) -> tuple[bytes, Any, str, str | None]:
-    """(swarm key, role, agent id, relay URL) from an invite; ValueError when it is unusable."""
+@dataclass(frozen=True)
+class JoinRequest:
+    """What a URL fragment asks for. `mode`: "open" (a swarm key: anyone holding it is a member), "invite" (an
+    admitted swarm's invite to trade for a certificate), "found" (a new admitted swarm, this page its admin),
+    "member" (back to the admitted swarm `swarm_id` this browser already belongs to, as admin or member)."""
+
+    mode: str
+    role: Any
+    agent_id: str
+    relay_url: str | None = None
+    caps: str | None = None
+    swarm_key: bytes | None = None
+    invite: Invite | None = None
+    swarm_id: str | None = None
+
+
+def parse_fragment(fragment: dict[str, Any]) -> JoinRequest:
+    """The join a fragment asks for; ValueError (MalformedMessage for a damaged invite) when it is unusable."""
     from .agent import AgentRole
 
-    key_hex = str(invite.get("swarm_key") or "").strip().lower()
+    role_name = str(fragment.get("role") or "worker").lower()
+    try:
+        role = AgentRole(role_name)
+    except ValueError:
+        raise ValueError(f"unknown role {role_name!r}: use one of {[r.value for r in AgentRole]}") from None
+    common = dict(role=role, agent_id=str(fragment.get("id") or f"tab-{os.urandom(2).hex()}"),
+                  relay_url=fragment.get("relay_url") or None, caps=fragment.get("caps") or None)
+    if fragment.get("invite"):
+        return JoinRequest("invite", invite=Invite.from_token(str(fragment["invite"])), **common)
+    if fragment.get("found") == "admitted":
+        return JoinRequest("found", **common)
+    if fragment.get("swarm"):
+        swarm_id = str(fragment["swarm"])
+        if not is_admitted(swarm_id) or not fragment.get("id"):
+            raise ValueError("swarm= names an admitted swarm (adm-...) and needs the id this browser joined as")
+        return JoinRequest("member", swarm_id=swarm_id, **common)
+    key_hex = str(fragment.get("swarm_key") or "").strip().lower()
     try:
         key = bytes.fromhex(key_hex)
     except ValueError:
         key = b""
     if len(key) != 32:
         raise ValueError("the invite's swarm_key must be 64 hex characters")
-    role_name = str(invite.get("role") or "worker").lower()
-    try:
-        role = AgentRole(role_name)
-    except ValueError:
-        raise ValueError(f"unknown role {role_name!r}: use one of {[r.value for r in AgentRole]}") from None
-    agent_id = str(invite.get("id") or f"tab-{os.urandom(2).hex()}")
-    return key, role, agent_id, invite.get("relay_url") or None
+    return JoinRequest("open", swarm_key=key, **common)
 
 
 def role_capabilities(role: Any, extra: str | None = None) -> tuple[str, ...]:
@@ -99,6 +132,38 @@ async def identity_from_secret_json(crypto: Any, raw: str) -> IdentityManager:
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise IdentityFileError(f"malformed saved identity: {exc}") from exc
     return await IdentityManager.from_secrets(crypto, seed, x_private)
+
+
+def membership_name(swarm_id: str, agent_id: str) -> str:
+    """Where a member of an admitted swarm keeps its certificate and epoch key beside its identity."""
+    return f"{identity_name(swarm_id, agent_id)}#membership"
+
+
+def membership_json(agent: Any) -> str:
+    """A member's certificate and current epoch key, so a reload rejoins without spending another invite.
+    The key is as secret as the identity stored beside it, and no more: whoever reads one reads both."""
+    admission = agent.swarm.admission
+    epoch, key = admission.require_key()
+    return json.dumps({"version": 1, "certificate": admission.certificate.to_dict(), "epoch": epoch, "key": key.hex()})
+
+
+async def resume_membership(identity: IdentityManager, agent_id: str, capabilities: tuple[str, ...], raw: str,
+                             runtime: Any = None) -> Any:
+    """The swarm state saved by `membership_json`, for `identity`; IdentityFileError when it is not one."""
+    from .p2p.swarm import P2PSwarm
+
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict) or doc.get("version") != 1:
+            raise IdentityFileError("unsupported or missing membership version")
+        certificate = Certificate.from_dict(doc["certificate"])
+        epoch, key = doc["epoch"], bytes.fromhex(doc["key"])
+        if type(epoch) is not int or epoch < 0 or len(key) != 32:
+            raise IdentityFileError("membership epoch or key out of range")
+    except (ValueError, KeyError, TypeError, RecursionError, RejectedInput) as exc:
+        raise IdentityFileError(f"malformed saved membership: {exc}") from exc
+    return await P2PSwarm.resume_admitted(agent_id, certificate, epoch, key, capabilities, identity=identity,
+                                          runtime=runtime)
 
 
 async def load_or_create_identity(crypto: Any, name: str, load: Callable[[str], Awaitable[str | None]],
@@ -135,8 +200,13 @@ class MessageLog:
 class PageAgent:
     """One agent plus what its page shows over time and what its role does in the background."""
 
-    def __init__(self, agent: Any, rng: random.Random | None = None) -> None:
+    def __init__(self, agent: Any, rng: random.Random | None = None,
+                 save_membership: Callable[[str], Awaitable[Any]] | None = None) -> None:
+        """`save_membership(json)` keeps an admitted member's certificate and epoch key (IndexedDB in the page)."""
         self.agent = agent
+        self.save_membership = save_membership
+        self._saved_epoch: int | None = None
+        self.invites: collections.deque[Invite] = collections.deque(maxlen=INVITE_ROWS)
         self.log = MessageLog()
         self.curve: collections.deque[float] = collections.deque(maxlen=CURVE_LIMIT)
         self.series: collections.deque[tuple[float, float, int, float | None]] = collections.deque(maxlen=SERIES_LIMIT)
@@ -153,6 +223,8 @@ class PageAgent:
         """Start the samplers and the role's own loop."""
         self._tasks.append(asyncio.create_task(self._every(SAMPLE_EVERY_S, self.sample)))
         self._tasks.append(asyncio.create_task(self._every(PING_EVERY_S, self.measure_latency)))
+        if self.save_membership is not None:
+            self._tasks.append(asyncio.create_task(self._every(SAMPLE_EVERY_S, self.keep_membership)))
         role = self.agent.config.role.value
         if role == "worker":
             self._tasks.append(asyncio.create_task(self._every(LEARN_EVERY_S, self.learn_episode)))
@@ -220,6 +292,34 @@ class PageAgent:
             since = page[-1]["seq"]
         return contents
 
+    # Admission (admitted swarms) ---------------------------------------------------------
+    def _authority(self) -> Any:
+        admission = self.agent.swarm.admission
+        return None if admission is None else admission.authority
+
+    async def keep_membership(self) -> bool:
+        """Save our certificate and epoch key when the epoch moved (admission, a rekey); True when saved."""
+        admission = self.agent.swarm.admission
+        if self.save_membership is None or admission is None or not admission.admitted or self._authority() is not None:
+            return False
+        if admission.epochs.epoch == self._saved_epoch:
+            return False
+        await self.save_membership(membership_json(self.agent))
+        self._saved_epoch = admission.epochs.epoch
+        return True
+
+    def _admission_view(self) -> dict[str, Any] | None:
+        admission = self.agent.swarm.admission
+        if admission is None:
+            return None
+        authority = admission.authority
+        view: dict[str, Any] = {"admin": authority is not None, "epoch": admission.epochs.epoch,
+                                "members": self.agent.member_list()}
+        if authority is not None:
+            view["invites"] = [{"invite_id": i.invite_id, "max_uses": i.max_uses, "expires_at": i.expires_at,
+                                "uses_left": authority.ledger.uses_left(i.invite_id)} for i in reversed(self.invites)]
+        return view
+
     # Samplers ------------------------------------------------------------------------
     async def sample(self) -> None:
         """One chart point a second: messages/s since the last point, patterns known, last latency."""
@@ -263,6 +363,8 @@ class PageAgent:
         tasks = agent.task_table()
         return {
             "joined": True,
+            "refusal": agent.refusal,
+            "admission": self._admission_view(),
             "agent_id": agent.agent_id,
             "role": agent.config.role.value,
             "capabilities": list(agent.swarm.registration.capabilities),
@@ -329,6 +431,28 @@ class PageAgent:
             raise InvalidPageAction(f"{what} must be a finite number")
         return float(value)
 
+    async def act_create_invite(self, uses: int = 1, hours: float = 1.0) -> dict[str, Any]:
+        """Admin only: an invite good for `uses` joins until `hours` from now (the page makes the link)."""
+        authority = self._authority()
+        if authority is None:
+            raise InvalidPageAction("only the admin of an admitted swarm can invite")
+        if type(uses) is not int or not 1 <= uses <= MAX_INVITE_USES:
+            raise InvalidPageAction(f"uses must be an integer from 1 to {MAX_INVITE_USES}")
+        hours = self._number(hours, "hours")
+        if not 0 < hours <= MAX_INVITE_HOURS:
+            raise InvalidPageAction(f"hours must be in (0, {MAX_INVITE_HOURS}]")
+        roles = ("worker", "scout", "specialist", "coordinator", "wasm")
+        invite = await authority.create_invite(roles, max_uses=uses, ttl_ms=int(hours * 3600_000))
+        self.invites.append(invite)
+        return {"token": invite.to_token(), "uses": invite.max_uses, "expires_at": invite.expires_at}
+
+    async def act_remove_member(self, agent_id: str) -> dict[str, Any]:
+        """Admin only: revoke a member (relay and members refuse it) and start a new key epoch without it."""
+        if self._authority() is None:
+            raise InvalidPageAction("only the admin of an admitted swarm can remove members")
+        await self.agent.remove_member(self._text(agent_id, "agent_id", limit=64))
+        return {"removed": agent_id, "epoch": self.agent.swarm.admission.epochs.epoch}
+
     async def act_learn(self, state: str, action: str, reward: float) -> dict[str, Any]:
         await self.agent.learn(self._text(state, "state"), self._text(action, "action"), self._number(reward, "reward"))
         await self.agent.sync_patterns()
@@ -394,29 +518,71 @@ class PageAgent:
 _app: PageAgent | None = None
 
 
-async def start(invite: dict[str, Any]) -> dict[str, Any]:
+async def start(fragment: dict[str, Any]) -> dict[str, Any]:
     """Create and join the page's agent (once, under Pyodide); returns `snapshot()`."""
     global _app
     if _app is not None:
         return snapshot()
-    key, role, agent_id, relay_url = parse_invite(invite)
-    from .agent import SwarmAgent, SwarmConfig
-    from .p2p.keys import swarm_id_for
-    from .platform import default_runtime
+    request = parse_fragment(fragment)
     from .platform.jsffi import js_bridge  # Pyodide only, like the browser links below
     from .transport.browser import join_swarm_browser
 
-    bridge = js_bridge("edgeIdentity", "web/bridges/identity-idb.js")
-    identity, _ = await load_or_create_identity(
-        default_runtime().crypto, identity_name(swarm_id_for(key), agent_id), bridge.load, bridge.save)
-    config = SwarmConfig(agent_id=agent_id, role=role, swarm_key=key,
-                         capabilities=role_capabilities(role, invite.get("caps")))
-    agent = await SwarmAgent.new(config, identity=identity)
-    page = PageAgent(agent)
-    await join_swarm_browser(agent, relay_url)
+    store = js_bridge("edgeIdentity", "web/bridges/identity-idb.js")
+    agent, swarm_id = await _new_agent(request, store.load, store.save)
+    async def save_membership(text: str) -> None:
+        await store.save(membership_name(agent.swarm.swarm_id, agent.agent_id), text)
+
+    member = swarm_id is not None and agent.swarm.admission.authority is None
+    page = PageAgent(agent, save_membership=save_membership if member else None)
+    try:
+        await join_swarm_browser(agent, request.relay_url)
+    except BaseException:
+        await agent.leave()
+        raise
+    await page.keep_membership()
     page.start()
     _app = page
     return snapshot()
+
+
+async def _new_agent(request: JoinRequest, load: Callable[[str], Awaitable[str | None]],
+                     save: Callable[[str, str], Awaitable[Any]]) -> tuple[Any, str | None]:
+    """The page's SwarmAgent for `request` with this browser's identity for that swarm and id, and the admitted
+    swarm id (None for an open swarm). A founder's identity is new and saved under the swarm id it makes."""
+    from dataclasses import replace
+
+    from .agent import SwarmAgent, SwarmConfig
+    from .p2p.keys import swarm_id_for
+    from .platform import default_runtime
+
+    crypto = default_runtime().crypto
+    caps = role_capabilities(request.role, request.caps)
+    config = SwarmConfig(agent_id=request.agent_id, role=request.role, swarm_key=request.swarm_key, capabilities=caps)
+    if request.mode == "open":
+        identity, _ = await load_or_create_identity(crypto, identity_name(swarm_id_for(request.swarm_key), request.agent_id),
+                                                    load, save)
+        return await SwarmAgent.new(config, identity=identity), None
+    if request.mode == "invite":
+        swarm_id = request.invite.swarm
+        identity, _ = await load_or_create_identity(crypto, identity_name(swarm_id, request.agent_id), load, save)
+        return await SwarmAgent.new(replace(config, invite=request.invite.to_token()), identity=identity), swarm_id
+    if request.mode == "found":
+        identity = await IdentityManager.generate(crypto)
+        swarm_id = admitted_swarm_id(identity.ed25519_public)
+        await save(identity_name(swarm_id, request.agent_id), identity.to_secret_json())
+        return await SwarmAgent.new(replace(config, found_admitted=True), identity=identity), swarm_id
+    swarm_id = request.swarm_id
+    raw = await load(identity_name(swarm_id, request.agent_id))
+    if raw is None:
+        raise NotAdmitted(f"this browser holds no identity for {request.agent_id!r} in {swarm_id}: join with an invite link")
+    identity = await identity_from_secret_json(crypto, str(raw))
+    if admitted_swarm_id(identity.ed25519_public) == swarm_id:  # the founder, back: admin again (members re-invited)
+        return await SwarmAgent.new(replace(config, found_admitted=True), identity=identity), swarm_id
+    saved = await load(membership_name(swarm_id, request.agent_id))
+    if saved is None:
+        raise NotAdmitted(f"{request.agent_id!r} kept no certificate of {swarm_id}: join with a new invite link")
+    swarm = await resume_membership(identity, request.agent_id, caps, str(saved))
+    return await SwarmAgent.new(config, swarm), swarm_id
 
 
 def snapshot() -> dict[str, Any]:

@@ -124,8 +124,40 @@ export function renderLog(snap) {
   });
 }
 
-export function renderAll(snap) {
+/** Open or admitted; for an admitted swarm's admin, the members with a Remove button each (`onRemove(id)`). */
+export function renderAdmission(snap, onRemove) {
+  const adm = snap.admission;
+  $("me-mode").textContent = !adm
+    ? "open swarm (anyone with the link is a member)"
+    : `admitted swarm, ${adm.admin ? "admin" : "member"}, key epoch ${adm.epoch}`;
+  $("refused").hidden = !snap.refusal;
+  $("refused").textContent = snap.refusal ? `Removed from the swarm: ${snap.refusal}` : "";
+  $("members-panel").hidden = !adm?.admin;
+  if (!adm?.admin) return;
+  $("member-count").textContent = `(${adm.members.length})`;
+  $("members-epoch").textContent = `Swarm key epoch ${adm.epoch}; a removal starts a new one without the removed member.`;
+  fill("members", adm.members, (row, m) => {
+    row.dataset.agentId = m.agent_id;
+    cell(row, m.agent_id);
+    cell(row, m.roles.join(", "));
+    cell(row, new Date(m.expires_at).toLocaleString());
+    const td = row.insertCell();
+    if (m.admin) {
+      td.textContent = "admin";
+      return;
+    }
+    const btn = document.createElement("button");
+    btn.type = "button";
+    btn.className = "plain remove";
+    btn.textContent = "Remove";
+    btn.onclick = () => onRemove(m.agent_id, btn);
+    td.append(btn);
+  });
+}
+
+export function renderAll(snap, onRemove) {
   renderIdentity(snap);
+  renderAdmission(snap, onRemove);
   renderPeers(snap);
   renderPatterns(snap);
   renderDefences(snap);

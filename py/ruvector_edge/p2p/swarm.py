@@ -190,6 +190,33 @@ class P2PSwarm:
         await swarm.registry.register(registration)
         return swarm
 
+    @classmethod
+    async def resume_admitted(
+        cls,
+        agent_id: str,
+        certificate: Certificate,
+        epoch: int,
+        key: bytes,
+        capabilities: Sequence[str] = ("worker",),
+        *,
+        identity: IdentityManager,
+        runtime: Runtime | None = None,
+        config: SecurityConfig | None = None,
+        grace_ms: int = DEFAULT_GRACE_MS,
+    ) -> "P2PSwarm":
+        """A member coming back (a reloaded page) with the certificate and epoch key it kept: no invite is spent;
+        the relay passes on the revocations and the newer epoch key it missed at the hello."""
+        wire.check_id(agent_id, "agent_id")
+        runtime = runtime or default_runtime()
+        admission = Admission(certificate.swarm, runtime.crypto, runtime.clock, grace_ms=grace_ms)
+        registration = await identity.create_registration(agent_id, capabilities, swarm=certificate.swarm,
+                                                          clock=runtime.clock)
+        await admission.accept_certificate(certificate, identity, registration)
+        admission.epochs.install(epoch, key, runtime.clock.now_ms())
+        swarm = cls(agent_id, None, identity, registration, runtime, config or SecurityConfig(), admission)
+        await swarm.registry.register(registration)
+        return swarm
+
     @property
     def swarm_key(self) -> SwarmKey:
         """The key broadcasts are sealed under now: the open swarm's key, or the current epoch's."""
