@@ -6,8 +6,9 @@
 //
 // The writer and the reader are separate Node processes (this file with --role). The writer puts
 // key k<i> = i on node bench/<run>/<i mod nodes>, keeping at most `window` puts un-acked; the
-// reader subscribes (`on`) to those nodes first (the official relay forwards a put only to
-// subscribers) and counts distinct (soul, key) arriving in `put` messages on its wire. Both
+// reader subscribes (`on`) to those nodes first (our relay, like the official one with AXE, forwards
+// a put only to peers whose GET asked for its soul; relay.cjs runs without AXE and sends every put to
+// every peer) and counts distinct (soul, key) arriving in `put` messages on its wire. Both
 // relays persist: ours to its data directory (SQLite), the official one to its radisk directory.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
