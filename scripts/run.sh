@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: set up, build the web app, then start a coordinator that runs the relay
-# (serving the web app, /ws for agents, a shared-memory hub for local agents), two workers
-# over WebSocket and a scout over shared memory; run the local demo; print the URL.
+# (serving the web app, /ws for agents, a shared-memory hub for local agents) and founds an
+# admitted swarm, two workers over WebSocket and a scout over shared memory that join it with
+# its invite; run the local demo; print the web app's URL (an invite link good for a few tabs).
 # The relay keeps its GUN graph in build/relay-data/ (delete it to start empty).
 # Everything stays up until Ctrl-C.        PORT=8080 HOST=127.0.0.1 bash scripts/run.sh
 set -euo pipefail
@@ -22,32 +23,37 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 mkdir -p build
-KEY="$(.venv/bin/python -c 'import os; print(os.urandom(32).hex())')"
+# An admitted swarm: the coordinator is its admin and writes one invite, good for USES joins: the two
+# workers and the scout take three, the rest are for browser tabs. The swarm key is in no link.
+USES=8
+rm -f build/invite.link
 .venv/bin/edge-coordinator --id coordinator-001 --listen "$HOST:$PORT" --web dist --shm-hub "$HUB" --data-dir build/relay-data \
-  --swarm-key "$KEY" --status-every 10 >build/coordinator.log 2>&1 &
+  --invite-uses "$USES" --invite-hours 12 --invite-file build/invite.link --status-every 10 >build/coordinator.log 2>&1 &
 PIDS+=($!)
-for _ in $(seq 1 100); do
-  if .venv/bin/python -c "import urllib.request; urllib.request.urlopen('http://$HOST:$PORT/healthz', timeout=1)" 2>/dev/null; then break; fi
+for _ in $(seq 1 200); do
+  [ -s build/invite.link ] && break
   kill -0 "${PIDS[0]}" 2>/dev/null || { cat build/coordinator.log >&2; echo "[run] the coordinator exited (is port $PORT free? try PORT=8090)" >&2; exit 1; }
   sleep 0.1
 done
+[ -s build/invite.link ] || { cat build/coordinator.log >&2; echo "[run] the coordinator wrote no invite within 20 s" >&2; exit 1; }
+INVITE="$(cut -d'#' -f2- build/invite.link)"   # invite=TOKEN
 
-export SWARM_KEY="$KEY"
-.venv/bin/edge-agent --role worker --id worker-001 --coordinator "ws://$HOST:$PORT/ws" --status-every 10 >build/worker-001.log 2>&1 &
+.venv/bin/edge-agent --role worker --id worker-001 --coordinator "ws://$HOST:$PORT/ws#$INVITE" --status-every 10 >build/worker-001.log 2>&1 &
 PIDS+=($!)
-.venv/bin/edge-agent --role worker --id worker-002 --coordinator "ws://$HOST:$PORT/ws" --status-every 10 >build/worker-002.log 2>&1 &
+.venv/bin/edge-agent --role worker --id worker-002 --coordinator "ws://$HOST:$PORT/ws#$INVITE" --status-every 10 >build/worker-002.log 2>&1 &
 PIDS+=($!)
-.venv/bin/edge-agent --role scout --id scout-001 --coordinator "shm://$HUB" --status-every 10 >build/scout-001.log 2>&1 &
+.venv/bin/edge-agent --role scout --id scout-001 --coordinator "shm://$HUB#$INVITE" --status-every 10 >build/scout-001.log 2>&1 &
 PIDS+=($!)
 
 echo
 .venv/bin/edge-demo
 sleep 1
 echo
-echo "  ruvector-edge is running:"
-echo "    web app         http://$HOST:$PORT/#swarm_key=$KEY"
-echo "                    (open it in several tabs, pick a role and an id in each; the key stays in the fragment)"
-echo "    agents connect  ws://$HOST:$PORT/ws#swarm_key=$KEY"
+echo "  ruvector-edge is running (an admitted swarm: coordinator-001 is its admin):"
+echo "    web app         http://$HOST:$PORT/#$INVITE"
+echo "                    (an invite good for $((USES - 3)) more tabs within 12 h: open it, pick a role and an id;"
+echo "                     a reloaded tab comes back with its certificate. The swarm key is not in the link.)"
+echo "    agents connect  ws://$HOST:$PORT/ws#$INVITE   (the same invite, same uses)"
 echo "    metrics         http://$HOST:$PORT/metrics"
 echo "    local swarm     coordinator-001, worker-001, worker-002 (WebSocket), scout-001 (shared memory)"
 echo "    logs            build/*.log   (coordinator's peer table: tail -f build/coordinator.log)"

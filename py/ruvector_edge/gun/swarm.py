@@ -26,7 +26,7 @@ import logging
 from typing import Protocol, Sequence
 from urllib.parse import urlsplit
 
-from ..errors import MalformedMessage, RejectedInput
+from ..errors import AdmissionRefused, MalformedMessage, RejectedInput
 from ..intelligence import IntelligenceSync
 from ..intelligence.sync import MergeResult
 from ..learning.pattern import Pattern
@@ -117,6 +117,7 @@ class GunSwarm:
         self._merged: dict[str, int] = {}
         self._bad_state = 0
         self._bad_pointer = 0
+        self._not_member = 0
         self._pointers: list[ArtifactPointer] = []
         self._last_written: bytes | None = None
         self._loop: asyncio.Task | None = None
@@ -128,8 +129,12 @@ class GunSwarm:
     @property
     def stats(self) -> dict[str, int]:
         """Values accepted and ignored, by reason; `bad_state`: signed learning states the CRDT refused;
-        `bad_pointer`: pointers in a signed value that are malformed or not their publisher's."""
-        return {**self.sealer.stats, "bad_state": self._bad_state, "bad_pointer": self._bad_pointer}
+        `bad_pointer`: pointers in a signed value that are malformed or not their publisher's; in an admitted
+        swarm, `not_member`: authentic values whose signer holds no valid certificate now (a removed member)."""
+        stats = {**self.sealer.stats, "bad_state": self._bad_state, "bad_pointer": self._bad_pointer}
+        if self.p2p.admission is not None:
+            stats["not_member"] = self._not_member
+        return stats
 
     async def connect(self, timeout: float = 10.0) -> None:
         await self.graph.connect(timeout)
@@ -159,7 +164,23 @@ class GunSwarm:
         await self.graph.put(self.soul(kind), {self.agent_id: await self.sealer.seal(kind, payload)})
 
     async def _read(self, kind: str, timeout: float) -> dict[str, OpenedState]:
-        return await self.sealer.open_node(kind, await self.graph.read(self.soul(kind), timeout))
+        """The node's authentic values; in an admitted swarm only those of members certified now. GUN keeps
+        what a member wrote before its removal (and a relay cannot tell), so every read asks the certificate
+        book, as the frame path does: a removed member's values, old or new, count as `not_member`."""
+        opened = await self.sealer.open_node(kind, await self.graph.read(self.soul(kind), timeout))
+        admission = self.p2p.admission
+        if admission is None:
+            return opened
+        kept = {}
+        for sender, value in opened.items():
+            try:
+                admission.book.require(sender, self.p2p.registry.public_key(sender))
+            except AdmissionRefused as exc:
+                self._not_member += 1
+                log.info("gun: %s value of %s ignored: %s", kind, sender, exc)
+                continue
+            kept[sender] = value
+        return kept
 
     # presence ------------------------------------------------------------------
     async def announce_peer(self, capabilities: Sequence[str] = ()) -> None:
