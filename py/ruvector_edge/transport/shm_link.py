@@ -26,6 +26,21 @@ log = logging.getLogger(__name__)
 
 _HUB_NS = "\0ruvector-edge/shm-hub/"
 _conn_ids = itertools.count(1_000_000_000)  # apart from WebSocket connection ids
+# A channel has no close handshake of its own, so the hub's last frame carries what a WebSocket close
+# frame would: code and reason. A NUL byte never starts a relay frame (UTF-8 JSON), so it cannot be mistaken.
+_CLOSE_PREFIX = b"\0close:"
+
+
+def close_frame(code: int, reason: str) -> bytes:
+    return _CLOSE_PREFIX + f"{code} {reason}".encode("utf-8")
+
+
+def parse_close_frame(data: bytes) -> tuple[int, str] | None:
+    """(code, reason) of a hub's close frame; None for any other frame (or a damaged close frame)."""
+    if not data.startswith(_CLOSE_PREFIX):
+        return None
+    code, _, reason = data[len(_CLOSE_PREFIX):].decode("utf-8", "replace").partition(" ")
+    return (int(code), reason) if code.isdigit() else None
 
 
 def hub_address(hub: str) -> str:
@@ -43,6 +58,14 @@ class _ShmPeer(QueuedPeer):
 
     async def _write(self, text: str) -> None:
         await self.channel.asend(text.encode("utf-8"))
+
+    async def _finish(self) -> None:
+        """Tell the agent why the router closed us (a refusal is final for it), as a WebSocket close would."""
+        if self.close_code is not None:
+            try:
+                await self.channel.asend(close_frame(self.close_code, self.close_reason))
+            except self.write_errors as exc:
+                log.debug("peer %d: close frame not sent: %r", self.conn_id, exc)
 
 
 class ShmHub:
@@ -158,6 +181,10 @@ class ShmRelayLink(ReconnectingRelayLink):
                 except TransportClosed:
                     break
                 first = False
+                closing = parse_close_frame(data)
+                if closing is not None:
+                    self._closed_by_relay(*closing)
+                    break
                 await self._received(data.decode("utf-8", "replace"))  # bad bytes then fail as malformed JSON
         finally:
             self._channel = None
