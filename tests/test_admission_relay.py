@@ -203,6 +203,18 @@ async def test_a_removed_member_is_cut_off_in_every_role_and_cannot_read_what_fo
         await leave_all(mallory, bob, carol, admin)
 
 
+async def test_the_admin_forgets_a_member_it_removes(relay):
+    admin = await admin_on(relay.port)
+    mallory = await joiner(relay.port, "mallory", await admin.create_invite())
+    try:
+        await wait_for(lambda: "mallory" in admin.swarm.registry, what="the admin to register mallory")
+        await admin.remove_member("mallory")
+        assert "mallory" not in admin.swarm.registry  # as every other member forgets it on the revocation
+        assert "mallory" not in [row["agent_id"] for row in admin.peer_table()]
+    finally:
+        await leave_all(mallory, admin)
+
+
 async def test_a_removed_member_cannot_rejoin_with_its_identity_or_a_fresh_one(relay):
     admin = await admin_on(relay.port)
     shared = await admin.create_invite(max_uses=3)  # a link good for a few tabs

@@ -301,6 +301,7 @@ class SwarmAgent:
     async def remove_member(self, agent_id: str) -> None:
         """Revoke a member: every member and relay refuses it from now on, and a new key epoch starts."""
         revocation, deliveries = await self._require_authority().revoke(agent_id)
+        self.swarm.registry.remove(agent_id)  # our book already holds the revocation, so accept_revocation would not
         relay = self.links.get("relay")
         if relay is not None:
             await relay.send(rw.encode("revoke", revocation=revocation.to_dict()))
