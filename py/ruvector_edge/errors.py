@@ -278,3 +278,10 @@ class MembershipRefused(NotAdmitted):
 class ForeignOrigin(RejectedInput):
     """A peer's pattern state holds entries of origins other than that peer: a member is believed only
     about its own entries, or it could invent origins (or speak for honest ones) past every per-origin bound."""
+
+
+# Admin state across restarts (issue 15 follow-up).
+
+class AdminStateError(EdgeError):
+    """A saved admin state is unreadable, unsafe (readable by others), not signed by this admin, or holds a
+    record that does not check out: it is refused, never partly trusted, and the admin does not start."""

@@ -11,14 +11,15 @@ protocol in transport/relay_admission.py and never touch a socket.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
-from ..errors import InvalidCertificate, InvalidInvite, NotAdmitted, RevokedMember
+from ..errors import AdminStateError, EdgeError, InvalidCertificate, InvalidInvite, NotAdmitted, RevokedMember
 from ..platform.base import Clock, CryptoProvider, RandomSource
 from .certificates import Certificate, CertificateBook, Revocation, admitted_swarm_id
-from .epochs import DEFAULT_GRACE_MS, EpochKeyDelivery, EpochKeys, seal_epoch_key
+from . import wire
+from .epochs import DEFAULT_GRACE_MS, KEY_BYTES, EpochKeyDelivery, EpochKeys, seal_epoch_key
 from .identity import IdentityManager
-from .invites import Invite, InviteLedger
+from .invites import MAX_INVITE_USES, Invite, InviteLedger
 from .records import Registration
 
 DAY_MS = 24 * 3600 * 1000
@@ -73,7 +74,9 @@ class Admission:
 
 class AdminAuthority:
     """The founder's powers: invites, certificates, revocations, key epochs. One admin per swarm
-    (the swarm id is its key's hash); its invite ledger and member list live in memory."""
+    (the swarm id is its key's hash). What it must remember to carry on after a restart is `state()`;
+    `on_change` is awaited after every change and before its result leaves (admin_store.py saves
+    there), so nothing a member holds (a certificate, a key, a spent use) is unknown to a restarted admin."""
 
     def __init__(self, identity: IdentityManager, crypto: CryptoProvider, random: RandomSource, clock: Clock,
                  admission: Admission, *, cert_ttl_ms: int = DEFAULT_CERT_TTL_MS) -> None:
@@ -91,6 +94,11 @@ class AdminAuthority:
         self._came_with: dict[str, str] = {}  # agent id -> invite id it traded
         self._serial = clock.now_ms()  # increasing across restarts without persisting a counter
         self.removed: list[str] = []
+        self.on_change: Callable[[], Awaitable[None]] | None = None
+
+    async def _changed(self) -> None:
+        if self.on_change is not None:
+            await self.on_change()
 
     async def _sign(self, record: Any) -> Any:
         return type(record)(**{**record.__dict__, "sig": await self.identity.sign(record.signing_bytes())})
@@ -113,6 +121,7 @@ class AdminAuthority:
             swarm=self.swarm_id, issuer=self.identity.ed25519_public, invite_id=self.random.token_bytes(16).hex(),
             roles=tuple(roles), max_uses=max_uses, expires_at=self.clock.now_ms() + ttl_ms))
         self.ledger.issued(invite)
+        await self._changed()
         return invite
 
     async def admit(self, registration: Registration, invite: Invite) -> tuple[Certificate, EpochKeyDelivery]:
@@ -131,6 +140,8 @@ class AdminAuthority:
         held = self.members.get(registration.agent_id)
         if held is not None and held.ed25519_pubkey != registration.ed25519_pubkey:
             raise InvalidCertificate(f"{registration.agent_id!r} is a member under another key")
+        if self.admission.book.is_revoked(registration.agent_id, registration.ed25519_pubkey):
+            raise RevokedMember(f"{registration.agent_id!r} or its key was revoked")
         epoch, key = self.admission.require_key()
         self.ledger.consume(invite, now)
         cert = await self.certify(registration.agent_id, registration.ed25519_pubkey, registration.x25519_pubkey,
@@ -138,6 +149,7 @@ class AdminAuthority:
         self._came_with[registration.agent_id] = invite.invite_id
         delivery = (await seal_epoch_key(self.crypto, self.random, self.identity, self.swarm_id, epoch, key,
                                          [(cert.agent_id, cert.x25519_pubkey)], now))[0]
+        await self._changed()
         return cert, delivery
 
     async def revoke(self, agent_id: str) -> tuple[Revocation, list[EpochKeyDelivery]]:
@@ -158,10 +170,17 @@ class AdminAuthority:
         if invite_id is not None:
             self.ledger.withdraw(invite_id)
         self.removed.append(agent_id)
-        return revocation, await self.rekey()
+        deliveries = await self._next_epoch()
+        await self._changed()
+        return revocation, deliveries
 
     async def rekey(self) -> list[EpochKeyDelivery]:
         """A fresh key for the next epoch, installed here and sealed to every other member still certified."""
+        deliveries = await self._next_epoch()
+        await self._changed()
+        return deliveries
+
+    async def _next_epoch(self) -> list[EpochKeyDelivery]:
         now = self.clock.now_ms()
         for agent_id in [a for a, c in self.members.items() if c.expires_at <= now]:
             del self.members[agent_id]
@@ -172,3 +191,75 @@ class AdminAuthority:
                                           recipients, now)
         self.admission.epochs.install(epoch, key, now)
         return deliveries
+
+    # Across restarts ------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything a restarted admin needs to carry on as the same admin of the same swarm: the current
+        epoch and key, the serial counter, the certificates issued and not revoked, the revocations, every
+        invite's uses left and which invite each member came with. Secret (the key): admin_store.py keeps it."""
+        epoch, key = self.admission.require_key()
+        return {
+            "epoch": epoch,
+            "key": key.hex(),
+            "serial": self._serial,
+            "members": [c.to_dict() for c in self.members.values()],
+            "revocations": [r.to_dict() for r in self.admission.book.revocations.values()],
+            "invites": [{"invite_id": i, "uses_left": u, "expires_at": e} for i, u, e in self.ledger.entries()],
+            "came_with": dict(self._came_with),
+            "removed": list(self.removed),
+        }
+
+    async def restore(self, state: dict[str, Any]) -> None:
+        """Take back a `state()` on a fresh authority, checking every record as if it came from outside:
+        AdminStateError (and nothing restored) for anything that is not this admin's. Certificates that
+        expired meanwhile are dropped, not refused; our own is re-issued by the caller."""
+        if self.admission.epochs.epoch is not None or self.members or self.ledger.entries():
+            raise AdminStateError("restore() takes a fresh authority")
+        try:
+            epoch = wire.get_int(state, "epoch")
+            key = wire.get_hex(state, "key", KEY_BYTES)
+            serial = wire.get_int(state, "serial")
+            members = [Certificate.from_dict(c) for c in _items(state, "members")]
+            revocations = [Revocation.from_dict(r) for r in _items(state, "revocations")]
+            invites = [(wire.get_hex(i, "invite_id", 16).hex(), wire.get_int(i, "uses_left", 0, MAX_INVITE_USES),
+                        wire.get_int(i, "expires_at")) for i in _items(state, "invites")]
+            came_with = state.get("came_with")
+            if not isinstance(came_with, dict) or len(came_with) > self.admission.book.max_certificates:
+                raise AdminStateError("came_with must be an object of agent id -> invite id")
+            for agent_id, invite_id in came_with.items():
+                wire.check_id(agent_id, "came_with")
+                wire.get_hex({"invite_id": invite_id}, "invite_id", 16)
+            removed = [wire.check_id(a, "removed") for a in _items(state, "removed", of=str)]
+            book = CertificateBook(self.swarm_id, self.crypto, self.clock,
+                                   max_certificates=self.admission.book.max_certificates,
+                                   max_revocations=self.admission.book.max_revocations)
+            for revocation in revocations:
+                await book.revoke(revocation)
+            now = self.clock.now_ms()
+            kept = {}
+            for cert in members:
+                if cert.is_admin or cert.expires_at <= now:
+                    continue
+                await book.add(cert)
+                kept[cert.agent_id] = cert
+            ledger = InviteLedger(self.ledger.max_invites)
+            for invite_id, uses_left, expires_at in invites:
+                ledger.restore(invite_id, uses_left, expires_at)
+        except AdminStateError:
+            raise
+        except (EdgeError, ValueError) as exc:
+            raise AdminStateError(f"saved admin state refused: {type(exc).__name__}: {exc}") from None
+        self.admission.book = book
+        self.admission.epochs.install(epoch, key, self.clock.now_ms())
+        self.members = kept
+        self.ledger = ledger
+        self._came_with = {a: i for a, i in came_with.items() if a in kept}
+        self._serial = max(self._serial, serial)
+        self.removed = removed
+
+
+def _items(state: dict[str, Any], key: str, of: type = dict, limit: int = 100_000) -> list[Any]:
+    value = state.get(key)
+    if not isinstance(value, list) or len(value) > limit or not all(isinstance(v, of) for v in value):
+        raise AdminStateError(f"{key} must be a list of at most {limit} {of.__name__} items")
+    return value

@@ -123,6 +123,16 @@ class InviteLedger:
         if invite_id in self._left:
             self._left[invite_id] = (0, self._left[invite_id][1])
 
+    def entries(self) -> list[tuple[str, int, int]]:
+        """(invite id, uses left, expires at) of every invite counted, for the admin's saved state."""
+        return [(invite_id, uses, expires_at) for invite_id, (uses, expires_at) in self._left.items()]
+
+    def restore(self, invite_id: str, uses_left: int, expires_at: int) -> None:
+        """Count an invite again as saved by `entries` (an admin restarting); its signature was checked then."""
+        if len(self._left) >= self.max_invites and invite_id not in self._left:
+            raise InvalidInvite(f"{self.max_invites} invites outstanding; let some expire first")
+        self._left[invite_id] = (uses_left, expires_at)
+
     def prune(self, now: int) -> None:
         for invite_id in [i for i, (_, expires_at) in self._left.items() if expires_at <= now]:
             del self._left[invite_id]
