@@ -5,6 +5,7 @@ rejected, never trusted over the store)."""
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -97,8 +98,18 @@ def test_removed_rows_are_never_returned_and_recall_holds():
     exact.add_many(blobs(rows[alive]))
     found = kernel.search(blobs(rows[gone]), 10)  # the deleted vectors themselves as queries
     assert all(alive[row] not in gone for hits in found for row, _ in hits)
+    assert all(len(hits) == 10 for hits in found)  # deleted in the graph, not merely filtered out after it
     queries = blobs(corpus(200, seed=6))
     assert recall(kernel.search(queries, 10), exact.search(queries, 10), 10) >= 0.95
+
+
+def test_without_the_index_extra_the_default_is_exact_numpy(monkeypatch, caplog):
+    from ruvector_edge import platform
+
+    monkeypatch.setitem(sys.modules, "ruvector_edge.memory.hnsw_index", None)  # as if hnswlib were missing
+    platform._say_exact.cache_clear()
+    assert isinstance(platform.default_vector_kernel(8), NumpyKernel)
+    assert "exact only" in caplog.text
 
 
 def test_bad_threshold_and_bad_row_are_refused_without_change():
@@ -155,6 +166,7 @@ def test_stale_index_file_is_patched_from_the_store(tmp_path):
     assert again.kernel.graph_size == 1000
     found = again.search_many(list(rows[:300]), 10)  # the evicted vectors as queries
     assert all(hit.id in again for hits in found for hit in hits)
+    assert all(len(hits) == 10 for hits in found)  # the graph no longer offers them (not merely filtered out)
     new = again.search_many(list(rows[1000:1300]), 1)  # each new memory is its own best match
     assert [hits[0].content for hits in new] == [f"memory {i}" for i in range(1000, 1300)]
 

@@ -1,4 +1,8 @@
-"""An agent's vector memory: content-addressed entries, exact cosine search, bounded, durable, syncable.
+"""An agent's vector memory: content-addressed entries, cosine search, bounded, durable, syncable.
+
+Search is exact, or approximate (HNSW, memory/hnsw_index.py) when the kernel
+has a graph and the memory is large; a kernel's index is a cache beside the
+store, saved on `close` and checked against the store on open.
 
 Eviction is by *store order*: when full, the entry stored longest ago goes
 (re-storing the same content counts as storing it again). Searches never move
