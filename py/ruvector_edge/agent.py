@@ -264,6 +264,7 @@ class SwarmAgent:
         """Once links are attached: say JOIN, start heartbeats and syncing, and ask for missed patterns.
 
         `join_swarm` calls it; a runtime that attaches its own links (the browser's) calls it too."""
+        await self._pass_on_revocations()
         await self.broadcast(MessageKind.JOIN, role=self.config.role.value,
                              capabilities=list(self.config.effective_capabilities()))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
@@ -307,6 +308,15 @@ class SwarmAgent:
             await relay.send(rw.encode("revoke", revocation=revocation.to_dict()))
         await self._send_epoch(deliveries)
         await self._on_revoked(agent_id)
+
+    async def _pass_on_revocations(self) -> None:
+        """An admin joining a relay hands it every revocation it holds: a relay that restarted (an
+        edge-coordinator's own, restarted with it) would otherwise accept a removed member's unexpired certificate."""
+        relay = self.links.get("relay")
+        if relay is None or self._authority() is None:
+            return
+        for revocation in list(self.swarm.admission.book.revocations.values()):
+            await relay.send(rw.encode("revoke", revocation=revocation.to_dict()))
 
     async def rekey(self) -> int:
         """Start a new key epoch now; the number of members the key was sealed to."""

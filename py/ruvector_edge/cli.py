@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import MembershipRefused
+from .errors import AdminStateError, IdentityFileError, MembershipRefused
 from .logsetup import configure_logging
 
 log = logging.getLogger("ruvector_edge")
@@ -216,6 +216,9 @@ def coordinator_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web", type=Path, default=None, metavar="DIR", help="with --listen: also serve this built web app")
     parser.add_argument("--shm-hub", default=None, metavar="NAME",
                         help="with --listen: also accept local agents over shared memory (shm://NAME)")
+    parser.description += (" Admitted (the default): its admin identity and state are kept in DIR/admin of --data-dir "
+                           "(0600), so a restart keeps the swarm, its members, revocations and invites; --memory-only "
+                           "founds a new swarm each run.")
     _add_store_options(parser, "with --listen: ")
     parser.add_argument("--open", action="store_true",
                         help="found an open swarm: anyone holding the key is a member, nobody can be removed "
@@ -254,7 +257,18 @@ async def _run_coordinator(args: argparse.Namespace) -> int:
                          found_admitted=admitted, rekey_interval_ms=int(args.rekey_minutes * 60_000))
     if args.agent_id:
         config = config.with_agent_id(args.agent_id)
-    agent = await SwarmAgent.new(config)
+    admin_dir = _data_dir(args) / "admin" if admitted and _data_dir(args) is not None else None
+    try:
+        swarm = None if admin_dir is None else await _open_admin(admin_dir, config, args.agent_id)
+    except (AdminStateError, IdentityFileError) as exc:
+        print(f"edge-coordinator: {exc}", file=sys.stderr, flush=True)
+        if server is not None:
+            await server.stop()
+        return 2
+    if swarm is not None:
+        config = config.with_agent_id(swarm.agent_id)
+        print(f"admin state: {admin_dir} (kept across restarts)", flush=True)
+    agent = await SwarmAgent.new(config, swarm)
     if not (relay_url or config.coordinator_url):
         raise SystemExit("edge-coordinator needs --listen HOST:PORT, --relay URL or SWARM_COORDINATOR")
     try:
@@ -279,6 +293,19 @@ async def _run_coordinator(args: argparse.Namespace) -> int:
         await agent.leave()
         if server is not None:
             await server.stop()
+
+
+async def _open_admin(admin_dir: Path, config, agent_id: str | None):
+    """The admitted swarm this coordinator is admin of, kept in `admin_dir` (its identity and signed admin state,
+    both 0600), or a new one saved there: a restart keeps the swarm, its members, revocations and invites."""
+    from .p2p.admin_file import AdminStateFile, load_or_create_identity
+    from .p2p.admin_store import open_admin_swarm
+    from .platform import default_runtime
+
+    identity = await load_or_create_identity(default_runtime().crypto, admin_dir / "identity.json")
+    store = AdminStateFile(admin_dir / "state.json")
+    return await open_admin_swarm(identity, config.effective_capabilities(), store.load, store.save,
+                                  agent_id=agent_id, new_agent_id=config.agent_id)
 
 
 def _write_private(path: Path, text: str) -> None:
