@@ -11,6 +11,7 @@ import "./bridges/crypto.js";
 import "./bridges/vectors.js";
 import "./bridges/gun.js";
 import "./bridges/identity-idb.js";
+import "./bridges/admin-idb.js";
 import "./bridges/lz4.js";
 import "./bridges/artifact-idb.js";
 import "./bridges/sandbox.js";

@@ -4,8 +4,10 @@
 (`parse_fragment`): an open swarm's key (`swarm_key`), an admitted swarm's invite
 to trade for a certificate (`invite`), a new admitted swarm with this page as its
 admin (`found=admitted`), or the admitted swarm this browser already belongs to
-(`swarm`), with the identity this browser keeps for that swarm and id; then it
-joins through the browser links. `snapshot()` returns everything the page shows
+(`swarm`), with the identity this browser keeps for that swarm and id (and, for
+its admin, the admin state kept per swarm, so a reload stays admin of the same
+swarm with its key, members, revocations and invites); then it joins through the
+browser links. `snapshot()` returns everything the page shows
 in one call, so one worker request per refresh is enough; `act(name, args)` runs
 one of the page's buttons (the admin's "Invite someone" and "Remove" included).
 
@@ -528,7 +530,8 @@ async def start(fragment: dict[str, Any]) -> dict[str, Any]:
     from .transport.browser import join_swarm_browser
 
     store = js_bridge("edgeIdentity", "web/bridges/identity-idb.js")
-    agent, swarm_id = await _new_agent(request, store.load, store.save)
+    admin_store = js_bridge("edgeAdminState", "web/bridges/admin-idb.js")
+    agent, swarm_id = await _new_agent(request, store.load, store.save, admin_store)
     async def save_membership(text: str) -> None:
         await store.save(membership_name(agent.swarm.swarm_id, agent.agent_id), text)
 
@@ -546,9 +549,10 @@ async def start(fragment: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _new_agent(request: JoinRequest, load: Callable[[str], Awaitable[str | None]],
-                     save: Callable[[str, str], Awaitable[Any]]) -> tuple[Any, str | None]:
+                     save: Callable[[str, str], Awaitable[Any]], admin_store: Any = None) -> tuple[Any, str | None]:
     """The page's SwarmAgent for `request` with this browser's identity for that swarm and id, and the admitted
-    swarm id (None for an open swarm). A founder's identity is new and saved under the swarm id it makes."""
+    swarm id (None for an open swarm). A founder's identity is new and saved under the swarm id it makes.
+    `admin_store` (load(swarm id), save(swarm id, text)) keeps an admin's state; None keeps it in memory only."""
     from dataclasses import replace
 
     from .agent import SwarmAgent, SwarmConfig
@@ -570,19 +574,32 @@ async def _new_agent(request: JoinRequest, load: Callable[[str], Awaitable[str |
         identity = await IdentityManager.generate(crypto)
         swarm_id = admitted_swarm_id(identity.ed25519_public)
         await save(identity_name(swarm_id, request.agent_id), identity.to_secret_json())
-        return await SwarmAgent.new(replace(config, found_admitted=True), identity=identity), swarm_id
+        return await SwarmAgent.new(config, await _admin_swarm(identity, request.agent_id, caps, admin_store)), swarm_id
     swarm_id = request.swarm_id
     raw = await load(identity_name(swarm_id, request.agent_id))
     if raw is None:
         raise NotAdmitted(f"this browser holds no identity for {request.agent_id!r} in {swarm_id}: join with an invite link")
     identity = await identity_from_secret_json(crypto, str(raw))
-    if admitted_swarm_id(identity.ed25519_public) == swarm_id:  # the founder, back: admin again (members re-invited)
-        return await SwarmAgent.new(replace(config, found_admitted=True), identity=identity), swarm_id
+    if admitted_swarm_id(identity.ed25519_public) == swarm_id:  # the founder, back: the same swarm's admin again
+        return await SwarmAgent.new(config, await _admin_swarm(identity, request.agent_id, caps, admin_store)), swarm_id
     saved = await load(membership_name(swarm_id, request.agent_id))
     if saved is None:
         raise NotAdmitted(f"{request.agent_id!r} kept no certificate of {swarm_id}: join with a new invite link")
     swarm = await resume_membership(identity, request.agent_id, caps, str(saved))
     return await SwarmAgent.new(config, swarm), swarm_id
+
+
+async def _admin_swarm(identity: IdentityManager, agent_id: str, caps: tuple[str, ...], admin_store: Any) -> Any:
+    """The admitted swarm `identity` is admin of: as its saved admin state says (AdminStateError for one that
+    does not check out, rather than a new key over it), or founded now and saved."""
+    from .p2p.admin_store import open_admin_swarm
+    from .p2p.swarm import P2PSwarm
+
+    if admin_store is None:
+        return await P2PSwarm.found_admitted(agent_id, caps, identity=identity)
+    swarm_id = admitted_swarm_id(identity.ed25519_public)
+    return await open_admin_swarm(identity, caps, lambda: admin_store.load(swarm_id),
+                                  lambda text: admin_store.save(swarm_id, text), agent_id=agent_id)
 
 
 def snapshot() -> dict[str, Any]:
