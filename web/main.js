@@ -134,14 +134,20 @@ window.edge = {
 //   #found=admitted      a new admitted swarm with this page as its admin ("Create a swarm")
 //   #swarm=<adm-…>&id=…  back to the admitted swarm this browser joined (identity and certificate in IndexedDB)
 //   #swarm_key=<64 hex>  an open swarm: the key is in the link, anyone holding it is a member ("open")
-// plus &role=…&id=…&caps=…. With an id in it the page joins at once (a reload rejoins as the same agent);
+// plus &role=…&id=…&caps=…, and &relays=ws://a:8080/ws,ws://b:8080/ws when the swarm's relays are federated
+// (the page fails over between them in turn; without the list it joins this page's own relay, /ws here).
+// With an id in it the page joins at once (a reload rejoins as the same agent);
 // without one it offers the role/id picker first. Once joined, the dashboard renders one snapshot a second.
 const fragment = () => Object.fromEntries(new URLSearchParams(location.hash.slice(1)));
 const relayWs = () => new URL("/ws", location.href).href.replace(/^http/, "ws");
 const pyString = (value) => JSON.stringify(JSON.stringify(value)); // a Python string literal holding JSON
 const randomId = () => `tab-${Array.from(crypto.getRandomValues(new Uint8Array(2)), (b) => b.toString(16).padStart(2, "0")).join("")}`;
 const lastLine = (err) => err.message.split("\n").filter(Boolean).pop();
-const pageLink = (params) => `${location.origin}${location.pathname}#${new URLSearchParams(params)}`;
+/** A link to this page with `params` in its fragment, keeping the relay list this page joined through. */
+const pageLink = (params) => {
+  const relays = fragment().relays;
+  return `${location.origin}${location.pathname}#${new URLSearchParams(relays ? { ...params, relays } : params)}`;
+};
 let joining = null;
 let charts = null;
 
@@ -212,6 +218,7 @@ function join(inv) {
         ? new URLSearchParams({ swarm: snap.swarm_id, role: snap.role, id: snap.agent_id })
         : new URLSearchParams({ swarm_key: inv.swarm_key, role: snap.role, id: snap.agent_id });
       if (inv.caps) mine.set("caps", inv.caps);
+      if (inv.relays) mine.set("relays", inv.relays);
       history.replaceState(null, "", `#${mine}`);
       showInvite(inv, snap);
       render(snap);

@@ -34,6 +34,7 @@ from .p2p.certificates import Certificate, admitted_swarm_id, is_admitted
 from .p2p.identity import IdentityManager
 from .p2p.invites import MAX_INVITE_USES, Invite
 from .protocol import MessageKind, SwarmMessage
+from .transport.relay_urls import websocket_relay_urls
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class JoinRequest:
     mode: str
     role: Any
     agent_id: str
-    relay_url: str | None = None
+    relays: tuple[str, ...] = ()
     caps: str | None = None
     swarm_key: bytes | None = None
     invite: Invite | None = None
@@ -85,7 +86,7 @@ def parse_fragment(fragment: dict[str, Any]) -> JoinRequest:
     except ValueError:
         raise ValueError(f"unknown role {role_name!r}: use one of {[r.value for r in AgentRole]}") from None
     common = dict(role=role, agent_id=str(fragment.get("id") or f"tab-{os.urandom(2).hex()}"),
-                  relay_url=fragment.get("relay_url") or None, caps=fragment.get("caps") or None)
+                  relays=_relays(fragment), caps=fragment.get("caps") or None)
     if fragment.get("invite"):
         return JoinRequest("invite", invite=Invite.from_token(str(fragment["invite"])), **common)
     if fragment.get("found") == "admitted":
@@ -103,6 +104,14 @@ def parse_fragment(fragment: dict[str, Any]) -> JoinRequest:
     if len(key) != 32:
         raise ValueError("the invite's swarm_key must be 64 hex characters")
     return JoinRequest("open", swarm_key=key, **common)
+
+
+def _relays(fragment: dict[str, Any]) -> tuple[str, ...]:
+    """The relays to join through: the invite's `relays=` list (several relays of a federation, failed over in
+    turn) when it has one, else `relay_url` (the page passes its own origin's relay); InvalidRelayUrl for a URL a
+    browser cannot open."""
+    listed = fragment.get("relays") or fragment.get("relay_url")
+    return tuple(websocket_relay_urls(str(listed))) if listed else ()
 
 
 def role_capabilities(role: Any, extra: str | None = None) -> tuple[str, ...]:
@@ -538,7 +547,7 @@ async def start(fragment: dict[str, Any]) -> dict[str, Any]:
     member = swarm_id is not None and agent.swarm.admission.authority is None
     page = PageAgent(agent, save_membership=save_membership if member else None)
     try:
-        await join_swarm_browser(agent, request.relay_url)
+        await join_swarm_browser(agent, request.relays or None)
     except BaseException:
         await agent.leave()
         raise

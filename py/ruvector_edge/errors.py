@@ -285,3 +285,10 @@ class ForeignOrigin(RejectedInput):
 class AdminStateError(EdgeError):
     """A saved admin state is unreadable, unsafe (readable by others), not signed by this admin, or holds a
     record that does not check out: it is refused, never partly trusted, and the admin does not start."""
+
+
+# Relays of a federation (issue 16 follow-up).
+
+class InvalidRelayUrl(EdgeError, ValueError):
+    """A relay list (an invite's `relays=`, a link's URLs) names no relay, or one a browser cannot open a
+    WebSocket to: refused before any link starts, so a bad invite never leaves a page half joined."""

@@ -44,6 +44,7 @@ from ..p2p.swarm import P2PSwarm
 from ..protocol import MessageKind, SwarmMessage
 from . import relay_wire as rw
 from .relay_link import ReconnectingRelayLink
+from .relay_urls import websocket_relay_urls
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +141,13 @@ class _Events:
 
 # Relay ------------------------------------------------------------------------------------
 class BrowserRelayLink(ReconnectingRelayLink):
-    """Link to an edge-relay over the browser's WebSocket; same behaviour as the native RelayClient."""
+    """Link to an edge-relay over the browser's WebSocket; same behaviour as the native RelayClient.
 
-    def __init__(self, url: str, swarm: P2PSwarm, **options: Any) -> None:
-        super().__init__(url, swarm, **options)
-        self.url = url
+    `urls` may list several relays of one federation (comma-separated or a list): each attempt goes to
+    the base class's rotating `target`, so a page whose relay dies moves to the next and resumes there."""
+
+    def __init__(self, urls: str | Iterable[str], swarm: P2PSwarm, **options: Any) -> None:
+        super().__init__(websocket_relay_urls(urls), swarm, **options)
         self.close_codes: list[int] = []  # the relay's close codes, most recent last (bounded)
         self._events: _Events | None = None
         self._closed: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
@@ -167,7 +170,7 @@ class BrowserRelayLink(ReconnectingRelayLink):
 
     async def _connect_once(self) -> None:
         assert self._events is not None
-        sock = self._sock = _bridge().webSocket(self.url, self._events.proxy)
+        sock = self._sock = _bridge().webSocket(self.target, self._events.proxy)
         self._sock_send = sock.send
         try:
             code, reason = await self._closed.get()
@@ -510,7 +513,7 @@ class WebRtcLink:
 # Joining ------------------------------------------------------------------------------------
 async def join_swarm_browser(
     agent: SwarmAgent,
-    relay_url: str | None = None,
+    relay_url: str | Iterable[str] | None = None,
     *,
     timeout: float = 10.0,
     broadcast_channel: bool = True,
@@ -519,12 +522,15 @@ async def join_swarm_browser(
 ) -> None:
     """What `SwarmAgent.join_swarm` does, with the browser's links.
 
-    Attaches BroadcastChannel and WebRTC links (each optional) and, given a
-    `ws://` URL, the relay link; then announces the agent (JOIN), starts its
-    heartbeat and sync loops and asks for patterns, as join_swarm does. With no relay URL, tabs of one origin still form a swarm over
-    the BroadcastChannel."""
+    Attaches BroadcastChannel and WebRTC links (each optional) and, given
+    `ws://` URLs (one, or several relays of a federation to fail over between,
+    comma-separated or a list), the relay link; then announces the agent (JOIN),
+    starts its heartbeat and sync loops and asks for patterns, as join_swarm does.
+    With no relay URL, tabs of one origin still form a swarm over the
+    BroadcastChannel. A bad URL is refused (InvalidRelayUrl) before any link starts."""
     if relay_url is None and not broadcast_channel:
         raise ValueError("no path: give a relay URL or enable the broadcast channel")
+    relays = None if relay_url is None else websocket_relay_urls(relay_url)
     rtc: WebRtcLink | None = None
 
     async def on_member(registration: Registration) -> None:
@@ -548,13 +554,9 @@ async def join_swarm_browser(
         bc = BroadcastChannelLink(agent.swarm, on_frame=agent.handle_frame, on_member=on_member)
         agent.attach_link("broadcast-channel", bc)
         await bc.start()
-    if relay_url is not None:
-        if not relay_url.startswith(("ws://", "wss://")):
-            raise ValueError(f"unsupported relay URL {relay_url!r}: use ws://host:port[/ws]")
-        if not relay_url.rstrip("/").endswith("/ws"):
-            relay_url = relay_url.rstrip("/") + "/ws"
+    if relays is not None:
         relay = BrowserRelayLink(
-            relay_url, agent.swarm, on_envelope=agent.handle_frame, on_member=on_member,
+            relays, agent.swarm, on_envelope=agent.handle_frame, on_member=on_member,
             on_left=agent.on_relay_left, topics=[SWARM_TOPIC],
         )
         agent.attach_link("relay", relay)

@@ -11,17 +11,9 @@ import aiohttp
 
 from ..errors import TransportClosed
 from .relay_link import RETRYABLE, ReconnectingRelayLink
+from .relay_urls import relay_urls
 
 log = logging.getLogger(__name__)
-
-
-def relay_urls(urls: str) -> list[str]:
-    """Comma-separated relay URLs, each completed with the /ws path when it is missing."""
-    out = []
-    for url in (u.strip() for u in urls.split(",")):
-        if url:
-            out.append(url if url.rstrip("/").endswith("/ws") else url.rstrip("/") + "/ws")
-    return out
 
 
 class RelayClient(ReconnectingRelayLink):
