@@ -201,3 +201,39 @@ result`);
     await closeAll(late, forger, admin);
   }
 });
+
+test("a reloaded admin tab keeps its swarm, key and member list; its member needs no new invite", async ({ browser }) => {
+  let admin, bob;
+  try {
+    admin = await adminTab(browser, "admin-3");
+    const link = await invite(admin, 1);
+    bob = await newTab(browser, `${link}&role=worker&id=tab-bob3`);
+    await expect(bob.locator("#me-mode")).toHaveText("admitted swarm, member, key epoch 0", JOIN);
+    await expect.poll(() => members(admin), WAIT).toEqual(["admin-3", "tab-bob3"]);
+    const swarmOf = (page) => py(page, "from ruvector_edge import browser_app\nbrowser_app._app.agent.swarm.swarm_id");
+    const swarmId = await swarmOf(admin);
+    expect(await admin.evaluate(() => location.hash)).toContain(`swarm=${swarmId}`);
+
+    await admin.reload(); // the admin state comes back from IndexedDB, checked, instead of a new swarm
+    await expect(admin.locator("#me-id")).toHaveText("admin-3", JOIN);
+    await expect(admin.locator("#me-mode")).toHaveText(/^admitted swarm, admin, key epoch 0$/);
+    expect(await swarmOf(admin)).toBe(swarmId);
+    await expect.poll(() => members(admin), WAIT).toEqual(["admin-3", "tab-bob3"]);
+    await expect(admin.locator("#members tbody tr[data-agent-id='tab-bob3'] button.remove")).toBeVisible();
+    // Same key on both sides: a broadcast bob seals now (under the epoch-0 key he was given) opens at the admin.
+    const fromBob = await py(bob, `from ruvector_edge import browser_app
+from ruvector_edge.protocol import MessageKind, encode
+(await browser_app._app.agent.swarm.publish("swarm", encode(MessageKind.SIGNAL, text="after reload"))).frame.decode()`);
+    const adminReads = await py(admin, `from ruvector_edge import browser_app
+from ruvector_edge.errors import EdgeError
+try:
+    result = (await browser_app._app.agent.swarm.receive(${JSON.stringify(fromBob)})).sender_id
+except EdgeError as exc:
+    result = type(exc).__name__
+result`);
+    expect(adminReads).toBe("tab-bob3");
+    expect(bob.errors).toEqual([]);
+  } finally {
+    await closeAll(bob, admin);
+  }
+});
