@@ -40,20 +40,27 @@ def _bridge() -> JsProxy:
     return js_bridge("edgeVectors", "web/bridges/vectors.js")
 
 
-class JsFloat32Kernel(VectorKernel):
-    """Exact cosine top-k in JS over a growable Float32Array; one FFI call per batch.
+BROWSER_ANN_ABOVE = 50_000  # bench/browser_ann.mjs: the exact scan 13 ms at 50K, 27 ms at 100K
 
-    Scores are float64 sums over the float32 components in component order, so
-    they equal the pure-Python kernel's to the last few bits (its `math.sumprod`
-    rounds once, the JS loop once per term) and the top-k is the same.
+
+class JsFloat32Kernel(VectorKernel):
+    """Cosine top-k in JS over a growable Float32Array; one FFI call per batch.
+
+    Exact by default. With `ann_above`, from that many rows on an HNSW graph
+    (hnswlib-wasm, built in the worker's idle time) proposes candidates and the
+    rows score them, as natively. Scores are float64 sums over the float32 components in component
+    order, so they equal the pure-Python kernel's to the last few bits (its
+    `math.sumprod` rounds once, the JS loop once per term) and the top-k is the same.
     """
 
     name = "js-float32"
 
-    def __init__(self, dim: int, initial_rows: int = 1024) -> None:
+    def __init__(self, dim: int, initial_rows: int = 1024, ann_above: int = 0) -> None:
         super().__init__(dim)
+        if type(ann_above) is not int or ann_above < 0:
+            raise ValueError(f"ann_above must be a non-negative integer, not {ann_above!r}")
         self._js = _bridge()
-        self._handle = self._js.create(dim, max(1, initial_rows))
+        self._handle = self._js.create(dim, max(1, initial_rows), ann_above)
         self._n = 0  # mirrored here so len() costs no crossing
         self._buffer = js.Uint8Array.new(4 * dim)
 
@@ -76,6 +83,10 @@ class JsFloat32Kernel(VectorKernel):
         if not vectors:
             return
         self._n = self._js.addMany(self._handle, self._staged(vectors), len(vectors))
+
+    def ann_state(self) -> dict:
+        """The graph's state: ready, nodes, tombstones, building, error (None, or why it could not load)."""
+        return self._js.annState(self._handle).to_py()
 
     def remove(self, row: int) -> int | None:
         last = self._n - 1
@@ -106,7 +117,8 @@ class JsFloat32Kernel(VectorKernel):
 
 
 def browser_default_kernel(dim: int) -> VectorKernel:
-    """numpy when the served Pyodide has it, else the JS Float32Array kernel, else pure Python."""
+    """numpy when the served Pyodide has it, else the JS Float32Array kernel (HNSW above
+    BROWSER_ANN_ABOVE rows), else pure Python."""
     try:
         from .numpy_kernel import NumpyKernel
     except ImportError:
@@ -114,7 +126,7 @@ def browser_default_kernel(dim: int) -> VectorKernel:
     else:
         return NumpyKernel(dim)
     if getattr(js, "edgeVectors", None) is not None:
-        return JsFloat32Kernel(dim)
+        return JsFloat32Kernel(dim, ann_above=BROWSER_ANN_ABOVE)
     return PurePythonKernel(dim)
 
 
