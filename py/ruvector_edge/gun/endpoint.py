@@ -85,9 +85,12 @@ class _Conn:
 
 
 def _dispatch(engine: GunEngine, out) -> None:
+    """Hand each frame to its connection: a WebSocket's `_Conn`, or anything else with `push(engine, text)`
+    (the federation's GunBridge, whose other end is the other relays)."""
     for conn, text in out:
-        if isinstance(conn, _Conn):
-            conn.push(engine, text)
+        push = getattr(conn, "push", None)
+        if push is not None:
+            push(engine, text)
 
 
 async def _pump(engine: GunEngine, conn: _Conn, ws, upstream: bool = False) -> None:

@@ -20,6 +20,7 @@ from ..platform.native import NativeCryptoProvider
 from ..transport import relay_wire as rw
 from .admission import ConnectionGate, Ticket
 from .federation.backplane import FederationConfig
+from .federation.gun_bridge import GunBridge
 from .federation.nats_bus import NatsBus, NatsOptions
 from .http import add_http_routes
 from .metrics import RelayMetrics
@@ -83,8 +84,10 @@ class RelayServer:
         self.gun = GunEngine(gun_store)
         self.metrics.gun_counts = self.gun.metrics
         self.bus: NatsBus | None = None
+        self.gun_bridge: GunBridge | None = None
         if federation is not None:
             self.bus = NatsBus(*federation, self.router)
+            self.gun_bridge = GunBridge(self.gun)
 
     def _queue_depths(self) -> tuple[int, int]:
         depths = [c.queue.qsize() for c in self._connections.values()]
@@ -123,6 +126,7 @@ class RelayServer:
         if self.bus is not None:  # before listening: an agent must never be welcomed by a relay that can't federate
             await self.bus.start()
             self.router.attach_federation(self.bus.backplane)
+            await self.gun_bridge.start(self.bus.nc)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
@@ -151,6 +155,8 @@ class RelayServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.gun_bridge is not None:
+            await self.gun_bridge.stop()
         if self.bus is not None:
             await self.bus.stop()
         self.gun.close_store()
