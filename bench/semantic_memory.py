@@ -130,7 +130,8 @@ def crossover(rows: np.ndarray, queries: np.ndarray) -> None:
                "hnsw_p50_ms": round(graph_ms, 4)})
 
 
-def index_part(name: str, rows: np.ndarray, queries: np.ndarray, peer: np.ndarray) -> None:
+def index_part(name: str, rows: np.ndarray, queries: np.ndarray, peer: np.ndarray, insert_threads: int = 1,
+               batch_size: int = 32) -> None:
     """Cold build, save, cold open, search p50 and recall, a peer's entries imported with searches
     between (each evicting one: len(peer) inserts and deletes), recall after.
 
@@ -147,7 +148,7 @@ def index_part(name: str, rows: np.ndarray, queries: np.ndarray, peer: np.ndarra
         path = os.path.join(directory, "memories.sqlite")
         write_store(path, rows)
         opened = lambda: VectorMemory("bench", dim, len(rows), store=SqliteMemoryStore(path),  # noqa: E731
-                                      kernel=HnswKernel(dim), embedder=None)
+                                      kernel=HnswKernel(dim, insert_threads=insert_threads), embedder=None)
         start = time.perf_counter()
         memory = opened()
         first_open_s = time.perf_counter() - start
@@ -168,16 +169,17 @@ def index_part(name: str, rows: np.ndarray, queries: np.ndarray, peer: np.ndarra
         _emit({"bench": "semantic_memory", "what": "search_memory", "corpus": name, "n": len(rows), "k": k,
                "ef": memory.kernel.ef_search, "p50_ms": round(ms, 4), "faiss_flat_p50_ms": round(flat_ms, 4),
                "over_flat": round(ms / flat_ms, 4), "recall_at_10": round(before, 4), "goal": "<= 0.1 at recall >= 0.95"})
-        # Sync-sized batches from a peer at capacity: each entry is an insert and an eviction (a delete).
-        churn = len(peer)
+        # Sync-sized batches from a peer at capacity: each entry is an insert and an eviction (a delete);
+        # 32 is the agent's SYNC_MEMORIES page (one import, one transaction each), 256 the import limit.
+        churn, batch = len(peer), batch_size
         wire = [{"id": memory_id(f"peer {i}"), "content": f"peer {i}", "owner": "peer", "model": HASHING_MODEL,
                  "metadata": None, "seq": i + 1, "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()}
                 for i, v in enumerate(peer)]
-        kernel_s, memory_s, searches = 0.0, 0.0, 0
+        memory_s, searches = 0.0, 0
         start = time.perf_counter()
-        for at in range(0, churn, 256):
+        for at in range(0, churn, batch):
             t = time.perf_counter()
-            memory.import_entries(wire[at : at + 256], "peer")
+            memory.import_entries(wire[at : at + batch], "peer")
             memory_s += time.perf_counter() - t
             memory.search_memory(queries[searches % len(queries)], k)
             searches += 1
@@ -185,9 +187,10 @@ def index_part(name: str, rows: np.ndarray, queries: np.ndarray, peer: np.ndarra
         _, found = p50_ms(lambda q: memory.search_memory(q, k), queries)
         after = recall([[h.id for h in hits] for hits in found], exact_ids(memory, queries, k))
         _emit({"bench": "semantic_memory", "what": "churn", "corpus": name, "n": len(memory), "inserted": churn,
-               "evicted": churn, "deleted_fraction": round(churn / len(rows), 3), "batch": 256,
+               "evicted": churn, "deleted_fraction": round(churn / len(rows), 3), "batch": batch, "insert_threads": insert_threads,
                "imports_per_s_with_searches": round(churn / wall), "import_entries_per_s": round(churn / memory_s),
-               "recall_before": round(before, 4), "recall_after": round(after, 4), "goal_inserts_per_s": 5000})
+               "recall_before": round(before, 4), "recall_after": round(after, 4), "goal_inserts_per_s": 5000,
+               "loadavg_1m": round(os.getloadavg()[0], 2)})
         if name == "intrinsic":  # the graph alone, on vectors it has not seen (no SQLite, no wire checks)
             blobs = [v.tobytes() for v in intrinsic_corpus(churn, dim=dim, seed=99)]
             kernel = memory.kernel
@@ -231,6 +234,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000, help="index corpus size")
     parser.add_argument("--model-sentences", type=int, default=10_000, help="real-model vectors for the index (0: skip)")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--insert-threads", type=int, default=1, help="hnswlib threads per insert batch")
+    parser.add_argument("--batch", type=int, default=32, help="entries per imported SYNC_MEMORIES batch")
     args = parser.parse_args()
     if args.part in ("all", "embed"):
         embed_part(args)
@@ -238,7 +243,8 @@ def main() -> None:
         churn = args.n // 10
         rows = intrinsic_corpus(args.n + args.queries + churn)
         crossover(rows, rows[args.n : args.n + args.queries])
-        index_part("intrinsic", rows[: args.n], rows[args.n : args.n + args.queries], rows[args.n + args.queries :])
+        index_part("intrinsic", rows[: args.n], rows[args.n : args.n + args.queries], rows[args.n + args.queries :],
+                   args.insert_threads, args.batch)
         if args.model_sentences:
             embedder = OnnxEmbedder()
             n, churn = args.model_sentences, args.model_sentences // 10
@@ -248,7 +254,8 @@ def main() -> None:
             _emit({"bench": "semantic_memory", "what": "embed-corpus", "sentences": len(texts),
                    "seconds": round(time.perf_counter() - start, 1)})
             vectors = vectors.astype(np.float32)
-            index_part("minilm-sentences", vectors[:n], vectors[n : n + args.queries], vectors[n + args.queries :])
+            index_part("minilm-sentences", vectors[:n], vectors[n : n + args.queries], vectors[n + args.queries :],
+                       args.insert_threads, args.batch)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ before `store_memory` returns, so an acknowledged memory is on disk, and a
 write that fails leaves memory and disk as they were. Each change is one
 `apply` call — an insertion together with the eviction it causes, or a whole
 import batch — so it lands atomically or not at all.
+
+A peer's entries (an import) go through `apply_synced`: as atomic, but a
+store may skip flushing them to stable storage, because what a peer sent it
+will send again at the next sync while an agent's own memory exists nowhere
+else.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ class MemoryStore(abc.ABC):
     def apply(self, put: Sequence[MemoryEntry], delete: Sequence[str]) -> None:
         """Insert or replace `put` (by id) and remove `delete` in one atomic, durable step."""
 
+    def apply_synced(self, put: Sequence[MemoryEntry], delete: Sequence[str]) -> None:
+        """`apply` for entries a peer sent (and the evictions they cause): atomic, and durable at the
+        store's discretion (a power cut may lose the last ones; the peers resend them)."""
+        self.apply(put, delete)
+
     def index_file(self) -> IndexFile | None:
         """Where a kernel may cache its ANN index for this store, and the key that authenticates it
         (None: nowhere; the index is rebuilt at each open)."""
@@ -62,7 +72,13 @@ class SqliteMemoryStore(MemoryStore):
 
     `synchronous=FULL` fsyncs the WAL on each commit, so an acknowledged memory
     survives a power cut as well as a killed process (NORMAL would be enough
-    for the latter only). Embeddings are the packed float32 bytes as blobs,
+    for the latter only). `apply_synced` commits with NORMAL: no fsync, which
+    was the largest cost of a sync-sized import after the graph insert (one
+    per 32-entry SYNC_MEMORIES page). A killed process still loses nothing
+    committed (the WAL is in the OS's cache); a power cut or OS crash can lose
+    the imports committed since the last fsync (the next own write or WAL
+    checkpoint), never part of one, and never an own memory: the database
+    stays consistent and the peers resend what is missing. Embeddings are the packed float32 bytes as blobs,
     each with the id of the model that made it; a file from before models were
     recorded gains the column, its rows marked as the hashing embedder's.
     """
@@ -71,6 +87,7 @@ class SqliteMemoryStore(MemoryStore):
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = path
+        self._synchronous = synchronous
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
@@ -96,6 +113,19 @@ class SqliteMemoryStore(MemoryStore):
         return entries
 
     def apply(self, put: Sequence[MemoryEntry], delete: Sequence[str]) -> None:
+        self._commit(put, delete)
+
+    def apply_synced(self, put: Sequence[MemoryEntry], delete: Sequence[str]) -> None:
+        if self._synchronous == "NORMAL":
+            self._commit(put, delete)
+            return
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._commit(put, delete)
+        finally:
+            self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+
+    def _commit(self, put: Sequence[MemoryEntry], delete: Sequence[str]) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:

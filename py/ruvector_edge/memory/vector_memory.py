@@ -31,7 +31,7 @@ such entries are refused.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -42,6 +42,7 @@ from .embedder import HASHING_MODEL, Embedder
 from .entry import MemoryEntry, check_content, check_metadata, memory_id
 from ..platform import default_vector_kernel
 from .kernels import VectorKernel, pack_unit_vector
+from .owner_queues import OwnerQueues
 from .persistence import MemoryStore
 
 __all__ = ["MAX_IMPORT_BATCH", "ImportResult", "MemoryHit", "Rejection", "VectorMemory"]
@@ -114,6 +115,7 @@ class VectorMemory:
         self.model = HASHING_MODEL if embedder is None else embedder.model_id
         self._store = store
         self._entries: OrderedDict[str, MemoryEntry] = OrderedDict()  # oldest store first
+        self._owners = OwnerQueues()
         self._row_of: dict[str, int] = {}
         self._id_at: list[str] = []
         self._next_seq = 1
@@ -200,6 +202,7 @@ class VectorMemory:
             self._next_seq += 1
             self._entries[id_] = refreshed
             self._entries.move_to_end(id_)
+            self._owners.refresh(existing.owner, id_)
             return id_
         entry = MemoryEntry(id_, content, self.owner_agent_id, vector, metadata_json, self._next_seq, self.model)
         evict = [next(iter(self._entries))] if len(self._entries) >= self.capacity else []
@@ -265,7 +268,8 @@ class VectorMemory:
         if len(new) < len(accepted):  # renumber so seqs stay dense for what is kept
             new = [replace(entry, seq=self._next_seq + i) for i, entry in enumerate(new)]
         if new or evict:
-            self._write(new, evict)
+            if self._store is not None:
+                self._store.apply_synced(new, evict)
             self._next_seq += len(new)
             self._drop(evict)
             self._append(new)
@@ -281,35 +285,11 @@ class VectorMemory:
     # Internals -----------------------------------------------------------------------
 
     def _make_room(self, incoming: list[MemoryEntry], sender: str) -> tuple[list[MemoryEntry], list[str], int]:
-        """Which of `incoming` (all the sender's) to keep and which held entries to evict so all fits.
-
-        A full memory takes room from the owner holding the most entries (ties: the
-        sender, then the greater name), oldest first, its own new entries last. So a
-        member flooding SYNC_MEMORIES displaces only its own entries once it holds
-        the most, and never pushes another owner below its count: every owner keeps
-        min(what it stored, its fair share). Returns (kept new, evicted ids, how
-        many of the sender's entries, held or new, went for being over its share).
-        """
-        overflow = len(self._entries) + len(incoming) - self.capacity
-        if overflow <= 0:
-            return incoming, [], 0
-        queues: dict[str, deque] = {}
-        for id_, entry in self._entries.items():
-            queues.setdefault(entry.owner, deque()).append(id_)
-        mine = queues.setdefault(sender, deque())
-        mine.extend(incoming)
-        evict: list[str] = []
-        dropped: set[str] = set()
-        over_share = 0
-        for _ in range(overflow):
-            owner = max(queues, key=lambda o: (len(queues[o]), o == sender, o))
-            victim = queues[owner].popleft()
-            over_share += owner == sender
-            if isinstance(victim, MemoryEntry):
-                dropped.add(victim.id)
-            else:
-                evict.append(victim)
-        return [entry for entry in incoming if entry.id not in dropped], evict, over_share
+        """Which of `incoming` (all the sender's) to keep and which held entries to evict so all fits
+        (the fairness policy in memory/owner_queues.py). Returns (kept new, evicted ids, how many of the
+        sender's entries, held or new, went for being over its share)."""
+        plan = self._owners.plan(len(self._entries) + len(incoming) - self.capacity, sender, incoming)
+        return plan.kept, plan.evict, plan.over_share
 
     def _write(self, put: list[MemoryEntry], delete: list[str]) -> None:
         if self._store is not None:
@@ -346,10 +326,15 @@ class VectorMemory:
             self._row_of[entry.id] = len(self._id_at)
             self._id_at.append(entry.id)
             self._entries[entry.id] = entry
+        by_owner: dict[str, list[str]] = {}
+        for entry in entries:
+            by_owner.setdefault(entry.owner, []).append(entry.id)
+        for owner, ids in by_owner.items():
+            self._owners.add(owner, ids)
 
     def _drop(self, ids: list[str]) -> None:
         for id_ in ids:
-            del self._entries[id_]
+            self._owners.remove(self._entries.pop(id_).owner, id_)
             row = self._row_of.pop(id_)
             self.kernel.remove(row)
             last_id = self._id_at.pop()
