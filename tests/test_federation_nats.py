@@ -146,9 +146,13 @@ async def test_relay_killed_with_sigkill_its_agent_fails_over_and_loses_nothing(
             await wait_for(lambda: len(gc.ids) == 55, timeout=10, what="carol to get everything bob sent")
             assert len(ga.ids) == 5
             procs.append(start_relay(pc, nats_.urls, "rc"))
-            await wait_for(lambda: len(ga.ids) >= 55, timeout=15, what="alice to catch up on relay C")
+            await wait_for(lambda: len(set(ga.ids)) >= 55, timeout=15, what="alice to catch up on relay C")
             assert la.target == ws_url(pc) and la.reconnects >= 1
-            assert ga.ids == [p.message_id for p in [*before, *during]]  # in order, none twice, none lost
+            # In order and none lost. Her resume point is the relay's confirmed stream position, which
+            # may lag the live frames she had: only those come again (her replay guard skips them).
+            assert list(dict.fromkeys(ga.ids)) == [p.message_id for p in [*before, *during]]
+            repeated = [i for n, i in enumerate(ga.ids) if i in ga.ids[:n]]
+            assert set(repeated) <= {p.message_id for p in before} and len(ga.ids) - len(repeated) == 55
             # Relay A restarted rejoins the federation: an agent on it reaches bob.
             procs.append(start_relay(pa, nats_.urls, "ra2"))
             d = await P2PSwarm.create("dave", TEST_SWARM_KEY)
@@ -179,7 +183,8 @@ async def test_frames_injected_onto_nats_are_refused_by_agents_as_on_one_relay(t
         try:
             topic = next(t for (kind, s, *rest) in relay.bus._subs if kind == "t" for t in rest)
             subject = sj.topic_subject(swarm_id, topic)
-            # A real frame of bob's, recorded and published again: a replay, skipped quietly.
+            # A real frame of bob's, recorded and published again (under two bus ids): delivered once,
+            # the copies dropped by the relay's de-duplication by message id, no refusal counted.
             real = await bob.swarm.publish(topic, b"\x00")
             mallory = await SwarmAgent.new(agent_config("mallory", swarm_key=bytes(range(2, 34))))
             foreign = await mallory.swarm.publish(topic, b"\x00")
@@ -190,9 +195,9 @@ async def test_frames_injected_onto_nats_are_refused_by_agents_as_on_one_relay(t
                 await nc.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
             await nc.flush()
             await wait_for(lambda: alice.rejected.get("BadSignature", 0) >= 1, timeout=10, what="the forged frame refused")
-            await wait_for(lambda: alice.ignored.get("ReplayDetected", 0) >= 1, timeout=10, what="the replay skipped")
             dropped = relay.bus.backplane.dropped
-            await wait_for(lambda: dropped["malformed"] >= 1 and dropped["wrong_swarm"] >= 1, what="relay drops")
+            await wait_for(lambda: dropped["malformed"] >= 1 and dropped["wrong_swarm"] >= 1 and dropped["duplicate"] >= 1,
+                           what="relay drops")
             assert "ReplayDetected" not in alice.rejected
             await mallory.leave()
         finally:

@@ -420,7 +420,7 @@ class RelayRouter:
             targets: tuple[int, ...] = () if target is None else (target,)
         else:
             targets = tuple(swarm.subscribers.get(header.topic, ()))
-        text = rw.delivered(envelope.raw, seq)
+        text = rw.delivered(envelope.raw, seq) if seq else envelope.raw  # 0: no position yet, a bare envelope
         for conn_id in targets:
             state = self._peers.get(conn_id)
             if state is None or state.agent_id == header.sender_id:

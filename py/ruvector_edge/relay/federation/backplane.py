@@ -14,12 +14,31 @@ Decisions taken here:
   entry per agent it holds and a heartbeat entry of its own every `heartbeat_s`; a relay unheard
   for `relay_timeout_s` is gone and so are its agents. The bucket's TTL (`presence_ttl_s`,
   refreshed every `refresh_s`) clears what a dead relay left behind for relays that start later;
-- every frame is published with its message id as `Nats-Msg-Id`, so JetStream keeps one copy of
-  a frame an agent re-sends after failing over, and a relay drops live frames an agent already
-  had from its catch-up replay (the agent's replay guard skips anything else, quietly);
+- live frames ride plain core-NATS subscriptions: the relay that gets a frame from its agent
+  delivers it to its own subscribers at once and publishes it once (without echo); the relays
+  with subscribers deliver it as it arrives. JetStream is never on that path: the swarm's stream
+  captures the same subjects, so the one publish is also the history, stored beside delivery;
+- a relay de-duplicates by message id (sender/message id, the envelope's own; bounded per swarm),
+  so a frame an agent re-sends after failing over is delivered once, and the stream keeps one
+  copy of it (`Nats-Msg-Id`). What is older than that bound reaches the agent, whose replay guard
+  skips it quietly;
+- the sequence sent with a live frame is the relay's *position* in the stream, not the frame's own
+  sequence (a core-NATS frame does not carry one, and waiting for JetStream's ack would put the
+  store back on the live path). The position is the highest sequence S such that every frame up
+  to S that this relay subscribes to has been delivered here: a headers-only ordered consumer per
+  swarm reads the stream's (sequence, subject, message id) in order and the position advances over
+  what was delivered live or is not for this relay. An agent keeps the highest sequence it saw, so
+  what it passes as `resume` is always safe: everything it missed comes after it. A frame the
+  stream holds that never came live (lost while NATS reconnected) is fetched from the stream after
+  `gap_s` and delivered then, so the live path is at most once and the relay's delivery is not;
+- a live frame can overtake the presence entry of its sender (the entry reaches other relays
+  through the bucket's JetStream watch, the frame through core NATS), and an agent refuses frames
+  from senders it was not told of. So a frame from a sender this relay does not know yet waits
+  (bounded, at most `relay_timeout_s`) for the sender's entry: the agents get `member`, then it;
 - catch-up: an agent's hello may carry the last stream sequence it saw; after its first
   subscription the relay replays what the swarm's stream holds after it, filtered to that agent's
-  topics and direct frames, holding live frames for it meanwhile so everything arrives in order.
+  topics and direct frames, holding live frames for it meanwhile; at the seam a held frame that
+  the replay already sent is dropped by message id, so nothing is lost or doubled.
 """
 
 from __future__ import annotations
@@ -51,7 +70,9 @@ class FederationConfig:
     relay_timeout_s: float = 3.0
     presence_ttl_s: float = 30.0
     refresh_s: float = 10.0
-    max_held: int = 10_000  # live frames held for one agent while its catch-up replays
+    max_held: int = 10_000  # live frames held for one agent while its catch-up replays; frames awaited per swarm
+    dedup_max: int = 65_536  # message ids remembered per swarm (duplicates dropped, the position confirmed)
+    gap_s: float = 1.0  # a frame the stream has but the live path did not bring is fetched after this
     max_frame_bytes: int = 2 * 1024 * 1024
 
     def __post_init__(self) -> None:
@@ -60,14 +81,16 @@ class FederationConfig:
             raise ValueError("heartbeat_s must be positive and shorter than relay_timeout_s")
         if not 0 < self.refresh_s < self.presence_ttl_s:
             raise ValueError("refresh_s must be positive and shorter than presence_ttl_s")
-        if min(self.stream_max_msgs, self.stream_max_bytes, self.replicas, self.max_held) < 1 or self.stream_max_age_s <= 0:
-            raise ValueError("stream bounds, replicas and max_held must be positive")
+        if min(self.stream_max_msgs, self.stream_max_bytes, self.replicas, self.max_held, self.dedup_max) < 1 \
+                or self.stream_max_age_s <= 0 or self.gap_s <= 0:
+            raise ValueError("stream bounds, replicas, max_held, dedup_max and gap_s must be positive")
 
 
 # Commands for the bus -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EnsureSwarm:
-    """Create (or find) the swarm's stream and presence bucket, and watch the bucket."""
+    """Create (or find) the swarm's stream and presence bucket, watch the bucket, and follow the
+    stream's positions (headers only) from its end: `stream_at`, then `position` for each frame."""
 
     swarm: str
     stream: str
@@ -84,9 +107,10 @@ class ReleaseSwarm:
 
 @dataclass(frozen=True)
 class Subscribe:
+    """A core-NATS subscription: live frames, not a JetStream consumer."""
+
     key: tuple[str, ...]  # ("t", swarm, topic) or ("d", swarm): handed back with every message
     subject: str
-    stream: str
 
 
 @dataclass(frozen=True)
@@ -124,7 +148,17 @@ class Replay:
     start_seq: int
 
 
-Command = EnsureSwarm | ReleaseSwarm | Subscribe | Unsubscribe | Publish | Put | Delete | Replay
+@dataclass(frozen=True)
+class Fetch:
+    """Read one frame from the stream by sequence and hand it to `fetched` (data None if it is gone)."""
+
+    swarm: str
+    stream: str
+    seq: int
+    key: str  # the awaited message id, handed back
+
+
+Command = EnsureSwarm | ReleaseSwarm | Subscribe | Unsubscribe | Publish | Put | Delete | Replay | Fetch
 
 
 class FederationSink(Protocol):
@@ -150,12 +184,32 @@ class FederationSink(Protocol):
 
 
 @dataclass
+class _Gap:
+    """A frame the stream holds for this relay that has not come live yet."""
+
+    seq: int
+    deadline: float
+    fetching: bool = False
+
+
+@dataclass
 class _Swarm:
     local: dict[str, str] = field(default_factory=dict)  # agent id -> registration (canonical text)
     topics: set[str] = field(default_factory=set)
     remote: dict[str, dict[str, str]] = field(default_factory=dict)  # agent id -> relay id -> registration
     agent_ids: dict[str, str] = field(default_factory=dict)  # agent token -> agent id (remote)
     relays: dict[str, float] = field(default_factory=dict)  # other relay id -> last heard (monotonic)
+    topic_tokens: set[str] = field(default_factory=set)  # subject tokens of `topics`
+    recent: collections.OrderedDict[str, None] = field(default_factory=collections.OrderedDict)  # delivered ids
+    head: int = 0  # the last stream sequence the position feed reported
+    awaited: collections.OrderedDict[str, _Gap] = field(default_factory=collections.OrderedDict)  # in stream order
+    early: dict[str, list[tuple[float, rw.RoutedEnvelope, str]]] = field(default_factory=dict)  # unknown sender ->
+    early_count: int = 0  # frames waiting for their sender's presence entry, over all senders
+
+    @property
+    def position(self) -> int:
+        """Every frame up to here that this relay subscribes to has been delivered here."""
+        return next(iter(self.awaited.values())).seq - 1 if self.awaited else self.head
 
 
 @dataclass
@@ -164,7 +218,8 @@ class _CatchUp:
     start_seq: int
     last_seq: int
     started: bool = False
-    held: list[tuple[int, str]] = field(default_factory=list)
+    held: list[tuple[str, str]] = field(default_factory=list)  # (message id, text) of live frames
+    held_ids: set[str] = field(default_factory=set)  # of those, the ones the replay has not sent
 
 
 class Backplane:
@@ -178,6 +233,7 @@ class Backplane:
         self.dropped: collections.Counter[str] = collections.Counter()
         self._swarms: dict[str, _Swarm] = {}
         self._catchups: dict[int, _CatchUp] = {}
+        self._delivering: str | None = None  # message id of the live frame being handed to the sink
         now = monotonic()
         self._next_heartbeat = now
         self._next_refresh = now + config.refresh_s
@@ -188,7 +244,7 @@ class Backplane:
         if swarm is None:
             swarm = self._swarms[swarm_id] = _Swarm()
             self.emit(EnsureSwarm(swarm_id, sj.stream_name(swarm_id), sj.swarm_subjects(swarm_id), sj.presence_bucket(swarm_id)))
-            self.emit(Subscribe(("d", swarm_id), sj.inbox_subject(swarm_id, self.relay_id), sj.stream_name(swarm_id)))
+            self.emit(Subscribe(("d", swarm_id), sj.inbox_subject(swarm_id, self.relay_id)))
             self._put_relay(swarm_id)
         swarm.local[agent_id] = registration_json
         self._put_agent(swarm_id, agent_id, registration_json)
@@ -211,16 +267,19 @@ class Backplane:
         swarm = self._swarms.get(swarm_id)
         if swarm is not None and topic not in swarm.topics:
             swarm.topics.add(topic)
-            self.emit(Subscribe(("t", swarm_id, topic), sj.topic_subject(swarm_id, topic), sj.stream_name(swarm_id)))
+            swarm.topic_tokens.add(sj.topic_token(swarm_id, topic))
+            self.emit(Subscribe(("t", swarm_id, topic), sj.topic_subject(swarm_id, topic)))
 
     def topic_unused(self, swarm_id: str, topic: str) -> None:
         swarm = self._swarms.get(swarm_id)
         if swarm is not None and topic in swarm.topics:
             swarm.topics.discard(topic)
+            swarm.topic_tokens.discard(sj.topic_token(swarm_id, topic))
             self.emit(Unsubscribe(("t", swarm_id, topic)))
 
     def publish(self, envelope: rw.RoutedEnvelope) -> bool:
-        """Put an envelope on the bus; False for a direct frame whose target is on no relay."""
+        """Deliver an agent's envelope to this relay's subscribers and put it on the bus once (the
+        stream records it from there); False for a direct frame whose target is on no relay."""
         header = envelope.header
         if rw.is_direct(header.topic):
             relay = self.relay_of(header.swarm, header.topic[1:])
@@ -229,7 +288,9 @@ class Backplane:
             subject = sj.direct_subject(header.swarm, header.topic[1:], relay)
         else:
             subject = sj.topic_subject(header.swarm, header.topic)
-        self.emit(Publish(subject, envelope.raw.encode("utf-8"), f"{header.sender_id}/{header.message_id}"))
+        msg_id = _msg_id(envelope)
+        self._deliver(header.swarm, envelope, msg_id)
+        self.emit(Publish(subject, envelope.raw.encode("utf-8"), msg_id))
         return True
 
     def relay_of(self, swarm_id: str, agent_id: str) -> str | None:
@@ -261,23 +322,25 @@ class Backplane:
             self.emit(Replay(conn_id, sj.stream_name(catchup.swarm), sj.swarm_subjects(catchup.swarm), catchup.start_seq))
 
     def hold(self, conn_id: int, seq: int, text: str) -> bool:
-        """Keep a live frame for a connection still catching up (True: held, don't send it now)."""
+        """Keep a live frame for a connection still catching up (True: held, don't send it now).
+        `seq` is the position it goes out with; the seam is matched by the frame's message id."""
         catchup = self._catchups.get(conn_id)
-        if catchup is None:
+        if catchup is None or self._delivering is None:
             return False
         if len(catchup.held) >= self.config.max_held:  # an agent that never subscribes must not grow this
             self.dropped["held_overflow"] += 1
             self.replay_done(conn_id)
             return False
-        catchup.held.append((seq, text))
+        catchup.held.append((self._delivering, text))
+        catchup.held_ids.add(self._delivering)
         return True
 
     def closed(self, conn_id: int) -> None:
         self._catchups.pop(conn_id, None)
 
     # From the bus --------------------------------------------------------------------------------
-    def received(self, key: tuple[str, ...], data: bytes, seq: int) -> None:
-        """A frame on one of our subscriptions."""
+    def received(self, key: tuple[str, ...], data: bytes) -> None:
+        """A live frame on one of our subscriptions."""
         swarm_id = key[1]
         envelope = self._envelope(swarm_id, data)
         if envelope is None:
@@ -290,9 +353,47 @@ class Backplane:
         elif not rw.is_direct(topic):
             self.dropped["wrong_topic"] += 1
             return
-        self.sink.bus_frame(swarm_id, envelope, seq)
+        self._deliver(swarm_id, envelope, _msg_id(envelope))
+
+    def stream_at(self, swarm_id: str, last_seq: int) -> None:
+        """The position feed starts after `last_seq`: frames before it are not this relay's to confirm."""
+        swarm = self._swarms.get(swarm_id)
+        if swarm is not None and last_seq > swarm.head:
+            swarm.head = last_seq
+            for key in [k for k, gap in swarm.awaited.items() if gap.seq <= last_seq]:
+                del swarm.awaited[key]
+
+    def position(self, swarm_id: str, seq: int, subject: str, msg_id: str | None) -> None:
+        """The stream stored a frame at `seq` (headers only, in stream order): advance the position
+        over it if it was delivered here or is not for this relay; otherwise await it."""
+        swarm = self._swarms.get(swarm_id)
+        if swarm is None or seq <= swarm.head:
+            return
+        swarm.head = seq
+        parsed = sj.parse_subject(subject)
+        wanted = parsed is not None and (parsed[1] in swarm.topic_tokens if parsed[0] == "t" else parsed[2] == self.relay_id)
+        key = msg_id or f"#{seq}"  # no id (not a relay's publish): fetched, then judged by its envelope
+        if not wanted or key in swarm.recent or key in swarm.awaited:
+            return
+        swarm.awaited[key] = _Gap(seq, self.monotonic() + self.config.gap_s)
+        if len(swarm.awaited) > self.config.max_held:  # the live path is far behind: fetch the oldest now
+            self._fetch(swarm_id, swarm, *next(iter(swarm.awaited.items())))
+
+    def fetched(self, swarm_id: str, key: str, data: bytes | None) -> None:
+        """An awaited frame read from the stream (None: no longer there, past the stream's bounds)."""
+        swarm = self._swarms.get(swarm_id)
+        if swarm is None or swarm.awaited.pop(key, None) is None:
+            return
+        if data is None:
+            self.dropped["gap_lost"] += 1
+            return
+        envelope = self._envelope(swarm_id, data)
+        if envelope is not None:
+            self.dropped["gap_fetched"] += 1  # counted: a non-zero count says the live path lost frames
+            self._deliver(swarm_id, envelope, _msg_id(envelope))
 
     def replayed(self, conn_id: int, subject: str, data: bytes, seq: int) -> None:
+        """A frame of a catch-up, with its own stream sequence (replays run in stream order)."""
         catchup = self._catchups.get(conn_id)
         view = self.sink.conn_view(conn_id)
         if catchup is None or view is None or seq <= catchup.last_seq:
@@ -316,15 +417,16 @@ class Backplane:
         if topic != rw.direct_topic(agent_id) if kind == "d" else topic not in topics:
             self.dropped["wrong_topic"] += 1
             return
+        catchup.held_ids.discard(_msg_id(envelope))  # came live too: the replay's copy goes, in order
         self.sink.bus_replay(conn_id, envelope, seq)
 
     def replay_done(self, conn_id: int) -> None:
         catchup = self._catchups.pop(conn_id, None)
         if catchup is None:
             return
-        held = sorted((item for item in catchup.held if item[0] > catchup.last_seq), key=lambda item: item[0])
+        held = [text for msg_id, text in catchup.held if msg_id in catchup.held_ids]
         if held:
-            self.sink.send_held(conn_id, [text for _, text in held])
+            self.sink.send_held(conn_id, held)
 
     def presence(self, swarm_id: str, key: str, value: bytes | None) -> None:
         """A put (value) or delete (None) in a swarm's presence bucket."""
@@ -359,6 +461,9 @@ class Backplane:
         by_relay[relay] = registration_json  # the newest last: relay_of() picks it
         if (not known or changed) and agent_id not in swarm.local:
             self.sink.remote_joined(swarm_id, agent_id, registration_json)
+        for _, envelope, msg_id in swarm.early.pop(agent_id, ()):
+            swarm.early_count -= 1
+            self._hand(swarm_id, swarm, envelope, msg_id)
 
     def tick(self) -> None:
         """Heartbeats, presence refreshes and the liveness of other relays; call about every heartbeat_s/2."""
@@ -377,8 +482,51 @@ class Backplane:
             for relay, heard in tuple(swarm.relays.items()):
                 if heard < deadline:
                     self._relay_gone(swarm_id, swarm, relay)
+            for key, gap in tuple(swarm.awaited.items()):  # in stream order, so deadlines ascend
+                if gap.deadline > now:
+                    break
+                if not gap.fetching:
+                    self._fetch(swarm_id, swarm, key, gap)
+            for sender, frames in tuple(swarm.early.items()):  # no relay announced it: no agent would take these
+                if frames[0][0] <= now:
+                    del swarm.early[sender]
+                    swarm.early_count -= len(frames)
+                    self.dropped["unknown_sender"] += len(frames)
 
     # Internals -------------------------------------------------------------------------------------
+    def _deliver(self, swarm_id: str, envelope: rw.RoutedEnvelope, msg_id: str) -> None:
+        """Hand a frame to this relay's subscribers once, with the swarm's position as its sequence."""
+        swarm = self._swarms.get(swarm_id)
+        if swarm is None:
+            return
+        if msg_id in swarm.recent:
+            self.dropped["duplicate"] += 1
+            return
+        swarm.recent[msg_id] = None
+        if len(swarm.recent) > self.config.dedup_max:
+            swarm.recent.popitem(last=False)
+        swarm.awaited.pop(msg_id, None)
+        sender = envelope.header.sender_id
+        if sender not in swarm.local and sender not in swarm.remote:
+            if swarm.early_count >= self.config.max_held:
+                self.dropped["unknown_sender"] += 1
+                return
+            swarm.early.setdefault(sender, []).append((self.monotonic() + self.config.relay_timeout_s, envelope, msg_id))
+            swarm.early_count += 1
+            return
+        self._hand(swarm_id, swarm, envelope, msg_id)
+
+    def _hand(self, swarm_id: str, swarm: _Swarm, envelope: rw.RoutedEnvelope, msg_id: str) -> None:
+        self._delivering = msg_id
+        try:
+            self.sink.bus_frame(swarm_id, envelope, swarm.position)
+        finally:
+            self._delivering = None
+
+    def _fetch(self, swarm_id: str, swarm: _Swarm, key: str, gap: _Gap) -> None:
+        gap.fetching = True
+        self.emit(Fetch(swarm_id, sj.stream_name(swarm_id), gap.seq, key))
+
     def _envelope(self, swarm_id: str, data: bytes) -> rw.RoutedEnvelope | None:
         """A bus frame must be a plain envelope of this swarm within the frame limit; anything else
         (garbage, a relay control frame, another swarm's envelope) is dropped here and counted."""
@@ -432,3 +580,8 @@ class Backplane:
     def _put_agent(self, swarm_id: str, agent_id: str, registration_json: str) -> None:
         value = f'{{"agent":{json.dumps(agent_id)},"registration":{registration_json},"relay":"{self.relay_id}"}}'
         self.emit(Put(sj.presence_bucket(swarm_id), sj.agent_key(swarm_id, agent_id, self.relay_id), value.encode()))
+
+
+def _msg_id(envelope: rw.RoutedEnvelope) -> str:
+    """A frame's identity on the bus: its sender and message id, as signed in its header."""
+    return f"{envelope.header.sender_id}/{envelope.header.message_id}"

@@ -1,10 +1,16 @@
 """The backplane's I/O shell: nats-py and JetStream carry out what backplane.py decides.
 
 Commands run one at a time in emission order on one worker task (a subscription is in place
-before the publishes that follow it; a stream exists before anything subscribes to it); replays
-run beside it, each bounded by the stream's last sequence when it started and by time. Frames and
-presence updates are published without waiting for an acknowledgement, so a slow JetStream never
-stalls the relay's event loop; the stream still de-duplicates by `Nats-Msg-Id`.
+before the publishes that follow it; a stream exists before anything follows it); replays and
+fetches run beside it, bounded by time. Live frames are core-NATS publishes and subscriptions
+(nats-py re-subscribes them on every reconnect, to any node); the connection does not echo, since
+the backplane already delivered a frame to its own relay's subscribers. Frames and presence updates
+are published without waiting for an acknowledgement, so a slow JetStream never stalls the relay's
+event loop; the stream captures the same subjects and de-duplicates by `Nats-Msg-Id`.
+
+The JetStream consumers (the presence watch, the position feed) are ordered push consumers with a
+short idle heartbeat: when their node dies, two missed heartbeats make nats-py recreate them from
+the last sequence they delivered, on whichever node holds the stream now, and retry until it does.
 """
 
 from __future__ import annotations
@@ -22,10 +28,15 @@ from nats.js import api
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 
 from . import backplane as bp
+from . import subjects as sj
 
 log = logging.getLogger(__name__)
 
 REPLAY_TIMEOUT_S = 10.0  # a replay that has not finished by then hands over to live frames
+REPLAY_ROUNDS = 3  # the stream's end is read again after a round: frames stored meanwhile replay too
+CONSUMER_HEARTBEAT_S = 1.0  # idle heartbeat of the presence watch and position feed (recreated after 2 missed)
+MAX_FETCHES = 16  # gap fetches in flight at once
+ENSURE_ATTEMPTS = 8  # setting up a swarm's stream, bucket and consumers: ~10 s of retries
 _KV_OP = "KV-Operation"
 
 
@@ -59,9 +70,10 @@ class NatsBus:
         self.backplane = bp.Backplane(config, sink, self._emit, monotonic)
         self._commands: asyncio.Queue[bp.Command] = asyncio.Queue()
         self._subs: dict[tuple[str, ...], object] = {}
-        self._watchers: dict[str, tuple[object, asyncio.Task]] = {}
+        self._watches: dict[str, tuple[object, ...]] = {}  # swarm -> its presence watch and position feed
         self._tasks: list[asyncio.Task] = []
         self._replays: set[asyncio.Task] = set()
+        self._fetches = asyncio.Semaphore(MAX_FETCHES)
         self.nc = None
         self.js = None
 
@@ -77,7 +89,8 @@ class NatsBus:
         self.nc = await asyncio.wait_for(nats.connect(
             servers=list(self.options.servers), tls=self.options.tls_context(), name=f"edge-relay-{self.config.relay_id}",
             connect_timeout=self.options.connect_timeout_s, allow_reconnect=True, max_reconnect_attempts=2,
-            reconnect_time_wait=0.25, ping_interval=2, max_outstanding_pings=2, error_cb=self._error, **credentials,
+            reconnect_time_wait=0.25, ping_interval=2, max_outstanding_pings=2, error_cb=self._error, no_echo=True,
+            **credentials,
         ), 3 * self.options.connect_timeout_s * len(self.options.servers))
         self.nc.options["max_reconnect_attempts"] = -1
         self.js = self.nc.jetstream()
@@ -85,7 +98,7 @@ class NatsBus:
                        asyncio.create_task(self._tick(), name="nats-bus-tick")]
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._replays, *(task for _, task in self._watchers.values())]:
+        for task in [*self._tasks, *self._replays]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._replays, return_exceptions=True)
         if self.nc is not None:
@@ -127,25 +140,35 @@ class NatsBus:
             key = c.key
 
             async def deliver(msg) -> None:
-                self.backplane.received(key, msg.data, msg.metadata.sequence.stream)
+                self.backplane.received(key, msg.data)
 
-            self._subs[key] = await js.subscribe(c.subject, stream=c.stream, cb=deliver, ordered_consumer=True,
-                                                 deliver_policy=api.DeliverPolicy.NEW)
+            self._subs[key] = await nc.subscribe(c.subject, cb=deliver)
         elif isinstance(c, bp.Unsubscribe):
             sub = self._subs.pop(c.key, None)
             if sub is not None:
                 await sub.unsubscribe()  # type: ignore[attr-defined]
         elif isinstance(c, bp.EnsureSwarm):
-            await self._ensure_swarm(c)
+            await self._ensure_swarm_retrying(c)
         elif isinstance(c, bp.ReleaseSwarm):
-            watcher = self._watchers.pop(c.swarm, None)
-            if watcher is not None:
-                watcher[1].cancel()
-                await watcher[0].stop()  # type: ignore[attr-defined]
-        elif isinstance(c, bp.Replay):
-            task = asyncio.create_task(self._replay(c))
+            for sub in self._watches.pop(c.swarm, ()):
+                await sub.unsubscribe()  # type: ignore[attr-defined]
+        elif isinstance(c, (bp.Replay, bp.Fetch)):
+            task = asyncio.create_task(self._replay(c) if isinstance(c, bp.Replay) else self._fetch(c))
             self._replays.add(task)
             task.add_done_callback(self._replays.discard)
+
+    async def _ensure_swarm_retrying(self, c: bp.EnsureSwarm) -> None:
+        """A stream or bucket with replicas has no leader for a moment after it is created or after a
+        node dies, and answers nothing meanwhile: retry (bounded), or the swarm has no presence here."""
+        for attempt in range(ENSURE_ATTEMPTS):
+            try:
+                await self._ensure_swarm(c)
+                return
+            except (NatsError, asyncio.TimeoutError, OSError) as exc:
+                log.info("nats: setting up swarm %s (attempt %d): %s", c.stream, attempt + 1, exc)
+                await asyncio.sleep(min(2.0, 0.25 * 2 ** attempt))
+        log.warning("nats: swarm %s not set up after %d attempts: no presence or positions here", c.stream,
+                    ENSURE_ATTEMPTS)
 
     async def _ensure_swarm(self, c: bp.EnsureSwarm) -> None:
         js, cfg = self.js, self.config
@@ -160,20 +183,49 @@ class NatsBus:
         except BadRequestError:  # exists with other bounds (another relay's settings, or changed ones)
             await js.update_stream(stream)
         try:
-            kv = await js.key_value(c.bucket)
+            await js.key_value(c.bucket)
         except (BucketNotFoundError, NotFoundError):
-            kv = await js.create_key_value(bucket=c.bucket, ttl=cfg.presence_ttl_s, history=1, replicas=cfg.replicas)
-        watcher = await kv.watchall()
-        self._watchers[c.swarm] = (watcher, asyncio.create_task(self._watch(c.swarm, watcher)))
+            await js.create_key_value(bucket=c.bucket, ttl=cfg.presence_ttl_s, history=1, replicas=cfg.replicas)
+        swarm, prefix = c.swarm, f"$KV.{c.bucket}."
 
-    async def _watch(self, swarm: str, watcher) -> None:
-        async for entry in watcher:
-            if entry is None:  # "no more history": live updates follow
-                continue
-            deleted = entry.operation in ("DEL", "PURGE")
-            self.backplane.presence(swarm, entry.key, None if deleted else entry.value)
+        async def presence(msg) -> None:
+            deleted = (msg.headers or {}).get(_KV_OP) in ("DEL", "PURGE")
+            self.backplane.presence(swarm, msg.subject[len(prefix):], None if deleted else msg.data)
+
+        async def position(msg) -> None:
+            self.backplane.position(swarm, msg.metadata.sequence.stream, msg.subject, (msg.headers or {}).get("Nats-Msg-Id"))
+
+        # Not kv.watchall(): its consumer's 5 s heartbeat leaves presence deaf for 10 s after a node dies.
+        last = (await js.stream_info(c.stream)).state.last_seq
+        if last == 0:  # one opening per stream (relays starting together: de-duplicated by id)
+            last = (await js.publish(sj.opening_subject(swarm), b"", stream=c.stream, headers={"Nats-Msg-Id": "open"})).seq
+        watch = await js.subscribe(f"{prefix}>", stream=f"KV_{c.bucket}", cb=presence, ordered_consumer=True,
+                                   idle_heartbeat=CONSUMER_HEARTBEAT_S, deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT)
+        try:
+            feed = await js.subscribe(c.subjects, stream=c.stream, cb=position, ordered_consumer=True, headers_only=True,
+                                      idle_heartbeat=CONSUMER_HEARTBEAT_S,
+                                      deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                                      config=api.ConsumerConfig(opt_start_seq=last + 1))
+        except BaseException:
+            await watch.unsubscribe()
+            raise
+        self.backplane.stream_at(swarm, last)
+        self._watches[swarm] = (watch, feed)
+
+    async def _fetch(self, c: bp.Fetch) -> None:
+        data = None
+        try:
+            async with self._fetches:
+                data = (await self.js.get_msg(c.stream, c.seq)).data  # type: ignore[union-attr]
+        except NotFoundError:
+            pass
+        except (NatsError, asyncio.TimeoutError, OSError) as exc:
+            log.warning("nats: fetching frame %d of %s failed: %s", c.seq, c.stream, exc)
+        self.backplane.fetched(c.swarm, c.key, data)
 
     async def _replay(self, c: bp.Replay) -> None:
+        """Replay up to the stream's end, then read the end again (a live frame held for the agent
+        may have been stored after the first read): the seam's duplicates go by message id."""
         try:
             info = await self.js.stream_info(c.stream)  # type: ignore[union-attr]
             last = info.state.last_seq
@@ -184,11 +236,14 @@ class NatsBus:
                     config=api.ConsumerConfig(opt_start_seq=max(c.start_seq, info.state.first_seq or 1)),
                 )
                 deadline = time.monotonic() + REPLAY_TIMEOUT_S
+                seq = c.start_seq - 1
                 try:
-                    for _ in range(last - c.start_seq + 1):
-                        msg = await sub.next_msg(timeout=max(0.01, deadline - time.monotonic()))
-                        seq = msg.metadata.sequence.stream
-                        self.backplane.replayed(c.conn_id, msg.subject, msg.data, seq)
+                    for _ in range(REPLAY_ROUNDS):
+                        while seq < last:
+                            msg = await sub.next_msg(timeout=max(0.01, deadline - time.monotonic()))
+                            seq = msg.metadata.sequence.stream
+                            self.backplane.replayed(c.conn_id, msg.subject, msg.data, seq)
+                        last = (await self.js.stream_info(c.stream)).state.last_seq  # type: ignore[union-attr]
                         if seq >= last:
                             break
                 finally:

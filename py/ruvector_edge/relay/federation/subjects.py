@@ -6,6 +6,7 @@ subscribes outside the swarms its agents joined, so swarms never see each other'
 
     edge.s.<S>.t.<T>         a broadcast on topic T of swarm S          (relays with subscribers)
     edge.s.<S>.d.<A>.<R>     a direct frame for agent A, held by relay R (that relay only)
+    edge.s.<S>.open          an empty first message, so every position an agent is sent is >= 1
     stream EDGE_<S>          captures edge.s.<S>.> : the swarm's recent frames, for catch-up
     bucket edge-presence-<S> a.<A>.<R> -> {"relay", "registration"};  r.<R> -> {"relay"} (heartbeat)
 
@@ -57,6 +58,12 @@ def direct_subject(swarm: str, agent_id: str, relay_id: str) -> str:
 def inbox_subject(swarm: str, relay_id: str) -> str:
     """Every direct frame of this swarm for agents held by this relay: one subscription, not one per agent."""
     return f"{PREFIX}.{swarm_token(swarm)}.d.*.{relay_id}"
+
+
+def opening_subject(swarm: str) -> str:
+    """The stream's first message: a new stream's position is then 1, a sequence an agent can resume
+    from (0 is "never had a position", and frames sent then would leave it nothing to pass on)."""
+    return f"{PREFIX}.{swarm_token(swarm)}.open"
 
 
 def swarm_subjects(swarm: str) -> str:
