@@ -27,6 +27,9 @@ mkdir -p build
 # workers and the scout take three, the rest are for browser tabs. The swarm key is in no link.
 USES=8
 rm -f build/invite.link
+# Each run founds a fresh swarm (its local agents start with fresh keys, which the last run's admin
+# would refuse under the same ids); the GUN graph in build/relay-data/ is kept.
+rm -rf build/relay-data/admin
 .venv/bin/edge-coordinator --id coordinator-001 --listen "$HOST:$PORT" --web dist --shm-hub "$HUB" --data-dir build/relay-data \
   --invite-uses "$USES" --invite-hours 12 --invite-file build/invite.link --status-every 10 >build/coordinator.log 2>&1 &
 PIDS+=($!)
