@@ -10,13 +10,11 @@ input (so it cannot outlive the test) or after MAX_LIFETIME_S at the latest.
 """
 
 import asyncio
-import json
 import sys
 
+from agent_lines import run_agent
 from ruvector_edge.agent import SwarmAgent, SwarmConfig
 from ruvector_edge.protocol import MessageKind
-
-MAX_LIFETIME_S = 300.0
 
 
 async def answer(agent: SwarmAgent, req: dict) -> object:
@@ -30,30 +28,9 @@ async def answer(agent: SwarmAgent, req: dict) -> object:
     raise ValueError(f"unknown command {cmd!r}")
 
 
-async def serve(agent: SwarmAgent) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            return
-        try:
-            out = {"ok": await answer(agent, json.loads(line))}
-        except Exception as exc:  # report, keep serving: the test decides what is fatal
-            out = {"error": f"{type(exc).__name__}: {exc}"}
-        print(json.dumps(out), flush=True)
-
-
 async def main(url: str, key_hex: str, agent_id: str) -> None:
     config = SwarmConfig(agent_id=agent_id, swarm_key=bytes.fromhex(key_hex), coordinator_url=None)
-    agent = await SwarmAgent.new(config)
-    await agent.join_swarm(url, timeout=20)
-    print(json.dumps({"joined": agent_id}), flush=True)
-    try:
-        await asyncio.wait_for(serve(agent), MAX_LIFETIME_S)
-    except asyncio.TimeoutError:
-        pass
-    finally:
-        await agent.leave()
+    await run_agent(config, url, answer)
 
 
 if __name__ == "__main__":
