@@ -130,3 +130,26 @@ async def seal_custom(
     iv = os.urandom(12)
     ct = await sender.runtime.crypto.aes_gcm_seal(key, iv, payload, EnvelopeHeader.aad_of(canonical))
     return Envelope(header, sig, iv, ct).to_json(), header
+
+
+@pytest.fixture
+async def swarm_of():
+    """make(agent_id) → a SwarmAgent joined to a fresh in-process relay (one random swarm key, 50 ms syncs)."""
+    from ruvector_edge.agent import SwarmAgent, SwarmConfig
+    from ruvector_edge.relay.server import RelayServer
+
+    server = RelayServer("127.0.0.1", 0, None)
+    await server.start()
+    key = os.urandom(32)
+    agents: list[SwarmAgent] = []
+
+    async def make(agent_id: str) -> SwarmAgent:
+        agent = await SwarmAgent.new(SwarmConfig(agent_id=agent_id, swarm_key=key, sync_interval_ms=50))
+        await agent.join_swarm(f"ws://127.0.0.1:{server.port}")
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        await agent.leave()
+    await server.stop()

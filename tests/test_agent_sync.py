@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
-from ruvector_edge.agent import SwarmAgent, SwarmConfig
+from ruvector_edge.agent import SwarmAgent
 from ruvector_edge.protocol import MessageKind
-from ruvector_edge.relay.server import RelayServer
 
 ACTIONS = ["coder", "reviewer", "typescript-developer"]
 
@@ -21,25 +19,6 @@ async def until(predicate, timeout=5.0):
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def swarm_of():
-    server = RelayServer("127.0.0.1", 0, None)
-    await server.start()
-    key = os.urandom(32)
-    agents: list[SwarmAgent] = []
-
-    async def make(agent_id: str) -> SwarmAgent:
-        agent = await SwarmAgent.new(SwarmConfig(agent_id=agent_id, swarm_key=key, sync_interval_ms=50))
-        await agent.join_swarm(f"ws://127.0.0.1:{server.port}")
-        agents.append(agent)
-        return agent
-
-    yield make
-    for agent in agents:
-        await agent.leave()
-    await server.stop()
 
 
 async def test_a_pattern_learned_in_one_agent_reaches_the_others(swarm_of):

@@ -9,17 +9,14 @@ each member answers REQUEST_PATTERNS with its own entries, so a late joiner stil
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
-from ruvector_edge.agent import SwarmAgent, SwarmConfig
 from ruvector_edge.errors import ForeignOrigin
 from ruvector_edge.intelligence import IntelligenceSync
 from ruvector_edge.p2p.wire import b64
 from ruvector_edge.platform.base import FakeClock
 from ruvector_edge.protocol import MessageKind
-from ruvector_edge.relay.server import RelayServer
 
 STATE, GOOD, EVIL = "edit_ts", "typescript-developer", "attacker-choice"
 
@@ -56,25 +53,6 @@ def test_own_only_refuses_a_state_with_other_origins_and_changes_nothing():
         me.merge_peer_state("peer", me.serialize_state(), own_only=True)
     assert me.serialize_state() == before
     assert me.merge_peer_state("peer", peer.own_state(), own_only=True).merged_patterns == 1
-
-
-@pytest.fixture
-async def swarm_of():
-    server = RelayServer("127.0.0.1", 0, None)
-    await server.start()
-    key = os.urandom(32)
-    agents: list[SwarmAgent] = []
-
-    async def make(agent_id: str) -> SwarmAgent:
-        agent = await SwarmAgent.new(SwarmConfig(agent_id=agent_id, swarm_key=key, sync_interval_ms=50))
-        await agent.join_swarm(f"ws://127.0.0.1:{server.port}")
-        agents.append(agent)
-        return agent
-
-    yield make
-    for agent in agents:
-        await agent.leave()
-    await server.stop()
 
 
 async def test_a_member_inventing_50_origins_weighs_as_one_member(swarm_of):
