@@ -262,3 +262,109 @@ json.dumps({"while_building": while_building, "built": built, "after": ann.ann_s
   expect(out.returned_gone).toBe(0);
   expect(out.full).toBe(true);
 });
+
+// The corpus of the HNSW test above, and a kernel that keeps its graph under `name`.
+const annSetup = (name) => `
+import asyncio, json, random
+from ruvector_edge.memory import pack_unit_vector
+from ruvector_edge.memory.browser import JsFloat32Kernel
+
+dim, rng = 32, random.Random(13)
+basis = [[rng.gauss(0, 1) for _ in range(dim)] for _ in range(6)]
+def sample():
+    z = [rng.gauss(0, 1) for _ in range(6)]
+    return pack_unit_vector([sum(z[j] * basis[j][d] for j in range(6)) + 0.3 * rng.gauss(0, 1) for d in range(dim)], dim)
+rows = [sample() for _ in range(3000)]
+extra = [sample() for _ in range(50)]
+queries = [sample() for _ in range(100)]
+ann, exact = JsFloat32Kernel(dim, ann_above=1000, persist_as=${JSON.stringify(name)}), JsFloat32Kernel(dim)
+
+async def settled():  # bounded: 600 x 50 ms
+    seen_building = False
+    for _ in range(600):
+        state = ann.ann_state()
+        seen_building = seen_building or state["building"]
+        if (state["ready"] and not state["building"]) or state["error"]:
+            break
+        await asyncio.sleep(0.05)
+    return seen_building
+
+def recall():
+    found, truth = ann.search(queries, 10), exact.search(queries, 10)
+    return sum(len({r for r, _ in f} & {r for r, _ in t}) / 10 for f, t in zip(found, truth)) / len(truth)
+`;
+
+async function saveGraph(page, name) {
+  return JSON.parse(await py(page, annSetup(name) + `
+ann.add_many(rows)
+exact.add_many(rows)
+await settled()
+saved = await ann.save_index()
+json.dumps({"saved": saved, "state": ann.ann_state(), "recall": recall()})
+`));
+}
+
+test("the HNSW graph is kept across a reload: loaded, patched to the rows held now, not rebuilt", async ({ page }) => {
+  const name = agentId("ann-keep");
+  await openReady(page);
+  const first = await saveGraph(page, name);
+  expect(first.saved).toBe(true);
+  expect(first.state.persist).toMatchObject({ source: "built", saves: 1, saved: true, refused: 0 });
+
+  await page.reload();
+  await openReady(page);
+  // The memory changed since the save: 100 rows gone, 50 new ones.
+  const out = JSON.parse(await py(page, annSetup(name) + `
+held = rows[100:] + extra
+ann.add_many(held)
+exact.add_many(held)
+seen_building = await settled()
+json.dumps({"seen_building": seen_building, "state": ann.ann_state(), "recall": recall()})
+`));
+  expect(out.seen_building).toBe(false);
+  expect(out.state).toMatchObject({ ready: true, building: false, nodes: 2950, tombstones: 100, error: null });
+  expect(out.state.persist).toMatchObject({ state: "loaded", source: "loaded", refused: 0, patched: 150, error: null });
+  expect(out.recall).toBeGreaterThanOrEqual(0.95);
+});
+
+test("a corrupted stored graph is refused and built anew", async ({ page }) => {
+  const name = agentId("ann-bad");
+  await openReady(page);
+  expect((await saveGraph(page, name)).saved).toBe(true);
+  // Flip bytes in the middle of the graph file hnswlib-wasm keeps in its own IndexedDB database.
+  const flipped = await py(page, `
+from pyodide.code import run_js
+await run_js("""(async () => {
+  const open = (n) => new Promise((ok, no) => { const r = indexedDB.open(n); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+  const req = (r) => new Promise((ok, no) => { r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+  for (const { name } of await indexedDB.databases()) {
+    if (!name.startsWith("/")) continue;
+    const db = await open(name);
+    const keys = await req(db.transaction("FILE_DATA").objectStore("FILE_DATA").getAllKeys());
+    const key = keys.find((k) => String(k).includes(${JSON.stringify(name.replace(/[^A-Za-z0-9_-]/g, "_"))}));
+    if (key === undefined) { db.close(); continue; }
+    const entry = await req(db.transaction("FILE_DATA").objectStore("FILE_DATA").get(key));
+    const bytes = new Uint8Array(entry.contents);
+    for (let i = 0; i < 64; i++) bytes[(bytes.length >> 1) + i] ^= 0xff;
+    entry.contents = bytes;
+    await req(db.transaction("FILE_DATA", "readwrite").objectStore("FILE_DATA").put(entry, key));
+    db.close();
+    return "flipped";
+  }
+  return "not found";
+})()""")
+`);
+  expect(flipped).toBe("flipped");
+
+  await page.reload();
+  await openReady(page);
+  const out = JSON.parse(await py(page, annSetup(name) + `
+ann.add_many(rows)
+exact.add_many(rows)
+seen_building = await settled()
+json.dumps({"seen_building": seen_building, "state": ann.ann_state(), "recall": recall()})
+`));
+  expect(out.state).toMatchObject({ ready: true, nodes: 3000, tombstones: 0, error: null });
+  expect(out.state.persist).toMatchObject({ source: "built", refused: 1 });
+  expect(out.recall).toBeGreaterThanOrEqual(0.95);
+});

@@ -26,7 +26,8 @@
 // slices of the worker's idle time (setTimeout, never inside a call), searches
 // stay exact until it is complete, removals only mark nodes deleted, and once
 // deleted nodes outnumber live ones a new graph is built the same way while the
-// old one keeps answering. Nothing of it is persisted: rebuilt after a reload.
+// old one keeps answering. With a persist name the graph is kept across reloads
+// (see "Persisting the graph" below); without one it is rebuilt after a reload.
 
 import { done, openDb, request } from "./idb.js";
 
@@ -37,14 +38,15 @@ if (new Uint8Array(new Float32Array([1]).buffer)[3] !== 0x3f) {
 const QUERY_GROUP = 8; // queries scored together, so a batch reads each block of rows once per group
 const ROW_BLOCK = 128; // rows per block: 128 × 384 float32 = 192 KiB
 
-function create(dim, initialRows = 1024, annAbove = 0) {
+function create(dim, initialRows = 1024, annAbove = 0, persistAs = "") {
   if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`dimension must be a positive integer, not ${dim}`);
   if (!Number.isInteger(annAbove) || annAbove < 0) throw new RangeError(`annAbove must be a non-negative integer, not ${annAbove}`);
+  if (typeof persistAs !== "string") throw new TypeError("persistAs must be a string");
   const rows = Math.max(1, initialRows | 0);
   return {
     dim, n: 0, data: new Float32Array(rows * dim), scores: new Float64Array(0), queries: new Float32Array(0),
     annAbove, labels: new Float64Array(rows), rowOf: new Map(), nextLabel: 0, graph: null, tombstones: 0,
-    building: null, scheduled: false,
+    building: null, scheduled: false, persist: persistAs ? newPersist(persistAs) : null,
   };
 }
 
@@ -82,7 +84,10 @@ function addMany(h, bytes, count) {
     added.push(label);
   }
   h.n += count;
-  if (h.graph) graphAdd(h, h.graph, added);
+  if (h.graph) {
+    graphAdd(h, h.graph, added);
+    changed(h);
+  }
   if (h.building) h.building.queue.push(...added);
   maintain(h);
   return h.n;
@@ -105,6 +110,7 @@ function remove(h, rows) {
     if (h.graph) {
       h.graph.markDelete(label);
       h.tombstones++;
+      changed(h);
     }
     if (h.building && h.building.added.has(label)) {
       h.building.graph.markDelete(label);
@@ -125,7 +131,8 @@ function remove(h, rows) {
 // The HNSW graph ------------------------------------------------------------------
 
 const ANN = { m: 16, efConstruction: 40, efSearch: 128, sliceMs: 40, chunk: 64, seed: 100 };
-let hnswlib = null; // the loaded module, once
+let hnswlib = null; // the loaded library, once
+let hnswlibModule = null; // its JS wrapper (syncFileSystem)
 let hnswlibLoading = null;
 let hnswlibError = null;
 
@@ -133,7 +140,7 @@ let hnswlibError = null;
 function loadHnswlib(h) {
   if (!hnswlibLoading) {
     hnswlibLoading = import("hnswlib-wasm")
-      .then((module) => module.loadHnswlib())
+      .then((module) => (hnswlibModule = module).loadHnswlib())
       .then((lib) => (hnswlib = lib), (error) => (hnswlibError = String(error && error.message || error)));
   }
   hnswlibLoading.then(() => maintain(h));
@@ -160,6 +167,8 @@ function maintain(h) {
     if (!hnswlibError) loadHnswlib(h);
     return;
   }
+  if (h.persist && h.persist.state === "new") return startLoad(h);
+  if (h.persist && h.persist.state === "loading") return;
   const graph = new hnswlib.HierarchicalNSW("ip", h.dim, "");
   graph.initIndex(Math.max(1024, 2 * h.n), ANN.m, ANN.efConstruction, ANN.seed);
   h.building = { graph, queue: Array.from(h.labels.subarray(0, h.n)), at: 0, added: new Set(), tombstones: 0 };
@@ -190,14 +199,250 @@ function buildSlice(h) {
   h.graph = b.graph;
   h.tombstones = b.tombstones;
   h.building = null;
+  if (h.persist) h.persist.source = "built";
+  changed(h);
   maintain(h);
 }
 
-/** {ready, nodes, tombstones, building, error}: for tests and benchmarks. */
+// Persisting the graph -------------------------------------------------------------
+//
+// Building the graph costs ~24 s at 50K rows and loading a saved one ~1.5 s
+// (bench/browser_ann_persist.mjs), so a kernel with a persist name keeps it.
+// hnswlib-wasm does not expose its file system: `writeIndex` writes into its
+// IDBFS mount and `syncFileSystem("write")` copies that file into its own
+// IndexedDB database (/hnswlib-index, shared by every graph of the origin) as
+// ONE value. Our own record (database ruvector-edge/ann, keyed by the persist
+// name) holds the SHA-256 of those exact bytes and, per live node, its label
+// and a 53-bit hash of its row. At load the stored bytes are hashed again: a
+// different digest (corrupt, or another graph in the file) is refused, both
+// records deleted, and the graph built anew. A matching graph is then patched
+// to the rows the memory holds now (a row is found by its hash): nodes whose
+// row is gone are marked deleted, rows the save did not cover are inserted.
+// The graph only proposes candidates that the rows score exactly, so even a
+// wrong graph costs recall, never a wrong score or a removed row.
+// Chromium refuses an IndexedDB value above 133,169,152 bytes, and the value
+// IDBFS stores is the file's whole growable buffer (up to 1.125x the file):
+// at 384-d, M=16 that is ~1.7 KB a node, so graphs above ~70K nodes are not
+// saved (state "skipped") and are rebuilt after a reload.
+
+const PERSIST = { delayMs: 3000, maxValueBytes: 133_169_152, growth: 1.125, db: "ruvector-edge/ann", store: "graphs" };
+
+function newPersist(name) {
+  let hash = 2166136261;
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 16777619) >>> 0;
+  const file = `edge-${name.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 80)}-${hash.toString(16)}.bin`;
+  return { name, file, state: "new", source: null, saves: 0, saved: false, dirty: false, timer: null, refused: 0,
+    patched: 0, skipped: null, error: null };
+}
+
+/** A 53-bit hash of row `row`'s float32 bits (two 32-bit FNV-style lanes): how a saved node finds its row again. */
+function rowHash(h, row) {
+  const words = new Uint32Array(h.data.buffer, row * h.dim * 4, h.dim);
+  let a = 2166136261, b = 0x9e3779b9;
+  for (let i = 0; i < words.length; i++) {
+    a = Math.imul(a ^ words[i], 16777619);
+    b = Math.imul(b ^ words[i], 0x85ebca6b) ^ (b >>> 13);
+  }
+  return (a >>> 0) * 2097152 + ((b >>> 0) >>> 11);
+}
+
+async function annDb() {
+  return openDb(PERSIST.db, { [PERSIST.store]: {} }, { owner: "edgeVectors" });
+}
+
+/** The stored graph file's bytes, read from hnswlib-wasm's IDBFS database, or null. */
+async function storedGraphBytes(file) {
+  for (const { name } of await indexedDB.databases()) {
+    if (!name || !name.startsWith("/")) continue;
+    const db = await new Promise((ok, no) => {
+      const r = indexedDB.open(name);
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => no(r.error);
+    });
+    try {
+      if (!db.objectStoreNames.contains("FILE_DATA")) continue;
+      const store = db.transaction("FILE_DATA", "readonly").objectStore("FILE_DATA");
+      const key = (await request(store.getAllKeys())).find((k) => String(k).endsWith(`/${file}`));
+      if (key === undefined) continue;
+      const entry = await request(db.transaction("FILE_DATA", "readonly").objectStore("FILE_DATA").get(key));
+      return entry && entry.contents ? new Uint8Array(entry.contents) : null;
+    } finally {
+      db.close();
+    }
+  }
+  return null;
+}
+
+async function sha256Hex(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function startLoad(h) {
+  const p = h.persist;
+  p.state = "loading";
+  loadGraph(h).then(
+    (ok) => (p.state = ok ? "loaded" : "absent"),
+    (error) => {
+      p.state = "absent";
+      p.error = String(error && error.message || error);
+    },
+  ).then(() => maintain(h));
+}
+
+/** Load and check the saved graph, then patch it to the rows held now; false when there is none to use. */
+async function loadGraph(h) {
+  const p = h.persist;
+  const db = await annDb();
+  let rec;
+  try {
+    rec = await request(db.transaction(PERSIST.store, "readonly").objectStore(PERSIST.store).get(p.name));
+  } finally {
+    db.close();
+  }
+  if (!rec) return false;
+  const bytes = await storedGraphBytes(p.file);
+  const fits = rec.dim === h.dim && rec.file === p.file && bytes && bytes.byteLength === rec.bytes;
+  if (!fits || (await sha256Hex(bytes)) !== rec.digest) {
+    p.refused++;
+    await forget(p);
+    return false;
+  }
+  await hnswlibModule.syncFileSystem("read");
+  const graph = new hnswlib.HierarchicalNSW("ip", h.dim, "");
+  await graph.readIndex(p.file, rec.maxElements);
+  if (graph.getCurrentCount() !== rec.count) {
+    graph.delete();
+    p.refused++;
+    await forget(p);
+    return false;
+  }
+  adopt(h, graph, rec);
+  return true;
+}
+
+/** Relabel the rows held now to the saved graph's labels (matched by row hash); mark the rest deleted or insert them. */
+function adopt(h, graph, rec) {
+  const p = h.persist;
+  const free = new Map();
+  for (let row = 0; row < h.n; row++) {
+    const key = rowHash(h, row);
+    const list = free.get(key);
+    if (list) list.push(row);
+    else free.set(key, [row]);
+  }
+  const matched = new Uint8Array(h.n);
+  let maxLabel = -1, patched = 0, tombstones = rec.tombstones;
+  h.rowOf = new Map();
+  for (let i = 0; i < rec.labels.length; i++) {
+    const label = rec.labels[i];
+    maxLabel = Math.max(maxLabel, label);
+    const list = free.get(rec.hashes[i]);
+    if (list && list.length) {
+      const row = list.pop();
+      matched[row] = 1;
+      h.labels[row] = label;
+      h.rowOf.set(label, row);
+    } else {
+      graph.markDelete(label);
+      tombstones++;
+      patched++;
+    }
+  }
+  h.nextLabel = Math.max(h.nextLabel, maxLabel + 1, rec.nextLabel);
+  const added = [];
+  for (let row = 0; row < h.n; row++) {
+    if (matched[row]) continue;
+    const label = h.nextLabel++;
+    h.labels[row] = label;
+    h.rowOf.set(label, row);
+    added.push(label);
+  }
+  h.graph = graph;
+  h.tombstones = tombstones;
+  graphAdd(h, graph, added);
+  p.patched = patched + added.length;
+  p.source = "loaded";
+  p.saved = true;
+  if (p.patched) changed(h);
+}
+
+async function forget(p) {
+  const db = await annDb();
+  try {
+    const tx = db.transaction(PERSIST.store, "readwrite");
+    tx.objectStore(PERSIST.store).delete(p.name);
+    await done(tx);
+  } finally {
+    db.close();
+  }
+}
+
+/** Note a change to a persisted graph: save it once the changes pause for PERSIST.delayMs. */
+function changed(h) {
+  const p = h.persist;
+  if (!p) return;
+  p.dirty = true;
+  if (p.timer) clearTimeout(p.timer);
+  p.timer = setTimeout(() => {
+    p.timer = null;
+    annSaveNow(h).catch((error) => (p.error = String(error && error.message || error)));
+  }, PERSIST.delayMs);
+}
+
+/**
+ * Save the graph now (after a build, or changes: also called by the delayed save).
+ * Resolves true once both records are written; false when there is nothing to
+ * save, a save is already running (it will see the dirty flag), or the graph is too large.
+ */
+async function annSaveNow(h) {
+  const p = h.persist;
+  if (!p || !h.graph || h.building || p.saving || !p.dirty) return false;
+  const graph = h.graph;
+  const estimate = graph.getCurrentCount() * (h.dim * 4 + (2 * ANN.m + 1) * 4 + 8) + 4096;
+  if (estimate * PERSIST.growth > PERSIST.maxValueBytes) {
+    p.skipped = `about ${estimate} bytes: above what one IndexedDB value may hold`;
+    p.dirty = false;
+    return false;
+  }
+  p.saving = true;
+  try {
+    p.dirty = false;
+    // Captured together with the write (synchronous in the wasm): later changes set dirty again.
+    const labels = Array.from(h.labels.subarray(0, h.n));
+    const hashes = labels.map((_, row) => rowHash(h, row));
+    const meta = { count: graph.getCurrentCount(), maxElements: graph.getMaxElements(), tombstones: h.tombstones,
+      nextLabel: h.nextLabel };
+    await graph.writeIndex(p.file);
+    await hnswlibModule.syncFileSystem("write");
+    const bytes = await storedGraphBytes(p.file);
+    if (!bytes) throw new Error(`the saved graph ${p.file} is not in IndexedDB`);
+    const rec = { dim: h.dim, file: p.file, bytes: bytes.byteLength, digest: await sha256Hex(bytes), labels, hashes, ...meta };
+    const db = await annDb();
+    try {
+      const tx = db.transaction(PERSIST.store, "readwrite", { durability: "strict" });
+      tx.objectStore(PERSIST.store).put(rec, p.name);
+      await done(tx);
+    } finally {
+      db.close();
+    }
+    p.saves++;
+    p.saved = true;
+    return true;
+  } finally {
+    p.saving = false;
+    if (p.dirty && !p.timer) changed(h);
+  }
+}
+
+/** {ready, nodes, tombstones, building, error, persist}: for tests and benchmarks. */
 function annState(h) {
+  const p = h.persist;
   return {
     ready: Boolean(h.graph), nodes: h.graph ? h.graph.getCurrentCount() - h.tombstones : 0, tombstones: h.tombstones,
     building: Boolean(h.building), error: hnswlibError,
+    persist: p && { state: p.state, source: p.source, saves: p.saves, saved: p.saved, dirty: p.dirty, refused: p.refused,
+      patched: p.patched, skipped: p.skipped, error: p.error },
   };
 }
 
@@ -406,5 +651,5 @@ function idbClose(db) {
   db.close();
 }
 
-globalThis.edgeVectors = { create, size, addMany, remove, search, annState, idbOpen, idbLoad, idbApply, idbClose };
+globalThis.edgeVectors = { create, size, addMany, remove, search, annState, annSaveNow, idbOpen, idbLoad, idbApply, idbClose };
 export const edgeVectors = globalThis.edgeVectors;

@@ -55,12 +55,16 @@ class JsFloat32Kernel(VectorKernel):
 
     name = "js-float32"
 
-    def __init__(self, dim: int, initial_rows: int = 1024, ann_above: int = 0) -> None:
+    def __init__(self, dim: int, initial_rows: int = 1024, ann_above: int = 0, persist_as: str = "") -> None:
+        """`persist_as` names the graph kept in IndexedDB across reloads (checked by SHA-256 and
+        patched to the rows held when it is loaded; see bridges/vectors.js); empty: rebuilt each time."""
         super().__init__(dim)
         if type(ann_above) is not int or ann_above < 0:
             raise ValueError(f"ann_above must be a non-negative integer, not {ann_above!r}")
+        if type(persist_as) is not str:
+            raise ValueError(f"persist_as must be a string, not {persist_as!r}")
         self._js = _bridge()
-        self._handle = self._js.create(dim, max(1, initial_rows), ann_above)
+        self._handle = self._js.create(dim, max(1, initial_rows), ann_above, persist_as)
         self._n = 0  # mirrored here so len() costs no crossing
         self._buffer = js.Uint8Array.new(4 * dim)
 
@@ -87,6 +91,11 @@ class JsFloat32Kernel(VectorKernel):
     def ann_state(self) -> dict:
         """The graph's state: ready, nodes, tombstones, building, error (None, or why it could not load)."""
         return self._js.annState(self._handle).to_py()
+
+    async def save_index(self) -> bool:
+        """Save the graph now rather than after the changes pause; False when there was nothing to save
+        (no persist name, no graph yet, unchanged, or too large for one IndexedDB value)."""
+        return bool(await self._js.annSaveNow(self._handle))
 
     def remove(self, row: int) -> int | None:
         last = self._n - 1
