@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import AdminStateError, IdentityFileError, MembershipRefused
+from .errors import AdminStateError, IdentityFileError, MemberStateError, MembershipRefused
 from .logsetup import configure_logging
 
 log = logging.getLogger("ruvector_edge")
@@ -324,6 +324,10 @@ def agent_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capability", action="append", default=[], help="capability to advertise (repeatable)")
     parser.add_argument("--submit", default=None, metavar="TEXT",
                         help="once a wasm-capable peer is there, submit the sample task (upper-cases TEXT) and print its verified receipt")
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help="keep this agent's identity (DIR/identity.json) and, once admitted, its certificate and "
+                        "epoch key (DIR/membership.json), both 0600: a restart rejoins as the same member without "
+                        "spending an invite (default: none, a fresh identity each start)")
     args = parser.parse_args(argv)
     configure_logging()
     return asyncio.run(_run_agent(args))
@@ -342,22 +346,58 @@ async def _run_agent(args: argparse.Namespace) -> int:
     config = SwarmConfig(role=AgentRole(args.role), capabilities=tuple(args.capability), swarm_key=key, invite=invite)
     if args.agent_id:
         config = config.with_agent_id(args.agent_id)
-    agent = await SwarmAgent.new(config)
+    member = swarm = None
+    resumed = False
+    if args.data_dir is not None:
+        try:
+            member, swarm, resumed = await _open_member(args.data_dir, config, args.agent_id, invite)
+        except (MemberStateError, IdentityFileError) as exc:
+            print(f"edge-agent: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return 2
+        config = config.with_agent_id(swarm.agent_id)
+    agent = await SwarmAgent.new(config, swarm)
+    background = []
     try:
         try:
             await agent.join_swarm(url)
         except MembershipRefused as exc:
             print(f"edge-agent: {agent.agent_id} refused by the relay: {exc}", file=sys.stderr, flush=True)
             return 3
-        print(f"{args.role} {agent.agent_id} joined swarm {agent.swarm.swarm_id} via {url}", flush=True)
-        submitting = asyncio.create_task(_submit_sample(agent, args.submit)) if args.submit is not None else None
+        how = "rejoined" if resumed else "joined"
+        print(f"{args.role} {agent.agent_id} {how} swarm {agent.swarm.swarm_id} via {url}", flush=True)
+        if member is not None:
+            await member.keep(agent.swarm)
+            background.append(asyncio.create_task(member.keep_up(agent.swarm)))
+        if args.submit is not None:
+            background.append(asyncio.create_task(_submit_sample(agent, args.submit)))
         try:
             return await _run_until_done(agent, args)
         finally:
-            if submitting is not None:
-                submitting.cancel()
+            for task in background:
+                task.cancel()
     finally:
         await agent.leave()
+
+
+async def _open_member(data_dir: Path, config, agent_id: str | None, invite: str | None):
+    """(MemberDir, our swarm state, resumed?): our identity kept in `data_dir` (made on the first start), with
+    the membership saved there by an earlier run, which is used instead of the invite."""
+    from .p2p.invites import Invite
+    from .p2p.member_file import MemberDir
+    from .p2p.swarm import P2PSwarm
+    from .platform import default_runtime
+
+    member = MemberDir(data_dir)
+    identity = await member.identity(default_runtime().crypto)
+    capabilities = config.effective_capabilities()
+    swarm = await member.resume(identity, capabilities, agent_id, Invite.from_token(invite).swarm if invite else None)
+    if swarm is not None:
+        print(f"membership: {member.state.path} (certificate and epoch {swarm.admission.epochs.epoch} key kept; "
+              "no invite spent)", flush=True)
+        return member, swarm, True
+    if invite is not None:
+        return member, await P2PSwarm.join_admitted(config.agent_id, invite, capabilities, identity=identity), False
+    return member, await P2PSwarm.create(config.agent_id, config.swarm_key, capabilities, identity=identity), False
 
 
 async def _submit_sample(agent, text: str, timeout: float = 30.0) -> None:

@@ -292,3 +292,10 @@ class AdminStateError(EdgeError):
 class InvalidRelayUrl(EdgeError, ValueError):
     """A relay list (an invite's `relays=`, a link's URLs) names no relay, or one a browser cannot open a
     WebSocket to: refused before any link starts, so a bad invite never leaves a page half joined."""
+
+
+# A native agent's membership across restarts (issue 15 follow-up).
+
+class MemberStateError(EdgeError):
+    """A saved membership (certificate, epoch key) is unreadable, unsafe (readable by others), not signed by this
+    agent's own key (altered, or another agent's), or does not check out: refused, never partly trusted."""

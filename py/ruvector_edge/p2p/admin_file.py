@@ -2,7 +2,8 @@
 
 The text is admin_store.py's signed document; this module only guards the file: no
 one but the owner may read it (it holds the swarm key), a write never leaves half a
-file behind, and a file too large to be a state is not read at all.
+file behind, and a file too large to be a state is not read at all. A member's saved
+membership (member_file.py) holds a swarm key too and is guarded the same way.
 """
 
 from __future__ import annotations
@@ -11,31 +12,35 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import AdminStateError
+from ..errors import AdminStateError, EdgeError
 from .admin_store import MAX_STATE_BYTES
 from .identity import IdentityManager
 
 
 class AdminStateFile:
+    error: type[EdgeError] = AdminStateError  # what a subclass for another secret state raises
+    what = "admin state"
+    max_bytes = MAX_STATE_BYTES
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
     async def load(self) -> str | None:
-        """The saved text, None when there is no file yet; AdminStateError when it is unsafe or unreadable."""
+        """The saved text, None when there is no file yet; `self.error` when it is unsafe or unreadable."""
         try:
             info = self.path.stat()
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise AdminStateError(f"cannot read admin state {self.path}: {exc}") from None
+            raise self.error(f"cannot read {self.what} {self.path}: {exc}") from None
         if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise AdminStateError(f"{self.path} is accessible by group/others; run: chmod 600 {self.path}")
-        if info.st_size > MAX_STATE_BYTES:
-            raise AdminStateError(f"{self.path} is larger than an admin state can be ({info.st_size} bytes)")
+            raise self.error(f"{self.path} is accessible by group/others; run: chmod 600 {self.path}")
+        if info.st_size > self.max_bytes:
+            raise self.error(f"{self.path} is larger than a saved {self.what} can be ({info.st_size} bytes)")
         try:
             return self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise AdminStateError(f"cannot read admin state {self.path}: {type(exc).__name__}") from None
+            raise self.error(f"cannot read {self.what} {self.path}: {type(exc).__name__}") from None
 
     async def save(self, text: str) -> None:
         """Write `text` to a private temporary file, fsync it, and rename it over the state."""
@@ -45,7 +50,7 @@ class AdminStateFile:
         try:
             fd = os.open(tmp, flags, 0o600)
         except OSError as exc:
-            raise AdminStateError(f"cannot create {tmp}: {exc}") from None
+            raise self.error(f"cannot create {tmp}: {exc}") from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
