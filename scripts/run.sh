@@ -3,7 +3,8 @@
 # (serving the web app, /ws for agents, a shared-memory hub for local agents) and founds an
 # admitted swarm, two workers over WebSocket and a scout over shared memory that join it with
 # its invite; run the local demo; print the web app's URL (an invite link good for a few tabs).
-# The relay keeps its GUN graph in build/relay-data/ (delete it to start empty).
+# The relay keeps its GUN graph and the admin state in build/relay-data/, the local agents their
+# membership in build/agents/ (delete both to start a new, empty swarm).
 # Everything stays up until Ctrl-C.        PORT=8080 HOST=127.0.0.1 bash scripts/run.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,9 +28,12 @@ mkdir -p build
 # workers and the scout take three, the rest are for browser tabs. The swarm key is in no link.
 USES=8
 rm -f build/invite.link
-# Each run founds a fresh swarm (its local agents start with fresh keys, which the last run's admin
-# would refuse under the same ids); the GUN graph in build/relay-data/ is kept.
-rm -rf build/relay-data/admin
+# The swarm is kept across runs: the admin's identity and state in build/relay-data/admin/, each local
+# agent's identity, certificate and epoch key in build/agents/<id>/, so a second run's agents rejoin
+# without spending the invite. Delete build/relay-data/admin and build/agents to found a new swarm.
+# With no build/agents/ the local agents hold no membership and the admin would refuse their ids under
+# fresh keys, so a new swarm is founded (the GUN graph is kept).
+[ -d build/agents ] || rm -rf build/relay-data/admin
 .venv/bin/edge-coordinator --id coordinator-001 --listen "$HOST:$PORT" --web dist --shm-hub "$HUB" --data-dir build/relay-data \
   --invite-uses "$USES" --invite-hours 12 --invite-file build/invite.link --status-every 10 >build/coordinator.log 2>&1 &
 PIDS+=($!)
@@ -41,11 +45,11 @@ done
 [ -s build/invite.link ] || { cat build/coordinator.log >&2; echo "[run] the coordinator wrote no invite within 20 s" >&2; exit 1; }
 INVITE="$(cut -d'#' -f2- build/invite.link)"   # invite=TOKEN
 
-.venv/bin/edge-agent --role worker --id worker-001 --coordinator "ws://$HOST:$PORT/ws#$INVITE" --status-every 10 >build/worker-001.log 2>&1 &
+.venv/bin/edge-agent --role worker --id worker-001 --data-dir build/agents/worker-001 --coordinator "ws://$HOST:$PORT/ws#$INVITE" --status-every 10 >build/worker-001.log 2>&1 &
 PIDS+=($!)
-.venv/bin/edge-agent --role worker --id worker-002 --coordinator "ws://$HOST:$PORT/ws#$INVITE" --status-every 10 >build/worker-002.log 2>&1 &
+.venv/bin/edge-agent --role worker --id worker-002 --data-dir build/agents/worker-002 --coordinator "ws://$HOST:$PORT/ws#$INVITE" --status-every 10 >build/worker-002.log 2>&1 &
 PIDS+=($!)
-.venv/bin/edge-agent --role scout --id scout-001 --coordinator "shm://$HUB#$INVITE" --status-every 10 >build/scout-001.log 2>&1 &
+.venv/bin/edge-agent --role scout --id scout-001 --data-dir build/agents/scout-001 --coordinator "shm://$HUB#$INVITE" --status-every 10 >build/scout-001.log 2>&1 &
 PIDS+=($!)
 
 echo
@@ -60,7 +64,8 @@ echo "    agents connect  ws://$HOST:$PORT/ws#$INVITE   (the same invite, same u
 echo "    metrics         http://$HOST:$PORT/metrics"
 echo "    local swarm     coordinator-001, worker-001, worker-002 (WebSocket), scout-001 (shared memory)"
 echo "    logs            build/*.log   (coordinator's peer table: tail -f build/coordinator.log)"
-echo "    relay data      build/relay-data/ (the GUN graph; stop and delete it to start empty)"
+echo "    relay data      build/relay-data/ (the GUN graph and the admin state), build/agents/ (the local agents'"
+echo "                    memberships); stop and delete both to found a new, empty swarm"
 echo
 echo "Press Ctrl-C to stop."
 tail -n +1 -f build/coordinator.log
