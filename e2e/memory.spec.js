@@ -108,9 +108,11 @@ agent = await SwarmAgent.new(SwarmConfig(agent_id=${JSON.stringify(agent)}, swar
 import json
 ${newAgent(true)}
 ids = [await agent.store_memory(t, metadata={"n": n}) for n, t in enumerate(["tabs share a relay", "receipts are signed"])]
-json.dumps({"store": type(agent.memory.store).__name__, "unflushed": agent.memory.store.unflushed, "ids": ids})
+json.dumps({"store": type(agent.memory.store).__name__, "unflushed": agent.memory.store.unflushed, "ids": ids,
+            "graph_kept": isinstance(agent.memory.kernel.ann_state()["persist"], dict)})
 `));
   expect(stored.store).toBe("IndexedDbMemoryStore");
+  expect(stored.graph_kept).toBe(true); // its search graph, once built, is kept across reloads too
   expect(stored.unflushed).toBe(0); // store_memory returned only after the IndexedDB commit
 
   await page.reload(); // no explicit flush or close: what was acknowledged must already be on disk
@@ -127,9 +129,10 @@ json.dumps({"len": len(agent.memory), "hit": hits[0].content, "owner": hits[0].o
   const volatile = JSON.parse(await py(page, `
 import json
 ${newAgent(false)}
-json.dumps({"store": agent.memory.store is None, "len": len(agent.memory)})
+json.dumps({"store": agent.memory.store is None, "len": len(agent.memory),
+            "graph_kept": isinstance(agent.memory.kernel.ann_state()["persist"], dict)})
 `));
-  expect(volatile).toEqual({ store: true, len: 0 });
+  expect(volatile).toEqual({ store: true, len: 0, graph_kept: false });
 });
 
 test("writes behind without an explicit flush, and a failed write stays queued and raises OSError", async ({ page }) => {

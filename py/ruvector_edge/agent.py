@@ -27,7 +27,7 @@ from .intelligence import IntelligenceSync
 from .memory import VectorMemory
 from .p2p import P2PSwarm, Registration, wire
 from .p2p.wire import b64
-from .platform import default_embedder, open_artifact_backend, open_memory_store
+from .platform import default_embedder, default_vector_kernel, open_artifact_backend, open_memory_store
 from .p2p.records import Heartbeat
 from .p2p.registry import MemberStatus
 from .protocol import MessageKind, SwarmMessage
@@ -183,8 +183,10 @@ class SwarmAgent:
             from .memory import SqliteMemoryStore
 
             store = SqliteMemoryStore(config.memory_path)
+        # A memory that persists keeps its search graph too (the browser's in IndexedDB under the agent id).
+        kernel = default_vector_kernel(config.memory_dim, persist_as=config.agent_id if store is not None else "")
         self.memory = VectorMemory(
-            config.agent_id, config.memory_dim, config.memory_capacity, store=store, embedder=self.embedder
+            config.agent_id, config.memory_dim, config.memory_capacity, kernel=kernel, store=store, embedder=self.embedder
         )
         self._memory_seq_sent = 0
         if artifact_backend is None and config.artifact_dir:

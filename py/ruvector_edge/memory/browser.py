@@ -125,9 +125,10 @@ class JsFloat32Kernel(VectorKernel):
         return results
 
 
-def browser_default_kernel(dim: int) -> VectorKernel:
+def browser_default_kernel(dim: int, persist_as: str = "") -> VectorKernel:
     """numpy when the served Pyodide has it, else the JS Float32Array kernel (HNSW above
-    BROWSER_ANN_ABOVE rows), else pure Python."""
+    BROWSER_ANN_ABOVE rows, the graph kept across reloads under the agent id `persist_as`),
+    else pure Python."""
     try:
         from .numpy_kernel import NumpyKernel
     except ImportError:
@@ -135,7 +136,8 @@ def browser_default_kernel(dim: int) -> VectorKernel:
     else:
         return NumpyKernel(dim)
     if getattr(js, "edgeVectors", None) is not None:
-        return JsFloat32Kernel(dim, ann_above=BROWSER_ANN_ABOVE)
+        return JsFloat32Kernel(dim, ann_above=BROWSER_ANN_ABOVE,
+                               persist_as=memory_db_name(persist_as) if persist_as else "")
     return PurePythonKernel(dim)
 
 

@@ -31,14 +31,15 @@ def default_runtime() -> Runtime:
     return _default
 
 
-def default_vector_kernel(dim: int):
+def default_vector_kernel(dim: int, persist_as: str = ""):
     """The vector kernel for this runtime: the browser's (numpy, else JS Float32Array) under Pyodide;
     natively exact numpy search with an HNSW graph (hnswlib, the [index] extra) once a memory is large,
-    else exact search alone (said once in the log), else pure Python."""
+    else exact search alone (said once in the log), else pure Python. `persist_as` (an agent id) keeps
+    the browser's graph in IndexedDB across reloads; natively the graph lives beside the SQLite store."""
     if sys.platform == "emscripten":
         from ..memory.browser import browser_default_kernel
 
-        return browser_default_kernel(dim)
+        return browser_default_kernel(dim, persist_as)
     try:
         from ..memory.hnsw_index import HnswKernel
     except ImportError as error:
