@@ -126,6 +126,7 @@ def relay_main(argv: list[str] | None = None) -> int:
 
 async def _serve_relay(host: str, port: int, web_root: Path | None, shm_hub: str | None = None,
                        data_dir: Path | None = None, federation=None) -> int:
+    stop = _stop_on_signals()
     server = _open_relay(host, port, web_root, shm_hub, data_dir, federation)
     if server is None:
         return 2
@@ -151,10 +152,6 @@ async def _serve_relay(host: str, port: int, web_root: Path | None, shm_hub: str
     print(f"GUN graph: {_gun_file(data_dir) or 'in memory only'}", flush=True)
     if web_root is None:
         print("no web app to serve (build it with: bash scripts/build-web.sh)", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await server.stop()
@@ -238,6 +235,7 @@ def coordinator_main(argv: list[str] | None = None) -> int:
 async def _run_coordinator(args: argparse.Namespace) -> int:
     from .agent import AgentRole, SwarmAgent, SwarmConfig
 
+    stop = _stop_on_signals()
     server = None
     relay_url, key = _swarm_key_from(args.relay, args.swarm_key)
     if args.listen is not None:
@@ -288,7 +286,7 @@ async def _run_coordinator(args: argparse.Namespace) -> int:
             print(f"invite: {url}#swarm_key={agent.swarm.swarm_key.key.hex()}", flush=True)
             print("  (open swarm: the key is in the link, anyone holding it is a member and nobody can be removed)",
                   flush=True)
-        return await _run_until_done(agent, args)
+        return await _run_until_done(agent, args, stop)
     finally:
         await agent.leave()
         if server is not None:
@@ -336,6 +334,8 @@ def agent_main(argv: list[str] | None = None) -> int:
 async def _run_agent(args: argparse.Namespace) -> int:
     from .agent import AgentRole, SwarmAgent, SwarmConfig
 
+    stop = _stop_on_signals()
+
     url, invite = _invite_from(args.coordinator or os.environ.get("SWARM_COORDINATOR"))
     url, key = _swarm_key_from(url, args.swarm_key) if invite is None else (url, None)
     if not url:
@@ -371,7 +371,7 @@ async def _run_agent(args: argparse.Namespace) -> int:
         if args.submit is not None:
             background.append(asyncio.create_task(_submit_sample(agent, args.submit)))
         try:
-            return await _run_until_done(agent, args)
+            return await _run_until_done(agent, args, stop)
         finally:
             for task in background:
                 task.cancel()
@@ -421,12 +421,19 @@ async def _submit_sample(agent, text: str, timeout: float = 30.0) -> None:
           f"fuel {receipt.fuel_used}, output {output!r}", flush=True)
 
 
-async def _run_until_done(agent, args: argparse.Namespace) -> int:
-    """Print the peer table now and then until Ctrl-C / SIGTERM or --duration."""
+def _stop_on_signals() -> asyncio.Event:
+    """An event Ctrl-C / SIGTERM sets. Installed before anything is printed, so a signal that
+    follows a "joined" line at once still ends the run cleanly (leave, exit 0), not by default action."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _run_until_done(agent, args: argparse.Namespace, stop: asyncio.Event) -> int:
+    """Print the peer table now and then until `stop` (Ctrl-C / SIGTERM) or --duration."""
+    loop = asyncio.get_running_loop()
     if args.duration is not None:
         loop.call_later(args.duration, stop.set)
     refused = getattr(agent.links.get("relay"), "refused", None) or asyncio.Event()
