@@ -130,7 +130,7 @@ def crossover(rows: np.ndarray, queries: np.ndarray) -> None:
                "hnsw_p50_ms": round(graph_ms, 4)})
 
 
-def index_part(name: str, rows: np.ndarray, queries: np.ndarray, peer: np.ndarray, insert_threads: int = 1,
+def index_part(name: str, rows: np.ndarray, queries: np.ndarray, peer: np.ndarray, insert_threads: int | None = None,
                batch_size: int = 32) -> None:
     """Cold build, save, cold open, search p50 and recall, a peer's entries imported with searches
     between (each evicting one: len(peer) inserts and deletes), recall after.
@@ -187,7 +187,7 @@ def index_part(name: str, rows: np.ndarray, queries: np.ndarray, peer: np.ndarra
         _, found = p50_ms(lambda q: memory.search_memory(q, k), queries)
         after = recall([[h.id for h in hits] for hits in found], exact_ids(memory, queries, k))
         _emit({"bench": "semantic_memory", "what": "churn", "corpus": name, "n": len(memory), "inserted": churn,
-               "evicted": churn, "deleted_fraction": round(churn / len(rows), 3), "batch": batch, "insert_threads": insert_threads,
+               "evicted": churn, "deleted_fraction": round(churn / len(rows), 3), "batch": batch, "insert_threads": memory.kernel.insert_threads,
                "imports_per_s_with_searches": round(churn / wall), "import_entries_per_s": round(churn / memory_s),
                "recall_before": round(before, 4), "recall_after": round(after, 4), "goal_inserts_per_s": 5000,
                "loadavg_1m": round(os.getloadavg()[0], 2)})
@@ -234,7 +234,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000, help="index corpus size")
     parser.add_argument("--model-sentences", type=int, default=10_000, help="real-model vectors for the index (0: skip)")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--insert-threads", type=int, default=1, help="hnswlib threads per insert batch")
+    parser.add_argument("--insert-threads", type=int, default=None,
+                        help="hnswlib threads per insert batch (default: the kernel's, the cores available up to 4)")
     parser.add_argument("--batch", type=int, default=32, help="entries per imported SYNC_MEMORIES batch")
     args = parser.parse_args()
     if args.part in ("all", "embed"):

@@ -123,6 +123,35 @@ def test_bad_threshold_and_bad_row_are_refused_without_change():
     assert len(kernel) == 20 and kernel.graph_size == 20
 
 
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 2), (16, 4)])
+def test_inserts_use_the_cores_available_up_to_four(monkeypatch, cores, threads):
+    from ruvector_edge.memory import hnsw_index
+
+    monkeypatch.setattr(hnsw_index.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert HnswKernel(DIM).insert_threads == threads
+    assert HnswKernel(DIM, insert_threads=1).insert_threads == 1
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, "2", True])
+def test_bad_insert_threads_are_refused(threads):
+    with pytest.raises(ValueError):
+        HnswKernel(DIM, insert_threads=threads)
+
+
+@pytest.mark.parametrize("batch", [32, 256])
+def test_a_parallel_insert_batch_puts_every_row_in_the_graph(batch):
+    rows = corpus(THRESHOLD + 4 * batch)
+    kernel = HnswKernel(DIM, exact_below=THRESHOLD, insert_threads=2)
+    kernel.add_many(blobs(rows[:THRESHOLD]))
+    kernel.settle()
+    for at in range(THRESHOLD, len(rows), batch):  # sync-sized batches into a live graph
+        kernel.add_many(blobs(rows[at : at + batch]))
+    assert kernel.graph_size == len(rows) and kernel.tombstones == 0
+    new = rows[THRESHOLD:]
+    found = kernel.search(blobs(new), 1)
+    assert [hits[0][0] for hits in found] == list(range(THRESHOLD, len(rows)))  # each new row finds itself
+
+
 # Through the memory, with the index file ----------------------------------------------
 
 

@@ -38,6 +38,7 @@ ids gone are deleted, ids new to it inserted — rather than rebuilt.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -50,11 +51,12 @@ from .index_file import IndexFile
 from .kernels import VectorKernel, _at_least_kth
 from .numpy_kernel import NumpyKernel
 
-__all__ = ["DEFAULT_EXACT_BELOW", "HnswKernel"]
+__all__ = ["DEFAULT_EXACT_BELOW", "HnswKernel", "default_insert_threads"]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_EXACT_BELOW = 8192
+_MAX_INSERT_THREADS = 4
 _FORMAT = 1
 _F32 = np.dtype("<f4")
 
@@ -87,6 +89,20 @@ class _Build:
         self._thread.join()
 
 
+def default_insert_threads() -> int:
+    """hnswlib threads per insert: the cores this process may use, at most 4.
+
+    hnswlib releases the GIL and inserts a batch's rows in parallel: at 100K rows a
+    sync import went from 3.0-4.1K to 4.8-5.4K entries/s (batch 32 / 256) with 2
+    threads on 2 cores. At most 4 because hnswlib inserts a batch of <= 4 rows per
+    thread on one thread, so more would leave a 32-entry SYNC_MEMORIES page serial."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity API (macOS, Windows)
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, _MAX_INSERT_THREADS))
+
+
 class HnswKernel(VectorKernel):
     """The exact `NumpyKernel` plus an HNSW graph over the same rows once they number `exact_below`."""
 
@@ -94,13 +110,18 @@ class HnswKernel(VectorKernel):
 
     def __init__(
         self, dim: int, *, exact_below: int = DEFAULT_EXACT_BELOW, m: int = 16, ef_construction: int = 40,
-        ef_search: int = 128, insert_threads: int = 1,
+        ef_search: int = 128, insert_threads: int | None = None,
     ) -> None:
         """`m`, `ef_construction`, `ef_search`: HNSW's links per node, build breadth and search breadth
-        (chosen in bench/semantic_memory.py for recall@10 >= 0.95 at >= 5K inserts/s)."""
+        (chosen in bench/semantic_memory.py for recall@10 >= 0.95 at >= 5K inserts/s); `insert_threads`:
+        hnswlib threads per insert batch and build (None: `default_insert_threads()`)."""
         super().__init__(dim)
         if type(exact_below) is not int or exact_below < 1:
             raise ValueError(f"exact_below must be a positive integer, not {exact_below!r}")
+        if insert_threads is None:
+            insert_threads = default_insert_threads()
+        elif type(insert_threads) is not int or insert_threads < 1:
+            raise ValueError(f"insert_threads must be a positive integer or None, not {insert_threads!r}")
         self.exact_below = exact_below
         self.params = {"m": m, "ef_construction": ef_construction}
         self.ef_search = ef_search
