@@ -15,6 +15,7 @@ from relay_fixtures import TEST_SWARM_KEY, agent_config, wait_for, ws_url
 from ruvector_edge.agent import AgentRole, SwarmAgent
 from ruvector_edge.artifacts import CHUNK_SIZE
 from ruvector_edge.p2p import P2PSwarm
+from ruvector_edge.relay.federation import subjects as sj
 from ruvector_edge.relay.federation.backplane import FederationConfig
 from ruvector_edge.relay.federation.nats_bus import NatsOptions
 from ruvector_edge.relay.server import RelayServer
@@ -91,6 +92,22 @@ async def test_a_chunked_artifact_is_fetched_across_relays(tmp_path):
             await fetcher.leave()
 
 
+def _diagnosis(expected, got, relays, swarm_id) -> str:
+    """Which frames arrived where, and what each relay's backplane knows (for a failure message)."""
+    missing = {n: [i for i in ids if i not in got[n].ids] for n, ids in expected.items()}
+    parts = [f"missing {missing}"]
+    for relay in relays:
+        bus = relay.bus
+        swarm = bus.backplane._swarms.get(swarm_id)
+        state = "no swarm" if swarm is None else (
+            f"relays={sorted(swarm.relays)} remote={ {a: sorted(r) for a, r in swarm.remote.items()} } "
+            f"head={swarm.head} position={swarm.position} awaited={list(swarm.awaited)} early={ {s: len(f) for s, f in swarm.early.items()} }")
+        url = bus.nc.connected_url.port if bus.nc.connected_url else None
+        parts.append(f"{bus.config.relay_id}: connected={bus.nc.is_connected} port={url} "
+                     f"dropped={dict(bus.backplane.dropped)} {state}")
+    return "; ".join(parts)
+
+
 async def test_a_nats_node_killed_traffic_continues_through_the_other_two(tmp_path):
     """Streams and buckets with 3 replicas; relay A's node dies: A reconnects to another node and its
     agents keep hearing, and being heard by, the agents on B and C."""
@@ -112,9 +129,18 @@ async def test_a_nats_node_killed_traffic_continues_through_the_other_two(tmp_pa
                 published = await sender.publish("t", f"after from {sender.agent_id}".encode())
                 await link.send(published.frame)
                 sent.append(published.message_id)
-            await wait_for(lambda: sent[0] in ga.ids and sent[1] in gb.ids and sent[1] in gc.ids
-                           and sent[2] in ga.ids and sent[0] in gc.ids, timeout=60,
-                           what="frames to cross relays after the node died")
+            expected = {"alice": (sent[0], sent[2]), "bob": (sent[1],), "carol": (sent[1], sent[0])}
+            got = {"alice": ga, "bob": gb, "carol": gc}
+            try:
+                await wait_for(lambda: all(i in got[n].ids for n, ids in expected.items() for i in ids), timeout=60,
+                               what="frames to cross relays after the node died")
+            except AssertionError as exc:
+                try:
+                    stored = (await rb.bus.js.stream_info(sj.stream_name(a.swarm_id))).state.last_seq
+                except Exception as info_exc:  # noqa: BLE001 - a diagnosis, not the test
+                    stored = repr(info_exc)
+                raise AssertionError(f"{exc}; stream last_seq={stored}; "
+                                     f"{_diagnosis(expected, got, (ra, rb, rc), a.swarm_id)}") from None
             assert ra.bus.nc.is_connected and ra.bus.nc.connected_url.port != cluster.nodes[0].port
         finally:
             for link in (la, lb, lc):

@@ -205,6 +205,10 @@ class _Swarm:
     awaited: collections.OrderedDict[str, _Gap] = field(default_factory=collections.OrderedDict)  # in stream order
     early: dict[str, list[tuple[float, rw.RoutedEnvelope, str]]] = field(default_factory=dict)  # unknown sender ->
     early_count: int = 0  # frames waiting for their sender's presence entry, over all senders
+    # relay id -> (when it went silent, agent token -> (agent id, registration)): the agents of a relay
+    # unheard for relay_timeout_s, restored if it is heard again (its entries are still in the bucket: a
+    # presence watch or a bucket without a leader for a while after a NATS node died loses no entry)
+    dormant: dict[str, tuple[float, dict[str, tuple[str, str]]]] = field(default_factory=dict)
 
     @property
     def position(self) -> int:
@@ -439,10 +443,14 @@ class Backplane:
             return
         if kind == "r":
             if value is None:
+                swarm.dormant.pop(relay, None)
                 self._relay_gone(swarm_id, swarm, relay)
             else:
-                swarm.relays[relay] = self.monotonic()
+                self._relay_heard(swarm_id, swarm, relay)
             return
+        dormant = swarm.dormant.get(relay)
+        if dormant is not None:
+            dormant[1].pop(token, None)  # type: ignore[arg-type]
         if value is None:
             agent_id = swarm.agent_ids.get(token)  # type: ignore[arg-type]
             if agent_id is not None:
@@ -451,9 +459,23 @@ class Backplane:
         entry = self._presence_entry(swarm_id, token, relay, value)  # type: ignore[arg-type]
         if entry is None:
             return
-        agent_id, registration_json = entry
-        swarm.relays.setdefault(relay, self.monotonic())
-        swarm.agent_ids[token] = agent_id  # type: ignore[index]
+        if relay not in swarm.relays:
+            self._relay_heard(swarm_id, swarm, relay)
+        self._remote_put(swarm_id, swarm, token, relay, *entry)  # type: ignore[arg-type]
+
+    def _relay_heard(self, swarm_id: str, swarm: _Swarm, relay: str) -> None:
+        """A heartbeat (or entry) of another relay; one that had gone silent gets its agents back."""
+        swarm.relays[relay] = self.monotonic()
+        _, agents = swarm.dormant.pop(relay, (0.0, {}))
+        if agents:
+            log.debug("relay %s: relay %s heard again in swarm %s, %d agent(s) back", self.relay_id, relay, swarm_id,
+                      len(agents))
+        for token, (agent_id, registration_json) in agents.items():
+            self._remote_put(swarm_id, swarm, token, relay, agent_id, registration_json)
+
+    def _remote_put(self, swarm_id: str, swarm: _Swarm, token: str, relay: str, agent_id: str,
+                    registration_json: str) -> None:
+        swarm.agent_ids[token] = agent_id
         by_relay = swarm.remote.setdefault(agent_id, {})
         known = bool(by_relay)
         changed = by_relay.get(relay) != registration_json
@@ -481,7 +503,12 @@ class Backplane:
         for swarm_id, swarm in tuple(self._swarms.items()):
             for relay, heard in tuple(swarm.relays.items()):
                 if heard < deadline:
+                    swarm.dormant[relay] = (now, {sj.agent_token(swarm_id, a): (a, by_relay[relay])
+                                                  for a, by_relay in swarm.remote.items() if relay in by_relay})
                     self._relay_gone(swarm_id, swarm, relay)
+            for relay, (since, _) in tuple(swarm.dormant.items()):  # its entries have expired from the bucket
+                if since + self.config.presence_ttl_s < now:
+                    del swarm.dormant[relay]
             for key, gap in tuple(swarm.awaited.items()):  # in stream order, so deadlines ascend
                 if gap.deadline > now:
                     break
@@ -491,6 +518,9 @@ class Backplane:
                 if frames[0][0] <= now:
                     del swarm.early[sender]
                     swarm.early_count -= len(frames)
+                    for _, _, msg_id in frames:  # not delivered: a later copy (stream fetch, republish) may be
+                        swarm.recent.pop(msg_id, None)
+                    log.debug("relay %s: %d frame(s) from unknown sender %s dropped", self.relay_id, len(frames), sender)
                     self.dropped["unknown_sender"] += len(frames)
 
     # Internals -------------------------------------------------------------------------------------
@@ -511,7 +541,9 @@ class Backplane:
             if swarm.early_count >= self.config.max_held:
                 self.dropped["unknown_sender"] += 1
                 return
-            swarm.early.setdefault(sender, []).append((self.monotonic() + self.config.relay_timeout_s, envelope, msg_id))
+            dormant = any(sender == agent for _, agents in swarm.dormant.values() for agent, _ in agents.values())
+            wait = self.config.presence_ttl_s if dormant else self.config.relay_timeout_s  # its relay may come back
+            swarm.early.setdefault(sender, []).append((self.monotonic() + wait, envelope, msg_id))
             swarm.early_count += 1
             return
         self._hand(swarm_id, swarm, envelope, msg_id)
@@ -569,6 +601,7 @@ class Backplane:
                 self.sink.remote_left(swarm_id, agent_id)
 
     def _relay_gone(self, swarm_id: str, swarm: _Swarm, relay: str) -> None:
+        log.debug("relay %s: relay %s gone from swarm %s", self.relay_id, relay, swarm_id)
         swarm.relays.pop(relay, None)
         for agent_id in [a for a, by_relay in swarm.remote.items() if relay in by_relay]:
             self._remote_gone(swarm_id, swarm, agent_id, relay)
