@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { nativeHelper } from "./helpers.js";
+import { nativeHelper, startRelay, stopProcess } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const NATS_SERVER = process.env.NATS_SERVER || "/usr/sbin/nats-server";
@@ -73,28 +73,12 @@ async function startNats() {
 }
 
 /** Relay `name` on NATS node `node` (the others as fallbacks), serving dist/; resolves once /healthz answers. */
-async function startRelay(name, node) {
+async function startFederatedRelay(name, node) {
   const port = relays[name]?.port ?? await freePort();
   const nats = [nodes[node].url, ...nodes.filter((_, i) => i !== node).map((n) => n.url)].join(",");
-  const proc = spawn(`${ROOT}.venv/bin/edge-relay`, ["--listen", `127.0.0.1:${port}`, "--web", `${ROOT}dist`,
-    "--memory-only", "--nats", nats, "--relay-id", name], { stdio: ["ignore", "ignore", "inherit"] });
+  const proc = await startRelay(port, ["--web", `${ROOT}dist`, "--memory-only", "--nats", nats, "--relay-id", name]);
   const base = `http://127.0.0.1:${port}`;
   relays[name] = { proc, port, base, ws: `ws://127.0.0.1:${port}/ws` };
-  await until(async () => {
-    if (proc.exitCode !== null) throw new Error(`relay ${name} exited with ${proc.exitCode}`);
-    try { return (await fetch(`${base}/healthz`)).ok; } catch { return false; }
-  }, 30_000, `relay ${name} on ${base}`);
-}
-
-async function stop(proc, signal = "SIGTERM") {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((r) => proc.once("exit", r));
-  proc.kill(signal);
-  await Promise.race([exited, sleep(5000)]);
-  if (proc.exitCode === null && proc.signalCode === null) {
-    proc.kill("SIGKILL");
-    await Promise.race([exited, sleep(5000)]);
-  }
 }
 
 const act = (page, name, args = {}) => page.evaluate(([n, a]) => window.edge.act(n, a), [name, args]);
@@ -106,8 +90,8 @@ test.beforeAll(async ({ browser }) => {
   test.setTimeout(150_000);
   dir = mkdtempSync(join(tmpdir(), "edge-federation-e2e-"));
   await startNats();
-  await startRelay("ra", 0);
-  await startRelay("rb", 1);
+  await startFederatedRelay("ra", 0);
+  await startFederatedRelay("rb", 1);
   relays.rc = { port: await freePort() }; // listed in page A's invite; started only in the failover test
   relays.rc.ws = `ws://127.0.0.1:${relays.rc.port}/ws`;
   native = nativeHelper("federation_agent.py", { timeoutMs: 30_000, label: "native-b", readyKey: "joined",
@@ -132,8 +116,8 @@ test.afterAll(async () => {
   }
   for (const context of contexts) await context.close().catch(() => {});
   native?.close();
-  for (const relay of Object.values(relays)) if (relay.proc) await stop(relay.proc);
-  for (const node of nodes) await stop(node.proc);
+  for (const relay of Object.values(relays)) if (relay.proc) await stopProcess(relay.proc);
+  for (const node of nodes) await stopProcess(node.proc);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -168,10 +152,10 @@ async def _note(sender, message):
 browser_app._app.agent.on(MessageKind.BROADCAST_TASK, _note)`);
   // the page loaded from relay A: let it finish fetching what it needs from there first
   await expect.poll(() => a.evaluate(() => window.edge.model?.state), CONVERGE).toMatch(/^(ready|absent|failed)$/);
-  await stop(relays.ra.proc, "SIGKILL");
+  await stopProcess(relays.ra.proc, "SIGKILL");
   await expect.poll(() => py(a, "browser_app._app.agent.links['relay'].connected.is_set()"), CONVERGE).toBe(false);
   expect(await native.ask({ cmd: "send", notes: MISSED })).toEqual({ ok: MISSED.length });
-  await startRelay("rc", 2);
+  await startFederatedRelay("rc", 2);
   await expect.poll(() => py(a, "browser_app._app.agent.links['relay'].connected.is_set()"), CONVERGE).toBe(true);
   expect(await py(a, "browser_app._app.agent.links['relay'].target")).toBe(relays.rc.ws);
   await expect.poll(() => py(a, "got"), CONVERGE).toEqual(MISSED);

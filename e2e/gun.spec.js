@@ -10,11 +10,10 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { openReady, py } from "./helpers.js";
+import { openReady, py, startRelay, stopProcess } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const PYTHON = process.env.PYTHON || `${ROOT}.venv/bin/python`;
-const RELAY = `${ROOT}.venv/bin/edge-relay`;
 const KEY = "42".repeat(32);
 
 // A native member: joins with the key, registers the pages, publishes a pattern and
@@ -154,28 +153,11 @@ json.dumps(await gun_swarm.graph.read(gun_swarm.soul("learning")))
   }
 });
 
-async function startRelay(port, dataDir) {
-  const proc = spawn(RELAY, ["--listen", `127.0.0.1:${port}`, "--data-dir", dataDir], { stdio: "ignore" });
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) return proc; } catch {}
-    await sleep(100);
-  }
-  proc.kill();
-  throw new Error("edge-relay did not start");
-}
-
-async function stopRelay(proc) {
-  const exited = new Promise((resolve) => proc.once("exit", resolve));
-  proc.kill("SIGTERM");
-  await Promise.race([exited, sleep(5_000)]);
-  if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-}
-
 test("patterns written before a relay restart are served from its data directory after it", async ({ browser }) => {
   const port = Number(process.env.E2E_PORT || 4173) + 1;
   const dir = mkdtempSync(join(tmpdir(), "gun-e2e-"));
   const relayUrl = `http://127.0.0.1:${port}/gun`;
-  let relay = await startRelay(port, dir);
+  let relay = await startRelay(port, ["--data-dir", dir]);
   const context = await browser.newContext();
   try {
     const writer = await context.newPage();
@@ -187,14 +169,14 @@ test("patterns written before a relay restart are served from its data directory
     await build(writer, "page-w", [rr], relayUrl);
     await py(writer, "await gun_swarm.publish_pattern('persist', 'kept', 0.7, 5)");
     await writer.close(); // nothing but the relay's store holds the value now
-    await stopRelay(relay);
-    relay = await startRelay(port, dir);
+    await stopProcess(relay);
+    relay = await startRelay(port, ["--data-dir", dir]);
     await build(reader, "page-r", [rw], relayUrl);
     const seen = await patternsWhen(reader, 1);
     expect(seen.patterns).toEqual([["persist", "kept", 0.7, 5]]);
   } finally {
     await context.close();
-    await stopRelay(relay);
+    await stopProcess(relay);
     rmSync(dir, { recursive: true, force: true });
   }
 });

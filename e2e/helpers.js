@@ -3,6 +3,7 @@
 import { expect } from "@playwright/test";
 import { execFileSync, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -77,4 +78,35 @@ export function nativeHelper(script, { timeoutMs, label, args = [], readyKey = n
       child.kill();
     },
   };
+}
+
+/**
+ * Start `edge-relay --listen 127.0.0.1:<port> <args…>` (stderr inherited) and resolve once its
+ * /healthz answers; reject if it exits first or does not answer within `timeoutMs`.
+ */
+export async function startRelay(port, args = [], { timeoutMs = 30_000 } = {}) {
+  const proc = spawn(`${ROOT}.venv/bin/edge-relay`, ["--listen", `127.0.0.1:${port}`, ...args],
+    { stdio: ["ignore", "ignore", "inherit"] });
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`edge-relay on port ${port} exited with ${proc.exitCode}`);
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) return proc;
+    } catch {}
+    await sleep(100);
+  }
+  proc.kill("SIGKILL");
+  throw new Error(`edge-relay did not come up on port ${port} within ${timeoutMs} ms`);
+}
+
+/** Send `signal` and wait (bounded) for the process to exit; SIGKILL if it has not after 5 s. */
+export async function stopProcess(proc, signal = "SIGTERM") {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once("exit", r));
+  proc.kill(signal);
+  await Promise.race([exited, sleep(5000)]);
+  if (proc.exitCode === null && proc.signalCode === null) {
+    proc.kill("SIGKILL");
+    await Promise.race([exited, sleep(5000)]);
+  }
 }

@@ -4,10 +4,9 @@
 // tabs keep the honest best action and memories, and their pages show what was held back.
 // Runs its own relay; every wait is bounded.
 import { test, expect } from "./fixtures.js";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { startRelay, stopProcess } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const PORT = Number(process.env.E2E_PORT || 4173) + 7;
@@ -29,22 +28,9 @@ const act = (page, name, args = {}) => page.evaluate(([n, a]) => window.edge.act
 const py = (page, code) => page.evaluate((c) => window.edge.py(c), code);
 const defences = (page) => page.locator("#defences");
 
-async function startRelay() {
-  const child = spawn(`${ROOT}.venv/bin/edge-relay`, ["--listen", `127.0.0.1:${PORT}`, "--web", `${ROOT}dist`, "--memory-only"],
-    { stdio: ["ignore", "ignore", "inherit"] });
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${BASE}/healthz`)).ok) return child;
-    } catch {}
-    await sleep(100);
-  }
-  child.kill("SIGKILL");
-  throw new Error(`edge-relay did not come up on ${BASE}`);
-}
-
 test.beforeAll(async ({ browser }) => {
   test.setTimeout(150_000);
-  relay = await startRelay();
+  relay = await startRelay(PORT, ["--web", `${ROOT}dist`, "--memory-only"]);
   for (let c = 0; c < 2; c++) contexts.push(await browser.newContext());
   const tabs = [...HONEST.map((id) => [id, contexts[0]]), ["hostile", contexts[1]]];
   await Promise.all(tabs.map(async ([id, context]) => {
@@ -61,9 +47,7 @@ test.afterAll(async () => {
   }
   for (const context of contexts) await context.close().catch(() => {});
   if (relay) {
-    const exited = new Promise((r) => relay.once("exit", r));
-    relay.kill("SIGTERM");
-    await Promise.race([exited, sleep(5000).then(() => relay.kill("SIGKILL"))]);
+    await stopProcess(relay);
   }
 });
 

@@ -3,13 +3,11 @@
 // onnxruntime + HF tokenizers natively (e2e/py/semantic_agent.py), on a relay this spec
 // runs itself; and a copy of the app without the model, where the tab says it hashes.
 import { test, expect } from "./fixtures.js";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import { ROOT, nativeHelper, py } from "./helpers.js";
+import { ROOT, nativeHelper, py, startRelay, stopProcess } from "./helpers.js";
 
 const PORT = Number(process.env.E2E_PORT || 4173) + 2;
 const BARE_PORT = PORT + 1;
@@ -28,25 +26,6 @@ const TEXTS = [
   ...Array.from({ length: 36 }, (_, i) => `memory number ${i} about ${["relays", "signatures", "patterns", "tasks"][i % 4]}`),
 ];
 
-async function startRelay(port, web) {
-  const child = spawn(`${ROOT}.venv/bin/edge-relay`, ["--listen", `127.0.0.1:${port}`, "--web", web, "--memory-only"],
-    { stdio: ["ignore", "ignore", "inherit"] });
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) return child;
-    } catch {}
-    await sleep(100);
-  }
-  child.kill("SIGKILL");
-  throw new Error(`edge-relay did not come up on port ${port}`);
-}
-
-async function stopRelay(child) {
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  await Promise.race([exited, sleep(5000).then(() => child.kill("SIGKILL"))]);
-}
-
 /** The model line of the page once loading is over (ready, absent or failed). */
 async function modelOutcome(page) {
   const status = page.locator("#model-status");
@@ -60,7 +39,7 @@ let relay = null;
 let native = null;
 
 test.beforeAll(async () => {
-  relay = await startRelay(PORT, `${ROOT}dist`);
+  relay = await startRelay(PORT, ["--web", `${ROOT}dist`, "--memory-only"]);
   native = nativeHelper("semantic_agent.py", { timeoutMs: 60_000, label: "native agent", readyKey: "joined",
                                                args: [`ws://127.0.0.1:${PORT}/ws`, KEY, "native-sem"], readyMs: 60_000 });
   const hello = await native.ready;
@@ -69,7 +48,7 @@ test.beforeAll(async () => {
 
 test.afterAll(async () => {
   native?.close();
-  if (relay) await stopRelay(relay);
+  if (relay) await stopProcess(relay);
 });
 
 const ask = async (req) => {
@@ -143,7 +122,7 @@ test("a tab served without the model falls back to hashing and says so", async (
   let bare = null;
   try {
     cpSync(`${ROOT}dist`, web, { recursive: true, filter: (src) => !src.includes(`${join("dist", "models")}`) });
-    bare = await startRelay(BARE_PORT, web);
+    bare = await startRelay(BARE_PORT, ["--web", web, "--memory-only"]);
     await page.goto(`http://127.0.0.1:${BARE_PORT}/`);
     const outcome = await modelOutcome(page);
     expect(outcome.state).toBe("absent");
@@ -161,7 +140,7 @@ json.dumps({"hashing": isinstance(e, HashingEmbedder), "model": m.model,
 `));
     expect(out).toEqual({ hashing: true, model: "feature-hashing-sha256-v1", hit: "signed heartbeats every few seconds" });
   } finally {
-    if (bare) await stopRelay(bare);
+    if (bare) await stopProcess(bare);
     rmSync(web, { recursive: true, force: true });
   }
 });

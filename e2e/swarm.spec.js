@@ -4,12 +4,11 @@
 // on one swarm; every wait is bounded. Everything is read from the pages' DOM or asked of
 // the agents through the page's own actions (window.edge.act), as a person would click.
 import { test, expect } from "./fixtures.js";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { nativeHelper } from "./helpers.js";
+import { nativeHelper, startRelay, stopProcess } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const PORT = Number(process.env.E2E_PORT || 4173) + 1;
@@ -30,25 +29,6 @@ let relay = null;
 const natives = [];
 const contexts = [];
 const pages = new Map(); // id -> page
-
-async function startRelay() {
-  const child = spawn(`${ROOT}.venv/bin/edge-relay`, ["--listen", `127.0.0.1:${PORT}`, "--web", `${ROOT}dist`, "--memory-only"],
-    { stdio: ["ignore", "ignore", "inherit"] });
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${BASE}/healthz`)).ok) return child;
-    } catch {}
-    await sleep(100);
-  }
-  child.kill("SIGKILL");
-  throw new Error(`edge-relay did not come up on ${BASE}`);
-}
-
-async function stopRelay(child) {
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  await Promise.race([exited, sleep(5000).then(() => child.kill("SIGKILL"))]);
-}
 
 /** A native agent (e2e/py/swarm_agent.py); `ask(req)` resolves with its answer's `ok`, rejects on its `error`. */
 async function startNative(id) {
@@ -71,7 +51,7 @@ const others = (id, ids = ALL) => ids.filter((x) => x !== id).sort();
 
 test.beforeAll(async ({ browser }) => {
   test.setTimeout(150_000);
-  relay = await startRelay();
+  relay = await startRelay(PORT, ["--web", `${ROOT}dist`, "--memory-only"]);
   for (const id of NATIVE_IDS) natives.push(await startNative(id));
   for (let c = 0; c < 4; c++) contexts.push(await browser.newContext({ viewport: { width: 1280, height: 900 } }));
   await Promise.all(TAB_IDS.map(async (id, i) => {
@@ -89,7 +69,7 @@ test.afterAll(async () => {
   }
   for (const context of contexts) await context.close().catch(() => {});
   for (const n of natives) n.close();
-  if (relay) await stopRelay(relay);
+  if (relay) await stopProcess(relay);
 });
 
 test("every agent, browser or native, is in every peer list with its role", async () => {
@@ -213,12 +193,12 @@ async function relayConnections() {
 }
 
 test("the relay restarted: every agent reconnects and the swarm reconverges without losing patterns", async () => {
-  await stopRelay(relay);
+  await stopProcess(relay);
   relay = null;
   // learned while the relay is down: it can only travel once the native agent is back
   await natives[0].ask({ cmd: "learn", state: "during-outage", action: "x", reward: 2 });
   await sleep(1500);
-  relay = await startRelay();
+  relay = await startRelay(PORT, ["--web", `${ROOT}dist`, "--memory-only"]);
   const alive = [...pages.keys(), ...NATIVE_IDS];
   // "active" alone could be heartbeats from before the restart: count the relay's connections too
   await expect.poll(relayConnections, { ...CONVERGE, message: "agents connected to the new relay" }).toBe(alive.length);
