@@ -1,18 +1,24 @@
 """GUN across federated relays (relay/federation/gun_bridge.py), on real nats-server processes:
 GUN.js peers on different relays see each other's puts; a frame that reaches a relay twice over
-NATS is applied once; garbage on the GUN subject is counted, not fatal."""
+NATS is applied once; garbage on the GUN subject is counted, not fatal, and the counts are in the
+relay's /metrics beside the federation backplane's drops."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 
+import aiohttp
 import nats
 import pytest
 
 from nats_fixtures import running_nats
+from relay_fixtures import TEST_SWARM_KEY, ws_url
+from ruvector_edge.p2p import P2PSwarm
+from ruvector_edge.relay.federation import subjects as sj
 from ruvector_edge.relay.federation.gun_bridge import GUN_SUBJECT
-from test_federation_nats import relays
+from test_federation_nats import client, relays
 from test_gun import NodeGun, gun_js, until  # noqa: F401 - gun_js is a fixture
 
 pytestmark = pytest.mark.timeout(120)
@@ -61,3 +67,39 @@ async def test_a_put_reaching_a_relay_twice_over_nats_is_applied_once_and_garbag
         assert counts["duplicates"] - before["duplicates"] == 1
         assert counts["malformed"] - before["malformed"] == 2
         assert relay.gun.get("soul-x") == {"_": {"#": "soul-x", ">": {"k": 1}}, "k": "v"}
+
+
+async def _scrape(http, relay) -> dict[str, float]:
+    async with http.get(f"http://127.0.0.1:{relay.port}/metrics") as response:
+        text = await response.text()
+    return {name: float(value) for name, value in
+            (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))}
+
+
+async def test_the_relays_metrics_count_gun_frames_between_relays_and_federation_drops(tmp_path):
+    put = {"#": "metrics-put-1", "put": {"soul-m": {"_": {"#": "soul-m", ">": {"k": 1}}, "k": "v"}}}
+    expected_b = {'edge_relay_gun_bridge_frames_total{what="received"}': 4,  # A's put, then the three below
+                  'edge_relay_gun_bridge_frames_total{what="duplicates"}': 1,
+                  'edge_relay_gun_bridge_dropped_total{reason="malformed"}': 2,
+                  'edge_relay_federation_dropped_total{reason="malformed"}': 1}
+    async with running_nats(tmp_path, 1) as cluster, relays(cluster.urls, 2) as (ra, rb), \
+            aiohttp.ClientSession() as http:
+        bob = await P2PSwarm.create("bob", TEST_SWARM_KEY)
+        link, _ = await client(ws_url(rb.port), bob)  # relay B subscribes topic t of bob's swarm
+        nc = await nats.connect(cluster.urls)
+        try:
+            async with http.ws_connect(f"ws://127.0.0.1:{ra.port}/gun") as peer:  # a GUN peer on relay A puts
+                await peer.send_str(json.dumps(put))
+                await until(lambda: rb.gun.get("soul-m") is not None, timeout=15)
+            for raw in (json.dumps(put).encode(), b"{not json", b"\xff\xfe"):  # straight onto NATS
+                await nc.publish(GUN_SUBJECT, raw)
+            await nc.publish(sj.topic_subject(bob.swarm_id, "t"), b"garbage")
+            await nc.flush()
+            deadline = time.monotonic() + 15
+            while {k: (await _scrape(http, rb)).get(k) for k in expected_b} != expected_b:
+                assert time.monotonic() < deadline, f"relay B's /metrics: {await _scrape(http, rb)}"
+                await asyncio.sleep(0.25)
+            assert (await _scrape(http, ra))['edge_relay_gun_bridge_frames_total{what="published"}'] == 1
+        finally:
+            await nc.close()
+            await link.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
 from .. import __version__
 
@@ -29,6 +29,9 @@ class RelayMetrics:
         self.rtt_sum = 0.0
         self.queue_depths: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self.gun_counts: Callable[[], dict[str, int]] = dict  # the /gun engine's counters, when served
+        # When federated: the backplane's drops by reason, and the GUN bridge's (frames, drops by reason).
+        self.federation_dropped: Callable[[], Mapping[str, int]] | None = None
+        self.gun_bridge_counts: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]] | None = None
 
     def drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
@@ -90,6 +93,17 @@ class RelayMetrics:
             metric("edge_relay_gun", "gauge", "GUN endpoint counters (messages, puts, gets, relayed, malformed, ...).",
                    [(f'{{what="{name}"}}', value) for name, value in sorted(gun.items())
                     if isinstance(value, int) and not isinstance(value, bool)])
+        if self.federation_dropped is not None:
+            metric("edge_relay_federation_dropped_total", "counter", "Swarm frames the federation backplane dropped, by reason.",
+                   [(f'{{reason="{reason}"}}', n) for reason, n in sorted(self.federation_dropped().items())])
+        if self.gun_bridge_counts is not None:
+            frames, dropped = self.gun_bridge_counts()
+            metric("edge_relay_gun_bridge_frames_total", "counter",
+                   "GUN frames between relays over NATS: published, received, duplicates (messages the graph had), "
+                   "replies_kept (engine answers not published).",
+                   [(f'{{what="{name}"}}', n) for name, n in sorted(frames.items())])
+            metric("edge_relay_gun_bridge_dropped_total", "counter", "GUN frames between relays dropped, by reason.",
+                   [(f'{{reason="{reason}"}}', n) for reason, n in sorted(dropped.items())])
         metric("edge_relay_http_requests_total", "counter", "HTTP requests by kind and status.",
                [(f'{{kind="{k}",status="{s}"}}', n) for (k, s), n in sorted(self.http_requests.items())])
         return "\n".join(out) + "\n"

@@ -88,6 +88,8 @@ class RelayServer:
         if federation is not None:
             self.bus = NatsBus(*federation, self.router)
             self.gun_bridge = GunBridge(self.gun)
+            self.metrics.federation_dropped = lambda: self.bus.backplane.dropped
+            self.metrics.gun_bridge_counts = lambda: (self.gun_bridge.counts, self.gun_bridge.dropped)
 
     def _queue_depths(self) -> tuple[int, int]:
         depths = [c.queue.qsize() for c in self._connections.values()]

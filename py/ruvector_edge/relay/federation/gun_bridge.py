@@ -18,6 +18,12 @@ Subject: `edge.gun`, one for every relay of the NATS system, because the relay's
 graph, not one per swarm (GUN data is public unless sealed; swarms seal theirs, gun/sealed.py).
 Publishing is lossy under pressure, as GUN's own relaying is: at most `OUTBOX` frames wait, more
 are dropped and counted.
+
+Counted for the relay's /metrics: `counts` (frames published and received, messages received that the
+graph already had, engine replies kept local) and `dropped` by reason (outbox full, oversized, publish
+failed; received frames that were malformed or over the bridge's rate). The engine counts duplicates,
+malformed input and rate limits for all its peers at once, so the bridge takes the part that came
+through it from the difference around its own `receive` call (synchronous: nothing else runs between).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ log = logging.getLogger(__name__)
 
 GUN_SUBJECT = "edge.gun"
 OUTBOX = 4096  # frames waiting to be published; more are dropped (counted)
+_RECEIVE_DROPS = ("malformed", "rate_limited")  # engine counts that, for frames from the bridge, are its drops
 
 
 class GunBridge:
@@ -43,7 +50,8 @@ class GunBridge:
         self.engine = engine
         self.outbox: collections.deque[bytes] = collections.deque()
         self.outbox_limit = outbox
-        self.counts = collections.Counter()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.dropped: collections.Counter[str] = collections.Counter()
         self._ready = asyncio.Event()
         self._nc = None
         self._sub = None
@@ -60,7 +68,7 @@ class GunBridge:
             self.counts["replies_kept"] += 1
             return
         if len(self.outbox) >= self.outbox_limit:
-            self.counts["dropped_full"] += 1
+            self.dropped["outbox_full"] += 1
             return
         self.outbox.append(text.encode("utf-8"))
         self._ready.set()
@@ -72,8 +80,15 @@ class GunBridge:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             self.engine.counts["malformed"] += 1
+            self.dropped["malformed"] += 1
             return
-        _dispatch(self.engine, self.engine.receive(self, text))
+        engine = self.engine.counts
+        before = {name: engine.get(name, 0) for name in ("duplicates", *_RECEIVE_DROPS)}
+        out = self.engine.receive(self, text)
+        self.counts["duplicates"] += engine.get("duplicates", 0) - before["duplicates"]
+        for reason in _RECEIVE_DROPS:
+            self.dropped[reason] += engine.get(reason, 0) - before[reason]
+        _dispatch(self.engine, out)
 
     # The NATS side ---------------------------------------------------------------------
     async def start(self, nc) -> None:
@@ -105,13 +120,13 @@ class GunBridge:
                 continue
             data = self.outbox.popleft()
             if len(data) > max_payload:
-                self.counts["oversized"] += 1
+                self.dropped["oversized"] += 1
                 continue
             try:
                 await self._nc.publish(GUN_SUBJECT, data)
                 self.counts["published"] += 1
             except (NatsError, asyncio.TimeoutError, OSError) as exc:
-                self.counts["publish_failed"] += 1
+                self.dropped["publish_failed"] += 1
                 log.info("gun bridge: publish failed: %s", exc)
 
 
