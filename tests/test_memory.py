@@ -41,7 +41,8 @@ from ruvector_edge.memory import (
     pack_unit_vector,
 )
 from ruvector_edge.memory.embedder import HASHING_MODEL
-from ruvector_edge.memory.kernels import unpack_vector
+from ruvector_edge.memory import kernels
+from ruvector_edge.memory.kernels import _exact_row_sums, pack_unit_blobs, unpack_vector
 from ruvector_edge.memory.numpy_kernel import NumpyKernel
 
 KERNELS = [PurePythonKernel, NumpyKernel]
@@ -132,6 +133,49 @@ def test_pack_refuses_bad_float_arrays(bad, kind):
         pack_unit_vector(values, 3)
     with pytest.raises(MalformedMessage):
         pack_unit_vector(np.array([bad]), 3)  # 2-D
+
+
+page_rows = st.lists(st.floats(width=32), min_size=5, max_size=5) | st.sampled_from(
+    [[0.0] * 5, [1.0, 2.0**-24, 2.0**-49, 0.0, 0.0], [float("nan")] * 5, [3.4e38, -3.4e38, 1e-45, 0.0, 1.0]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(page_rows, min_size=1, max_size=40))
+def test_a_page_is_packed_bit_for_bit_as_each_vector_alone(rows):
+    """A SYNC_MEMORIES page is normalised in one vectorised pass; each row's bytes, or its refusal,
+    must be what `pack_unit_vector` gives that vector alone (and so what any runtime stores)."""
+    blobs = [struct.pack("<5f", *row) for row in rows]
+    for blob, packed in zip(blobs, pack_unit_blobs(blobs, 5)):
+        try:
+            alone = pack_unit_vector(list(unpack_vector(blob)), 5)
+        except MalformedMessage as error:
+            assert isinstance(packed, MalformedMessage) and str(packed) == str(error)
+        else:
+            assert packed == alone
+
+
+@pytest.mark.parametrize("row", [
+    [1.0, 2.0**-53, 2.0**-106],          # just above a midpoint: rounds up, the float64 cascade says down
+    [1.0, 2.0**-53, 0.0],                # exactly a midpoint: ties to even
+    [1.0, 2.0**-53, 2.0**-53, 2.0**-106],
+    [0.5, 2.0**-55, 2.0**-107, 2.0**-300],
+    [1.0, 3 * 2.0**-54, 2.0**-107],
+])
+def test_page_sums_near_a_midpoint_are_rounded_as_fsum_rounds_them(row):
+    """The page's sums of squares are exactly rounded like `math.fsum`'s, also where float64
+    arithmetic alone lands on the wrong side of a rounding midpoint."""
+    squares = np.array([row, [1.0] + [0.0] * (len(row) - 1)])
+    assert _exact_row_sums(squares).tolist() == [math.fsum(row), 1.0]
+
+
+def test_a_page_is_packed_without_numpy_too(monkeypatch):
+    """In a Pyodide without numpy a page is packed vector by vector, with the same result."""
+    blobs = [struct.pack("<3f", *row) for row in ([3, 4, 0], [0, 0, 0], [1e-30, 2e-30, -1], [float("inf"), 0, 1])]
+    expected = pack_unit_blobs(blobs, 3)
+    monkeypatch.setattr(kernels, "_np", None)
+    got = pack_unit_blobs(blobs, 3)
+    assert [g if isinstance(g, bytes) else str(g) for g in got] == [e if isinstance(e, bytes) else str(e) for e in expected]
+    assert isinstance(got[1], MalformedMessage) and isinstance(got[3], MalformedMessage)
 
 
 # Kernels -------------------------------------------------------------------------------

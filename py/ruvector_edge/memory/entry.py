@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..canonical import canonicalize
-from ..errors import MalformedMessage, OversizedMessage
+from ..errors import MalformedMessage, OversizedMessage, RejectedInput
 from ..p2p import wire
 from .embedder import HASHING_MODEL
-from .kernels import pack_unit_vector, unpack_vector
+from .kernels import pack_unit_blobs, unpack_vector
 
 __all__ = [
     "MAX_CONTENT_BYTES",
@@ -39,6 +40,7 @@ __all__ = [
     "MemoryEntry",
     "check_content",
     "check_metadata",
+    "entries_from_wire",
     "memory_id",
 ]
 
@@ -111,30 +113,54 @@ class MemoryEntry:
             "model": self.model,
         }
 
-    @classmethod
-    def from_wire(cls, obj: object, dim: int, sender: str, seq: int) -> MemoryEntry:
-        """Validate a received entry completely; `seq` is the local position it would take.
 
-        Raises MalformedMessage / OversizedMessage / CanonicalizationError (all
-        RejectedInput) for wrong keys or types, a vector of another dimension or
-        with NaN/inf/zeros, oversized content or metadata, an owner other than
-        the sender, or an id that is not the hash of the content.
-        """
-        if not isinstance(obj, dict):
-            raise MalformedMessage("memory entry must be a JSON object")
-        wire.expect_keys(obj, WIRE_KEYS, "memory entry")
-        claimed = wire.get_hex(obj, "id", 32).hex()
-        content = check_content(obj["content"])
-        owner = wire.check_id(obj["owner"], "memory owner")
-        if owner != sender:
-            raise MalformedMessage(f"memory owner {owner!r} is not the sender {sender!r}: provenance unverifiable")
-        encoded = obj["embedding"]
-        if type(encoded) is not str or len(encoded) != 4 * -(-4 * dim // 3):
-            raise MalformedMessage(f"embedding must be base64 of {dim} little-endian float32 values")
-        packed = wire.get_b64(obj, "embedding", 4 * dim)
-        if len(packed) != 4 * dim:
-            raise MalformedMessage(f"embedding must be base64 of {dim} little-endian float32 values")
-        vector = pack_unit_vector(unpack_vector(packed), dim)
+def entries_from_wire(objs: Sequence[object], dim: int, sender: str) -> list[MemoryEntry | RejectedInput]:
+    """Validate a received page of entries completely, each on its own: the entry, or why it was refused.
+
+    A refusal is a MalformedMessage / OversizedMessage / CanonicalizationError
+    (all RejectedInput) for wrong keys or types, a vector of another dimension
+    or with NaN/inf/zeros, oversized content or metadata, an owner other than
+    the sender, or an id that is not the hash of the content. Entries come
+    back with `seq` 0: their local position depends on which the memory keeps.
+    The vectors of a page are normalised together (`pack_unit_blobs`), the
+    checks run in the same order as for one entry, so an entry is refused for
+    the same reason whichever page it came in.
+    """
+    heads: list[tuple[str, str, dict[str, Any], bytes] | RejectedInput] = []
+    for obj in objs:
+        try:
+            heads.append(_head_from_wire(obj, dim, sender))
+        except RejectedInput as error:
+            heads.append(error)
+    vectors = iter(pack_unit_blobs([head[3] for head in heads if isinstance(head, tuple)], dim))
+    return [_tail_from_wire(head, next(vectors)) if isinstance(head, tuple) else head for head in heads]
+
+
+def _head_from_wire(obj: object, dim: int, sender: str) -> tuple[str, str, dict[str, Any], bytes]:
+    """The checks of a received entry up to its packed vector: (claimed id, content, the entry, vector bytes)."""
+    if not isinstance(obj, dict):
+        raise MalformedMessage("memory entry must be a JSON object")
+    wire.expect_keys(obj, WIRE_KEYS, "memory entry")
+    claimed = wire.get_hex(obj, "id", 32).hex()
+    content = check_content(obj["content"])
+    owner = wire.check_id(obj["owner"], "memory owner")
+    if owner != sender:
+        raise MalformedMessage(f"memory owner {owner!r} is not the sender {sender!r}: provenance unverifiable")
+    encoded = obj["embedding"]
+    if type(encoded) is not str or len(encoded) != 4 * -(-4 * dim // 3):
+        raise MalformedMessage(f"embedding must be base64 of {dim} little-endian float32 values")
+    packed = wire.get_b64(obj, "embedding", 4 * dim)
+    if len(packed) != 4 * dim:
+        raise MalformedMessage(f"embedding must be base64 of {dim} little-endian float32 values")
+    return claimed, content, obj, packed
+
+
+def _tail_from_wire(head: tuple[str, str, dict[str, Any], bytes], vector: bytes | RejectedInput) -> MemoryEntry | RejectedInput:
+    """The vector's verdict, then the checks after it, and the entry (seq 0)."""
+    if isinstance(vector, RejectedInput):
+        return vector
+    claimed, content, obj, _ = head
+    try:
         metadata_json = check_metadata(obj["metadata"])
         wire.get_int(obj, "seq")
         model = obj["model"]
@@ -142,4 +168,6 @@ class MemoryEntry:
             raise MalformedMessage(f"memory model must be a printable ASCII id of at most {MAX_MODEL_ID_CHARS} characters")
         if memory_id(content) != claimed:
             raise MalformedMessage("memory id is not the hash of its content")
-        return cls(claimed, content, owner, vector, metadata_json, seq, model)
+    except RejectedInput as error:
+        return error
+    return MemoryEntry(claimed, content, obj["owner"], vector, metadata_json, 0, model)

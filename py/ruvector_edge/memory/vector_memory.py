@@ -39,7 +39,7 @@ from typing import Any
 from ..errors import MalformedMessage, OversizedMessage, RejectedInput
 from ..p2p import wire
 from .embedder import HASHING_MODEL, Embedder
-from .entry import MemoryEntry, check_content, check_metadata, memory_id
+from .entry import MemoryEntry, check_content, check_metadata, entries_from_wire, memory_id
 from ..platform import default_vector_kernel
 from .kernels import VectorKernel, pack_unit_vector
 from .owner_queues import OwnerQueues
@@ -243,15 +243,13 @@ class VectorMemory:
         foreign: dict[str, int] = {}  # id -> index in the batch, for entries of another model
         rejected = []
         duplicates = 0
-        for index, obj in enumerate(entries):
-            try:
-                entry = MemoryEntry.from_wire(obj, self.dim, sender, self._next_seq + len(accepted))
-            except RejectedInput as error:
-                rejected.append(Rejection(index, error))
-                continue
-            if entry.id in self._entries or entry.id in accepted:
+        for index, entry in enumerate(entries_from_wire(entries, self.dim, sender)):
+            if isinstance(entry, RejectedInput):
+                rejected.append(Rejection(index, entry))
+            elif entry.id in self._entries or entry.id in accepted:
                 duplicates += 1
             else:
+                entry = replace(entry, seq=self._next_seq + len(accepted))
                 accepted[entry.id] = entry
                 if entry.model != self.model:
                     foreign[entry.id] = index
