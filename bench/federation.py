@@ -274,13 +274,14 @@ async def _schedule(links, frames, rate: int, seconds: float, t0: float) -> list
 
 
 def run_load(urls: list[str], workers: list[Worker], pids: list[int], group: int, seconds: float,
-             grace: float) -> dict:
+             grace: float, nats_pids: tuple[int, ...] = ()) -> dict:
     for worker in workers:
         worker.send("connect", urls)
     for worker in workers:
         worker.recv(300)
     time.sleep(2.0)  # presence and subscriptions settle on every relay
     cpu0, _ = usage(pids)
+    nats_cpu0, _ = usage(list(nats_pids))
     rss_peak = 0
     t0 = time.time() + 1.0
     for worker in workers:
@@ -296,6 +297,7 @@ def run_load(urls: list[str], workers: list[Worker], pids: list[int], group: int
     if len(replies) < len(workers):
         raise SystemExit("client processes did not finish in time")
     cpu1, _ = usage(pids)
+    nats_cpu = usage(list(nats_pids))[0] - nats_cpu0
     sent_at = {mid: ns for reply in replies.values() for mid, ns in reply[1]}
     latencies = sorted((ns - sent_at[mid]) / 1e6 for reply in replies.values() for mid, ns in reply[2] if mid in sent_at)
     expected = len(sent_at) * group
@@ -304,7 +306,8 @@ def run_load(urls: list[str], workers: list[Worker], pids: list[int], group: int
             "deliveries_per_s": round(delivered / seconds), "p50_ms": round(percentile(latencies, 50), 2),
             "p99_ms": round(percentile(latencies, 99), 2), "server_cpu_s": round(cpu1 - cpu0, 2),
             "server_cpu_us_per_delivery": round((cpu1 - cpu0) / max(1, delivered) * 1e6, 1),
-            "server_rss_mb_peak": round(rss_peak / 1024, 1)}
+            "server_rss_mb_peak": round(rss_peak / 1024, 1),
+            "nats_cpu_us_per_delivery": round(nats_cpu / max(1, delivered) * 1e6, 1)}
 
 
 # Failover and replay (in this process, with the real agent link) ---------------------------------------
@@ -387,12 +390,16 @@ async def replay(nats_urls: list[str], count: int = 10_000) -> dict:
         links.append(link)
         # Her resume point is the relay's confirmed position, which may lag what she had live: `first`
         # may come again (an agent's replay guard skips it), so count what she had not had.
-        fresh = lambda: [mid for mid in dict.fromkeys(mid for mid, _ in back) if mid != first.message_id]  # noqa: E731
+        first_id = first.message_id.encode()  # arrivals() keeps message ids as bytes
+        fresh = lambda: [mid for mid in dict.fromkeys(mid for mid, _ in back) if mid != first_id]  # noqa: E731
         await _until(lambda: len(fresh()) >= count, 30, "alice to catch up")
         elapsed = time.monotonic() - start
         wanted = [mid for mid, _ in witness[1:]]  # the stream's order, as a live subscriber saw it
+        got = fresh()[:count]
+        first_difference = next((k for k, (a, b) in enumerate(zip(got, wanted)) if a != b), None)
         return {"missed_frames": count, "replay_s": round(elapsed, 3), "frames_per_s": round(count / elapsed),
-                "in_order_none_lost": fresh()[:count] == wanted, "repeated": len(back) - count}
+                "in_order_none_lost": got == wanted, "missing": len(set(wanted) - set(got)),
+                "first_out_of_order": first_difference, "repeated": len(back) - count}
     finally:
         for link in links:
             link.close()
@@ -505,7 +512,7 @@ def main() -> None:
                 relays = [Relay(url) for url in nats.urls]
                 try:
                     results["federated"] = run_load([r.url for r in relays], workers, [r.pid for r in relays] + nats.pids,
-                                                    args.group, args.seconds, args.grace)
+                                                    args.group, args.seconds, args.grace, tuple(nats.pids))
                     results["federated"]["relay_rss_mb"] = [round(rss_kib(r.pid)["VmRSS"] / 1024, 1) for r in relays]
                     results["federated"]["nats_rss_mb"] = [round(rss_kib(p)["VmRSS"] / 1024, 1) for p in nats.pids]
                 finally:
