@@ -570,6 +570,19 @@ def test_reopened_store_has_everything_in_order(tmp_path):
         memory(store=SqliteMemoryStore(path), dim=8)
 
 
+def test_imports_are_copied_back_from_the_wal_in_large_steps_and_all_kept(tmp_path):
+    """Each WAL checkpoint fsyncs the database; at SQLite's default (every 1,000 pages) that was half
+    an import's commit, so the store checkpoints every CHECKPOINT_PAGES instead."""
+    path = tmp_path / "m.db"
+    dim = 1024  # a 4 KiB vector: at least a WAL page per entry
+    m = VectorMemory("agent-a", dim, 10_000, kernel=NumpyKernel(dim), store=SqliteMemoryStore(path))
+    for page in range(60):
+        m.import_entries([good_entry(f"peer {page} {i}", dim=dim) for i in range(32)], "agent-x")
+    assert os.path.getsize(f"{path}-wal") > 1920 * 4096  # nothing copied back yet
+    m.close()
+    assert len(SqliteMemoryStore(path).load(dim)) == 1920
+
+
 class FailingStore(MemoryStore):
     def load(self, dim):
         return []
