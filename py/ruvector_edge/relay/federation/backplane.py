@@ -224,6 +224,8 @@ class _CatchUp:
     started: bool = False
     held: list[tuple[str, str]] = field(default_factory=list)  # (message id, text) of live frames
     held_ids: set[str] = field(default_factory=set)  # of those, the ones the replay has not sent
+    topics: frozenset[str] = frozenset()  # the agent's topics when `tokens` was computed
+    tokens: frozenset[str] = frozenset()  # their subject tokens (hashed once per change, not per frame)
 
 
 class Backplane:
@@ -409,7 +411,9 @@ class Backplane:
             return
         kind, token, _relay = parsed
         if kind == "t":
-            wanted = token in {sj.topic_token(catchup.swarm, t) for t in topics}
+            if topics != catchup.topics:
+                catchup.topics, catchup.tokens = topics, frozenset(sj.topic_token(catchup.swarm, t) for t in topics)
+            wanted = token in catchup.tokens
         else:
             wanted = token == sj.agent_token(catchup.swarm, agent_id)
         if not wanted:

@@ -302,29 +302,38 @@ class NatsBus:
 
     async def _replay(self, c: bp.Replay) -> None:
         """Replay up to the stream's end, then read the end again (a live frame held for the agent
-        may have been stored after the first read): the seam's duplicates go by message id."""
+        may have been stored after the first read): the seam's duplicates go by message id. Frames
+        are handed over from the subscription's callback, not awaited one by one."""
         try:
             info = await self.js.stream_info(c.stream)  # type: ignore[union-attr]
-            last = info.state.last_seq
-            if c.start_seq <= last:
-                sub = await self.js.subscribe(  # type: ignore[union-attr]
-                    c.subject, stream=c.stream, ordered_consumer=True,
-                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                    config=api.ConsumerConfig(opt_start_seq=max(c.start_seq, info.state.first_seq or 1)),
-                )
-                deadline = time.monotonic() + REPLAY_TIMEOUT_S
-                seq = c.start_seq - 1
-                try:
-                    for _ in range(REPLAY_ROUNDS):
-                        while seq < last:
-                            msg = await sub.next_msg(timeout=max(0.01, deadline - time.monotonic()))
-                            seq = msg.metadata.sequence.stream
-                            self.backplane.replayed(c.conn_id, msg.subject, msg.data, seq)
-                        last = (await self.js.stream_info(c.stream)).state.last_seq  # type: ignore[union-attr]
-                        if seq >= last:
-                            break
-                finally:
-                    await sub.unsubscribe()
+            target = info.state.last_seq
+            if c.start_seq > target:
+                return
+            reached = asyncio.Event()
+            seq = c.start_seq - 1
+
+            async def frame(msg) -> None:
+                nonlocal seq
+                seq = msg.metadata.sequence.stream
+                self.backplane.replayed(c.conn_id, msg.subject, msg.data, seq)
+                if seq >= target:
+                    reached.set()
+
+            sub = await self.js.subscribe(  # type: ignore[union-attr]
+                c.subject, stream=c.stream, ordered_consumer=True, cb=frame,
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                config=api.ConsumerConfig(opt_start_seq=max(c.start_seq, info.state.first_seq or 1)),
+            )
+            deadline = time.monotonic() + REPLAY_TIMEOUT_S
+            try:
+                for _ in range(REPLAY_ROUNDS):
+                    await asyncio.wait_for(reached.wait(), max(0.01, deadline - time.monotonic()))
+                    target = (await self.js.stream_info(c.stream)).state.last_seq  # type: ignore[union-attr]
+                    if seq >= target:
+                        break
+                    reached.clear()  # no await since the check: the callback cannot have run meanwhile
+            finally:
+                await sub.unsubscribe()
         except (NatsError, asyncio.TimeoutError, OSError) as exc:
             log.warning("nats: replay for connection %d stopped early: %s", c.conn_id, exc)
         finally:
