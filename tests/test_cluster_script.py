@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from relay_fixtures import ROOT, child_env, wait_for
-from test_federation_nats import client
 from ruvector_edge.p2p import P2PSwarm
+from test_federation_nats import client
 
 pytestmark = pytest.mark.timeout(180)
 
