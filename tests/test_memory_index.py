@@ -4,6 +4,7 @@ rejected, never trusted over the store)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 
@@ -17,6 +18,8 @@ from ruvector_edge.memory import SqliteMemoryStore, VectorMemory
 from ruvector_edge.memory.hnsw_index import HnswKernel
 from ruvector_edge.memory.index_file import IndexFile
 from ruvector_edge.memory.numpy_kernel import NumpyKernel
+
+from test_memory import good_entry
 
 DIM = 48
 THRESHOLD = 600
@@ -141,7 +144,7 @@ def test_bad_insert_threads_are_refused(threads):
 @pytest.mark.parametrize("batch", [32, 256])
 def test_a_parallel_insert_batch_puts_every_row_in_the_graph(batch):
     rows = corpus(THRESHOLD + 4 * batch)
-    kernel = HnswKernel(DIM, exact_below=THRESHOLD, insert_threads=2)
+    kernel = HnswKernel(DIM, exact_below=THRESHOLD, insert_threads=2, graph_block=batch)
     kernel.add_many(blobs(rows[:THRESHOLD]))
     kernel.settle()
     for at in range(THRESHOLD, len(rows), batch):  # sync-sized batches into a live graph
@@ -150,6 +153,86 @@ def test_a_parallel_insert_batch_puts_every_row_in_the_graph(batch):
     new = rows[THRESHOLD:]
     found = kernel.search(blobs(new), 1)
     assert [hits[0][0] for hits in found] == list(range(THRESHOLD, len(rows)))  # each new row finds itself
+
+
+@pytest.mark.parametrize("block", [0, -1, 1.5, "2", True])
+def test_bad_graph_block_is_refused(block):
+    with pytest.raises(ValueError):
+        HnswKernel(DIM, graph_block=block)
+
+
+def test_rows_waiting_for_the_graph_are_found_at_once():
+    """New rows wait outside the graph until `graph_block` of them go in as one insert; searches score
+    them exactly meanwhile, so each is found the moment it is added."""
+    rows = corpus(THRESHOLD + 200)
+    kernel = HnswKernel(DIM, exact_below=THRESHOLD, graph_block=256)
+    kernel.add_many(blobs(rows[:THRESHOLD]))
+    kernel.settle()
+    for at in range(THRESHOLD, len(rows), 32):  # SYNC_MEMORIES pages
+        page = rows[at : at + 32]
+        kernel.add_many(blobs(page))
+        assert kernel.graph_size == THRESHOLD and kernel.tombstones == 0  # waiting
+        found = kernel.search(blobs(page), 1)
+        assert [hits[0][0] for hits in found] == list(range(at, at + len(page)))
+        assert all(hits[0][1] == pytest.approx(1.0, abs=1e-6) for hits in found)
+    kernel.add_many(blobs(corpus(56, seed=9)))  # the 256th waiting row: all go in at once
+    assert kernel.graph_size == len(kernel) == THRESHOLD + 256
+
+
+def test_a_row_removed_while_waiting_is_never_returned_and_leaves_no_tombstone():
+    rows = corpus(THRESHOLD + 100)
+    kernel = HnswKernel(DIM, exact_below=THRESHOLD, graph_block=256)
+    kernel.add_many(blobs(rows[:THRESHOLD]))
+    kernel.settle()
+    kernel.add_many(blobs(rows[THRESHOLD:]))
+    alive = list(range(len(rows)))
+    for row in range(THRESHOLD, THRESHOLD + 50):  # waiting rows (the last, also waiting, fills each hole)
+        moved = kernel.remove(row)
+        last = alive.pop()
+        if moved is not None:
+            alive[row] = last
+    gone = sorted(set(range(len(rows))) - set(alive))
+    for settled in (False, True):
+        assert kernel.tombstones == 0
+        found = kernel.search(blobs(rows[gone]), 10)  # the removed vectors themselves as queries
+        assert all(alive[row] not in gone for hits in found for row, _ in hits)
+        assert all(len(hits) == 10 for hits in found)
+        kernel.settle()
+        assert kernel.graph_size == len(kernel) == THRESHOLD + 50
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_interleaved_adds_removes_and_searches_see_exactly_the_rows_held(seed):
+    """Random interleavings of pages added, rows removed (waiting or in the graph) and searches, against
+    the list of what each row holds: every hit's score is its row's vector's, a held row finds itself."""
+    rng = np.random.default_rng(seed)
+    pool = corpus(4000, seed=10 + seed)
+    kernel = HnswKernel(DIM, exact_below=200, graph_block=64)
+    held: list[int] = []  # held[row] = index into pool
+    added = 0
+    for _ in range(300):
+        op = int(rng.integers(3))
+        if (op == 0 or len(held) < 250) and added + 40 <= len(pool):
+            n = int(rng.integers(1, 40))
+            kernel.add_many(blobs(pool[added : added + n]))
+            held += range(added, added + n)
+            added += n
+        elif op == 1 and held:
+            for _ in range(int(rng.integers(1, 30))):
+                row = int(rng.integers(len(held)))
+                moved = kernel.remove(row)
+                last = held.pop()
+                if moved is not None:
+                    held[row] = last
+        elif held:
+            probe = rng.choice(len(held), 8).tolist()
+            queries = pool[[held[row] for row in probe]]
+            for row, query, hits in zip(probe, queries, kernel.search(blobs(queries), 3)):
+                assert row in [hit for hit, _ in hits] and len({hit for hit, _ in hits}) == len(hits)
+                for hit, score in hits:
+                    assert score == pytest.approx(float(pool[held[hit]] @ query), abs=1e-6)
+        assert len(kernel) == len(held)
+        assert kernel._graph is None or kernel.graph_size + len(kernel._fresh) == len(held)
 
 
 # Through the memory, with the index file ----------------------------------------------
@@ -170,6 +253,7 @@ def test_index_file_is_loaded_on_reopen(tmp_path):
     path = tmp_path / "m.sqlite"
     mem = memory(path)
     fill(mem, corpus(1000))
+    mem.kernel.settle()  # every row in the graph (fresh rows are searched exactly, not through it)
     queries = list(corpus(50, seed=6))
     before = mem.search_many(queries, 10)
     mem.close()
@@ -177,6 +261,39 @@ def test_index_file_is_loaded_on_reopen(tmp_path):
     again = memory(path)
     assert again.kernel.opened == "file"
     assert again.search_many(queries, 10) == before
+
+
+def test_rows_waiting_at_close_are_in_the_saved_graph(tmp_path):
+    path = tmp_path / "m.sqlite"
+    rows = corpus(1000)
+    mem = memory(path)
+    fill(mem, rows[:800])
+    mem.kernel.settle()
+    fill(mem, rows[800:], start=800)
+    assert mem.kernel.graph_size == 800  # 200 waiting
+    mem.close()
+    again = memory(path)
+    assert again.kernel.opened == "file" and again.kernel.graph_size == 1000
+    found = again.search_many(list(rows), 1)
+    assert [hits[0].content for hits in found] == [f"memory {i}" for i in range(1000)]
+
+
+def test_an_imported_page_is_found_at_once_and_what_it_evicts_never(tmp_path):
+    rows = corpus(1600)
+    mem = memory(tmp_path / "m.sqlite", capacity=1000)
+    fill(mem, rows[:1000])
+    mem.kernel.settle()
+    for at in range(1000, 1600, 32):
+        page = rows[at : at + 32]
+        wire = [good_entry(f"peer {i}", dim=DIM, embedding=base64.b64encode(row.astype("<f4").tobytes()).decode())
+                for i, row in enumerate(page, at)]
+        assert mem.import_entries(wire, "agent-x").evicted == len(page)
+        found = mem.search_many(list(page), 1)
+        assert [hits[0].content for hits in found] == [f"peer {i}" for i in range(at, at + len(page))]
+    assert mem.kernel.graph_size < len(mem)  # some still waiting
+    found = mem.search_many(list(rows[:600]), 10)  # the evicted vectors as queries
+    assert all(hit.id in mem for hits in found for hit in hits)
+    assert all(len(hits) == 10 for hits in found)
 
 
 def test_stale_index_file_is_patched_from_the_store(tmp_path):
@@ -312,13 +429,14 @@ def test_graph_is_rebuilt_without_tombstones_while_the_memory_keeps_working(tmp_
     alive = list(range(1000))
     queries = blobs(corpus(100, seed=6))
     graphs = [kernel._graph]
-    for i in range(1000, 4000):  # insert one, delete row 0 (its hole takes the last row)
+    for i in range(1000, 4000):  # insert one, delete an older one (its hole takes the last row)
         kernel.add_many(blobs(rows[i : i + 1]))
         alive.append(i)
-        moved = kernel.remove(0)
+        victim = i * 37 % 1000
+        moved = kernel.remove(victim)
         last = alive.pop()
         if moved is not None:
-            alive[0] = last
+            alive[victim] = last
         if kernel._building is not None and i % 97 == 0:  # searched and changed mid-build
             found = kernel.search(blobs(rows[alive[5] : alive[5] + 1]), 1)
             assert alive[found[0][0][0]] == alive[5]

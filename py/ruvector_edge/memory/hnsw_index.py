@@ -21,6 +21,10 @@ it before it replaces the old one. The first graph (the memory reaching
 `exact_below`, or an open without a usable file) is built the same way, and
 the memory answers exactly until it is ready: no call waits for a build.
 
+New rows reach the graph in blocks of `graph_block` (memory/fresh_rows.py): a
+32-entry SYNC_MEMORIES page is too few rows for hnswlib's insert threads, and
+until their block goes in they are searched exactly beside the graph.
+
 Below `exact_below` rows the exact kernel answers: exact, and as fast or
 faster there (one thread, 384-d: exact 0.08 ms against the graph's 0.11 ms at
 4K rows, 0.15 against 0.14 at 8K, 0.44 against 0.24 at 16K).
@@ -47,15 +51,17 @@ import hnswlib
 import numpy as np
 
 from ..errors import IndexFileRejected
+from .fresh_rows import FreshRows
 from .index_file import IndexFile
 from .kernels import VectorKernel, _at_least_kth
 from .numpy_kernel import NumpyKernel
 
-__all__ = ["DEFAULT_EXACT_BELOW", "HnswKernel", "default_insert_threads"]
+__all__ = ["DEFAULT_EXACT_BELOW", "DEFAULT_GRAPH_BLOCK", "HnswKernel", "default_insert_threads"]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_EXACT_BELOW = 8192
+DEFAULT_GRAPH_BLOCK = 256
 _MAX_INSERT_THREADS = 4
 _FORMAT = 1
 _F32 = np.dtype("<f4")
@@ -110,14 +116,17 @@ class HnswKernel(VectorKernel):
 
     def __init__(
         self, dim: int, *, exact_below: int = DEFAULT_EXACT_BELOW, m: int = 16, ef_construction: int = 40,
-        ef_search: int = 128, insert_threads: int | None = None,
+        ef_search: int = 128, insert_threads: int | None = None, graph_block: int = DEFAULT_GRAPH_BLOCK,
     ) -> None:
         """`m`, `ef_construction`, `ef_search`: HNSW's links per node, build breadth and search breadth
         (chosen in bench/semantic_memory.py for recall@10 >= 0.95 at >= 5K inserts/s); `insert_threads`:
-        hnswlib threads per insert batch and build (None: `default_insert_threads()`)."""
+        hnswlib threads per insert batch and build (None: `default_insert_threads()`); `graph_block`: new
+        rows wait (searched exactly, memory/fresh_rows.py) until this many go into the graph at once."""
         super().__init__(dim)
         if type(exact_below) is not int or exact_below < 1:
             raise ValueError(f"exact_below must be a positive integer, not {exact_below!r}")
+        if type(graph_block) is not int or graph_block < 1:
+            raise ValueError(f"graph_block must be a positive integer, not {graph_block!r}")
         if insert_threads is None:
             insert_threads = default_insert_threads()
         elif type(insert_threads) is not int or insert_threads < 1:
@@ -126,7 +135,9 @@ class HnswKernel(VectorKernel):
         self.params = {"m": m, "ef_construction": ef_construction}
         self.ef_search = ef_search
         self.insert_threads = insert_threads
+        self.graph_block = graph_block
         self._exact = NumpyKernel(dim)
+        self._fresh = FreshRows(dim)  # rows of `_graph` not inserted into it yet
         self._graph: hnswlib.Index | None = None
         self._building: _Build | None = None
         self._labels = np.empty(1024, dtype=np.int64)  # row -> graph label
@@ -140,12 +151,12 @@ class HnswKernel(VectorKernel):
     @property
     def graph_size(self) -> int:
         """Live nodes in the graph searches use (0 before the first one is ready)."""
-        return 0 if self._graph is None else len(self._row_of)
+        return 0 if self._graph is None else len(self._row_of) - len(self._fresh)
 
     @property
     def tombstones(self) -> int:
         """Deleted nodes still in that graph (hnswlib only marks them; a rebuild drops them)."""
-        return 0 if self._graph is None else self._graph.get_current_count() - len(self._row_of)
+        return 0 if self._graph is None else self._graph.get_current_count() - self.graph_size
 
     # Rows --------------------------------------------------------------------------
 
@@ -157,7 +168,9 @@ class HnswKernel(VectorKernel):
         labels = self._label_rows(start, len(self._exact))
         block = self._block(vectors)
         if self._graph is not None:
-            self._insert(self._graph, labels, block)
+            self._fresh.add(labels, block)
+            if len(self._fresh) >= self.graph_block:
+                self._insert(self._graph, *self._fresh.take())
         if self._building is not None:
             self._building.log.append((labels, block.copy()))
         self._maintain()
@@ -166,7 +179,7 @@ class HnswKernel(VectorKernel):
         moved = self._exact.remove(row)  # IndexError for a bad row, before anything changes
         label = int(self._labels[row])
         del self._row_of[label]
-        if self._graph is not None:
+        if self._graph is not None and not self._fresh.discard(label):
             self._graph.mark_deleted(label)
         if self._building is not None:
             self._building.log.append((np.array([label]), None))
@@ -230,12 +243,16 @@ class HnswKernel(VectorKernel):
             else:
                 self._insert(build.graph, labels, block)
         self._graph = build.graph
+        self._fresh.clear()  # the new graph holds every row: the snapshot plus the log
 
     def settle(self) -> None:
-        """Wait for a build in progress and swap it in (before saving; tests)."""
+        """Wait for a build in progress, swap it in, and put the fresh rows into the graph: it then holds
+        every row (before saving; tests)."""
         if self._building is not None:
             self._building.wait()
             self._poll()
+        if self._graph is not None and len(self._fresh):
+            self._insert(self._graph, *self._fresh.take())
 
     # Search ------------------------------------------------------------------------
 
@@ -250,11 +267,13 @@ class HnswKernel(VectorKernel):
             labels, _ = self._graph.knn_query(q, k=k, num_threads=1)
         except RuntimeError:  # fewer than k reachable (many deletes in a small graph): answer exactly
             return self._exact.search(queries, k)
+        fresh_labels, fresh_scores = self._fresh.scores(q)
+        fresh_rows = [self._row_of[label] for label in fresh_labels]
         results = []
-        for query, found in zip(q, labels.tolist()):
+        for query, found, fresh in zip(q, labels.tolist(), fresh_scores.tolist()):
             rows = [row for row in map(self._row_of.get, found) if row is not None]
             scores = self._exact.scores(query, rows)
-            results.append(_at_least_kth(zip(rows, scores.tolist()), k))
+            results.append(_at_least_kth([*zip(rows, scores.tolist()), *zip(fresh_rows, fresh)], k))
         return results
 
     # Persistence -------------------------------------------------------------------
