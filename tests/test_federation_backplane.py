@@ -100,7 +100,7 @@ class FakeBus:
 
     def inject(self, subject: str, data: bytes, msg_id: str | None = None, origin: "Relay | None" = None) -> None:
         """What anyone with access to NATS can do: publish on a subject (the stream captures it)."""
-        self.published.append(bp.Publish(subject, data, msg_id or ""))
+        self.published.append(bp.Publish(subject, data, msg_id or "", ""))
         for (relay, pattern), key in [(v, k[1]) for k, v in list(self.subs.items())]:
             if relay is not origin and relay.id not in self.lose_live and matches(pattern, subject):
                 relay.backplane.received(key, data)
@@ -347,6 +347,7 @@ async def test_republished_message_id_is_stored_once(swarm3):
         await r0.router.receive(pa, published.frame.decode())
     world.settle()
     assert bodies(pb) == [published.message_id]
+    assert [p.msg_id for p in world.bus.published].count(f"alice/{published.message_id}") == 1  # and put on the bus once
 
 
 # --- catch-up ------------------------------------------------------------------------------
@@ -444,6 +445,30 @@ async def test_a_frame_lost_on_the_live_path_is_fetched_from_the_stream_and_the_
     last = await send(r0, pa, a, "t")
     world.settle()
     assert delivered(pb)[-1][0] == 3 and bodies(pb)[-1] == last  # the position passed every frame up to `after`
+
+
+async def test_a_failed_fetch_is_asked_again_and_a_far_behind_live_path_fetches_each_frame_once(swarm3):
+    world = World(gap_s=1.0, max_held=2)
+    a, b, _ = swarm3
+    r0, r1, _ = world.relays
+    pa, pb = await r0.join(a, ["t"]), await r1.join(b, ["t"])
+    world.settle()
+    world.bus.lose_live.add("r1")
+    lost, fetches = [], []
+    for _ in range(5):
+        lost.append(await send(r0, pa, a, "t"))
+        while world.bus.queue:  # run the bus, but leave fetches unanswered (NATS busy)
+            relay, command = world.bus.queue.pop(0)
+            if isinstance(command, bp.Fetch):
+                fetches.append(command)
+            else:
+                world.bus._execute(relay, command)
+    assert [c.seq for c in fetches] == [1]  # over max_held: the oldest is asked for once, not once per new frame
+    r1.backplane.fetch_failed(a.swarm_id, fetches[0].key)  # e.g. a timeout
+    assert r1.backplane.dropped["gap_lost"] == 0
+    world.bus.lose_live.clear()
+    world.tick(1.1)
+    assert sorted(bodies(pb)) == sorted(lost) and r1.backplane.dropped["gap_lost"] == 0
 
 
 async def test_a_frame_that_overtakes_its_senders_presence_waits_for_it_and_an_unannounced_one_is_dropped(swarm3):

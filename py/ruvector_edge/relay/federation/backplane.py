@@ -123,6 +123,7 @@ class Publish:
     subject: str
     data: bytes
     msg_id: str
+    stream: str  # the swarm's stream, whose position feed tells whether the frame was stored
 
 
 @dataclass(frozen=True)
@@ -295,8 +296,12 @@ class Backplane:
         else:
             subject = sj.topic_subject(header.swarm, header.topic)
         msg_id = _msg_id(envelope)
+        swarm = self._swarms.get(header.swarm)
+        if swarm is not None and msg_id in swarm.recent:  # already delivered here, so already on the bus
+            self.dropped["duplicate"] += 1
+            return True
         self._deliver(header.swarm, envelope, msg_id)
-        self.emit(Publish(subject, envelope.raw.encode("utf-8"), msg_id))
+        self.emit(Publish(subject, envelope.raw.encode("utf-8"), msg_id, sj.stream_name(header.swarm)))
         return True
 
     def relay_of(self, swarm_id: str, agent_id: str) -> str | None:
@@ -383,7 +388,9 @@ class Backplane:
             return
         swarm.awaited[key] = _Gap(seq, self.monotonic() + self.config.gap_s)
         if len(swarm.awaited) > self.config.max_held:  # the live path is far behind: fetch the oldest now
-            self._fetch(swarm_id, swarm, *next(iter(swarm.awaited.items())))
+            oldest_key, oldest = next(iter(swarm.awaited.items()))
+            if not oldest.fetching:  # once: asking again for a frame already asked for only adds load
+                self._fetch(swarm_id, swarm, oldest_key, oldest)
 
     def fetched(self, swarm_id: str, key: str, data: bytes | None) -> None:
         """An awaited frame read from the stream (None: no longer there, past the stream's bounds)."""
@@ -397,6 +404,15 @@ class Backplane:
         if envelope is not None:
             self.dropped["gap_fetched"] += 1  # counted: a non-zero count says the live path lost frames
             self._deliver(swarm_id, envelope, _msg_id(envelope))
+
+    def fetch_failed(self, swarm_id: str, key: str) -> None:
+        """Reading an awaited frame failed for now (a timeout, NATS reconnecting): ask again after gap_s.
+        Only the stream saying the frame is gone makes it lost; a busy moment must not."""
+        swarm = self._swarms.get(swarm_id)
+        gap = swarm.awaited.get(key) if swarm is not None else None
+        if gap is not None:
+            gap.fetching = False
+            gap.deadline = self.monotonic() + self.config.gap_s
 
     def replayed(self, conn_id: int, subject: str, data: bytes, seq: int) -> None:
         """A frame of a catch-up, with its own stream sequence (replays run in stream order)."""

@@ -8,12 +8,11 @@ the backplane already delivered a frame to its own relay's subscribers. Frames a
 are published without waiting for an acknowledgement, so a slow JetStream never stalls the relay's
 event loop; the stream captures the same subjects and de-duplicates by `Nats-Msg-Id`.
 
-A frame is published with a reply subject, so the stream acknowledges storing it (off the live path:
-nothing waits for it). One the stream did not acknowledge within `ACK_TIMEOUT_S` is published again
-(bounded): while a replicated stream elects a leader (its node died) it stores nothing and says
-nothing, and a frame lost then, live and in history, would be lost for good for a relay that was
-reconnecting meanwhile (its gap fetch finds nothing). Subscribers drop the repeat by message id, the
-stream by `Nats-Msg-Id`.
+Whether the stream stored a frame is read from the swarm's position feed (store_acks.py), not from a
+reply per frame: a frame not stored is published again (bounded). While a replicated stream elects
+a leader (its node died) it stores nothing and says nothing, and a frame lost then, live and in
+history, would be lost for good for a relay that was reconnecting meanwhile (its gap fetch finds
+nothing). Subscribers drop the repeat by message id, the stream by `Nats-Msg-Id`.
 
 The JetStream consumers (the presence watch, the position feed) are ordered push consumers with a
 short idle heartbeat: when their node dies, two missed heartbeats make nats-py recreate them from
@@ -23,9 +22,6 @@ the last sequence they delivered, on whichever node holds the stream now, and re
 from __future__ import annotations
 
 import asyncio
-import collections
-import itertools
-import json
 import logging
 import ssl
 import time
@@ -39,6 +35,7 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 
 from . import backplane as bp
 from . import subjects as sj
+from .store_acks import StoreAcks
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +44,16 @@ REPLAY_ROUNDS = 3  # the stream's end is read again after a round: frames stored
 CONSUMER_HEARTBEAT_S = 1.0  # idle heartbeat of the presence watch and position feed (recreated after 2 missed)
 MAX_FETCHES = 16  # gap fetches in flight at once
 ENSURE_ATTEMPTS = 8  # setting up a swarm's stream, bucket and consumers: ~10 s of retries
-ACK_TIMEOUT_S = 2.0  # a frame the stream has not acknowledged by then is published again
-PUBLISH_ATTEMPTS = 30  # ~60 s of publishing a frame until stored, within the stream's 120 s duplicate window
+ACK_TIMEOUT_S = 3.0  # a stream whose feed reported none of our frames for this long: overdue ones go again
+PUBLISH_ATTEMPTS = 20  # ~60 s of publishing a frame until stored, within the stream's 120 s duplicate window
 _KV_OP = "KV-Operation"
 
 
 @dataclass(frozen=True)
 class _Republish:
-    """A frame published again because the stream did not acknowledge it (its `attempt`th try)."""
+    """A frame published again because the stream did not store it (its `attempt`th try)."""
 
     command: bp.Publish
-    attempt: int
-
-
-@dataclass
-class _Unacked:
-    command: bp.Publish
-    deadline: float
     attempt: int
 
 
@@ -97,9 +87,7 @@ class NatsBus:
         self.monotonic = monotonic
         self.backplane = bp.Backplane(config, sink, self._emit, monotonic)
         self._commands: asyncio.Queue[bp.Command | _Republish] = asyncio.Queue()
-        self._unacked: collections.OrderedDict[str, _Unacked] = collections.OrderedDict()  # reply token -> frame
-        self._tokens = itertools.count(1)
-        self._ack_prefix = ""
+        self._acks: StoreAcks[bp.Publish] = StoreAcks(ACK_TIMEOUT_S, PUBLISH_ATTEMPTS, config.max_held, monotonic)
         self._subs: dict[tuple[str, ...], object] = {}
         self._watches: dict[str, tuple[object, ...]] = {}  # swarm -> its presence watch and position feed
         self._tasks: list[asyncio.Task] = []
@@ -125,8 +113,6 @@ class NatsBus:
         ), 3 * self.options.connect_timeout_s * len(self.options.servers))
         self.nc.options["max_reconnect_attempts"] = -1
         self.js = self.nc.jetstream()
-        self._ack_prefix = self.nc.new_inbox()
-        await self.nc.subscribe(f"{self._ack_prefix}.*", cb=self._acked)  # re-subscribed on every reconnect
         self._tasks = [asyncio.create_task(self._work(), name="nats-bus-worker"),
                        asyncio.create_task(self._tick(), name="nats-bus-tick")]
 
@@ -151,48 +137,18 @@ class NatsBus:
         while True:
             await asyncio.sleep(self.config.heartbeat_s / 2)
             self.backplane.tick()
-            self._republish_unacked()
+            self._publish_again(self._acks.due())
 
-    async def _acked(self, msg) -> None:
-        """The stream's answer to a frame's publish: stored (or a duplicate of one stored), or an error."""
-        token = msg.subject[len(self._ack_prefix) + 1:]
-        if (msg.headers or {}).get("Status") == "503":  # no responders: no stream leader yet, try again later
-            return
-        try:
-            error = json.loads(msg.data).get("error")
-        except (ValueError, AttributeError):
-            error = None
-        if error and error.get("code") == 503:  # JetStream not available for the moment: try again later
-            return
-        unacked = self._unacked.pop(token, None)
-        if error and unacked is not None:
-            log.warning("nats: the stream refused frame %s: %s", unacked.command.msg_id, error)
-
-    def _republish_unacked(self) -> None:
-        """Publish again the frames the stream did not acknowledge in time (in order), bounded."""
-        now = self.monotonic()
-        while self._unacked:
-            token, unacked = next(iter(self._unacked.items()))
-            if unacked.deadline > now:
-                break
-            del self._unacked[token]
-            if unacked.attempt >= PUBLISH_ATTEMPTS:
-                self.backplane.dropped["unstored"] += 1
-                log.warning("nats: frame %s not stored after %d attempts", unacked.command.msg_id, unacked.attempt)
-                continue
-            log.debug("nats: frame %s not acknowledged, publishing it again (attempt %d)", unacked.command.msg_id,
-                      unacked.attempt + 1)
-            self._commands.put_nowait(_Republish(unacked.command, unacked.attempt + 1))
+    def _publish_again(self, frames: list[tuple[bp.Publish, int]]) -> None:
+        for command, attempt in frames:
+            log.debug("nats: frame %s not stored, publishing it again (attempt %d)", command.msg_id, attempt)
+            self._commands.put_nowait(_Republish(command, attempt))
+        if self._acks.unstored:
+            self.backplane.dropped["unstored"] = self._acks.unstored
 
     async def _publish_frame(self, c: bp.Publish, attempt: int) -> None:
-        token = str(next(self._tokens))
-        self._unacked[token] = _Unacked(c, self.monotonic() + ACK_TIMEOUT_S, attempt)
-        if len(self._unacked) > self.config.max_held:  # far behind: stop tracking the oldest
-            _, oldest = self._unacked.popitem(last=False)
-            self.backplane.dropped["unstored"] += 1
-            log.warning("nats: too many frames awaiting the stream's ack, %s no longer tracked", oldest.command.msg_id)
-        await self.nc.publish(c.subject, c.data, reply=f"{self._ack_prefix}.{token}",  # type: ignore[union-attr]
-                              headers={"Nats-Msg-Id": c.msg_id})
+        self._acks.published(c.stream, c.msg_id, c, attempt)
+        await self.nc.publish(c.subject, c.data, headers={"Nats-Msg-Id": c.msg_id})  # type: ignore[union-attr]
 
     async def _work(self) -> None:
         while True:
@@ -227,6 +183,7 @@ class NatsBus:
         elif isinstance(c, bp.EnsureSwarm):
             await self._ensure_swarm_retrying(c)
         elif isinstance(c, bp.ReleaseSwarm):
+            self._acks.forget(sj.stream_name(c.swarm))
             for sub in self._watches.pop(c.swarm, ()):
                 await sub.unsubscribe()  # type: ignore[attr-defined]
         elif isinstance(c, (bp.Replay, bp.Fetch)):
@@ -270,7 +227,9 @@ class NatsBus:
             self.backplane.presence(swarm, msg.subject[len(prefix):], None if deleted else msg.data)
 
         async def position(msg) -> None:
-            self.backplane.position(swarm, msg.metadata.sequence.stream, msg.subject, (msg.headers or {}).get("Nats-Msg-Id"))
+            msg_id = (msg.headers or {}).get("Nats-Msg-Id")
+            self._publish_again(self._acks.stored(c.stream, msg_id))
+            self.backplane.position(swarm, msg.metadata.sequence.stream, msg.subject, msg_id)
 
         # Not kv.watchall(): its consumer's 5 s heartbeat leaves presence deaf for 10 s after a node dies.
         last = (await js.stream_info(c.stream)).state.last_seq
@@ -288,16 +247,18 @@ class NatsBus:
             raise
         self.backplane.stream_at(swarm, last)
         self._watches[swarm] = (watch, feed)
+        self._acks.follow(c.stream)
 
     async def _fetch(self, c: bp.Fetch) -> None:
-        data = None
         try:
             async with self._fetches:
                 data = (await self.js.get_msg(c.stream, c.seq)).data  # type: ignore[union-attr]
         except NotFoundError:
-            pass
+            data = None
         except (NatsError, asyncio.TimeoutError, OSError) as exc:
-            log.warning("nats: fetching frame %d of %s failed: %s", c.seq, c.stream, exc)
+            log.info("nats: fetching frame %d of %s failed, asking again later: %s", c.seq, c.stream, exc)
+            self.backplane.fetch_failed(c.swarm, c.key)
+            return
         self.backplane.fetched(c.swarm, c.key, data)
 
     async def _replay(self, c: bp.Replay) -> None:
