@@ -19,8 +19,26 @@ NATS_SERVER="$(command -v nats-server || echo /usr/sbin/nats-server)"
 [ -x .venv/bin/edge-relay ] || { echo "[cluster] run bash scripts/setup.sh first" >&2; exit 1; }
 [ -f dist/index.html ] || bash scripts/build-web.sh  # the page the link opens
 mkdir -p "$DATA"
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+NATS_PIDS=()
+RELAY_PIDS=()
+# Stop the relays first, while NATS still answers their drain (a relay whose NATS is gone takes ~30 s to
+# give up on it), then the nodes; whatever has not stopped after 10 s is killed.
+stop() {
+  for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 100); do
+    local alive=0
+    for pid in "$@"; do if kill -0 "$pid" 2>/dev/null; then alive=1; fi; done
+    if [ "$alive" = 0 ]; then return 0; fi  # explicit: a bare return in a trap returns the signal's status
+    sleep 0.1
+  done
+  for pid in "$@"; do kill -9 "$pid" 2>/dev/null || true; done
+}
+cleanup() {
+  trap - EXIT INT TERM
+  stop "${RELAY_PIDS[@]}"
+  stop "${NATS_PIDS[@]}"
+  wait 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 
 ROUTES="nats://$HOST:$ROUTE_PORT,nats://$HOST:$((ROUTE_PORT + 1)),nats://$HOST:$((ROUTE_PORT + 2))"
@@ -30,7 +48,7 @@ for i in 0 1 2; do
   printf 'max_payload: 2097152\n' > "$DATA/n$i.conf"
   "$NATS_SERVER" -c "$DATA/n$i.conf" -a "$HOST" -p $((NATS_PORT + i)) -js -sd "$DATA/n$i" -n "n$i" \
     --cluster_name edge --cluster "nats://$HOST:$((ROUTE_PORT + i))" --routes "$ROUTES" >"$DATA/n$i.log" 2>&1 &
-  PIDS+=($!)
+  NATS_PIDS+=($!)
 done
 NATS="nats://$HOST:$NATS_PORT,nats://$HOST:$((NATS_PORT + 1)),nats://$HOST:$((NATS_PORT + 2))"
 for _ in $(seq 1 100); do  # JetStream is ready once the cluster has elected its meta leader (bounded wait)
@@ -42,7 +60,7 @@ for i in 0 1 2; do
   port=$((RELAY_PORT + i))
   .venv/bin/edge-relay --listen "$HOST:$port" --web dist --data-dir "$DATA/relay$i" --nats "$NATS" --nats-replicas 3 \
     --relay-id "relay$i" >"$DATA/relay$i.log" 2>&1 &
-  PIDS+=($!)
+  RELAY_PIDS+=($!)
   URLS+=("ws://$HOST:$port/ws")
 done
 for i in 0 1 2; do
