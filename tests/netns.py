@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,18 +143,16 @@ class Network:
         ip("-n", self.switch, "link", "set", self.port(host), "up")
 
     def down(self) -> None:
-        """Stop every process started here, then remove every namespace and link; safe to call on a
-        half-built network."""
-        for proc in self.procs:
+        """Stop every process started here (each bounded, then killed), then remove every namespace and
+        link; safe to call on a half-built network."""
+        for proc in reversed(self.procs):  # the last started first: relays stop while their NATS still answers
             if proc.poll() is None:
                 proc.terminate()
-        deadline = time.monotonic() + 10
-        for proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
         for name in ours(self.pid):
             if name in _namespaces():
                 ip("netns", "del", name, check=False)
