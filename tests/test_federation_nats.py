@@ -239,3 +239,20 @@ async def test_relay_joins_nats_over_tls_with_a_ca_the_test_made(tmp_path):
         with pytest.raises(Exception):  # without the CA the server's certificate is not trusted
             async with relays(url, 1):
                 pass
+
+
+async def test_a_relay_whose_nats_went_silent_stops_promptly(tmp_path):
+    """A cut link (no close, no reset): draining would wait nats-py's 30 s drain timeout for a PONG."""
+    from test_relay_client_liveness import SilentProxy
+
+    async with running_nats(tmp_path, 1) as nats_:
+        proxy = SilentProxy(int(nats_.urls.rsplit(":", 1)[1]))
+        port = await proxy.start()
+        federation = (NatsOptions((f"nats://127.0.0.1:{port}",)), FederationConfig("cut", heartbeat_s=0.5, relay_timeout_s=2.0))
+        server = RelayServer("127.0.0.1", 0, None, federation=federation)
+        await server.start()
+        try:
+            proxy.cut()
+        finally:
+            await asyncio.wait_for(server.stop(), 8)  # drained at most 2 s, then closed (10 s and more before)
+            await proxy.stop()

@@ -45,6 +45,7 @@ CONSUMER_HEARTBEAT_S = 1.0  # idle heartbeat of the presence watch and position 
 MAX_FETCHES = 16  # gap fetches in flight at once
 ENSURE_ATTEMPTS = 8  # setting up a swarm's stream, bucket and consumers: ~10 s of retries
 ACK_TIMEOUT_S = 3.0  # a stream whose feed reported none of our frames for this long: overdue ones go again
+DRAIN_TIMEOUT_S = 2.0  # a relay stopping flushes what it still has for NATS, this long at most
 PUBLISH_ATTEMPTS = 20  # ~60 s of publishing a frame until stored, within the stream's 120 s duplicate window
 _KV_OP = "KV-Operation"
 
@@ -121,8 +122,11 @@ class NatsBus:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._replays, return_exceptions=True)
         if self.nc is not None:
+            if not self.nc.is_connected:  # draining a connection that is reconnecting waits ~30 s for nothing
+                await self.nc.close()
+                return
             try:
-                await self.nc.drain()
+                await asyncio.wait_for(self.nc.drain(), DRAIN_TIMEOUT_S)
             except (NatsError, asyncio.TimeoutError, OSError):
                 await self.nc.close()
 
