@@ -37,7 +37,7 @@ import numpy as np
 from ann_corpus import intrinsic_corpus
 from ruvector_edge.memory import MemoryEntry, SqliteMemoryStore, VectorMemory, memory_id
 from ruvector_edge.memory.embedder import HASHING_MODEL
-from ruvector_edge.memory.hnsw_index import HnswKernel
+from ruvector_edge.memory.hnsw_index import DEFAULT_GRAPH_BLOCK, HnswKernel
 from ruvector_edge.memory.model_files import load_minilm_files
 from ruvector_edge.memory.numpy_kernel import NumpyKernel
 from ruvector_edge.memory.onnx_embedder import MAX_TOKENS, OnnxEmbedder
@@ -131,7 +131,7 @@ def crossover(rows: np.ndarray, queries: np.ndarray) -> None:
 
 
 def index_part(name: str, rows: np.ndarray, queries: np.ndarray, peer: np.ndarray, insert_threads: int | None = None,
-               batch_size: int = 32) -> None:
+               batch_size: int = 32, graph_block: int = DEFAULT_GRAPH_BLOCK) -> None:
     """Cold build, save, cold open, search p50 and recall, a peer's entries imported with searches
     between (each evicting one: len(peer) inserts and deletes), recall after.
 
@@ -148,7 +148,8 @@ def index_part(name: str, rows: np.ndarray, queries: np.ndarray, peer: np.ndarra
         path = os.path.join(directory, "memories.sqlite")
         write_store(path, rows)
         opened = lambda: VectorMemory("bench", dim, len(rows), store=SqliteMemoryStore(path),  # noqa: E731
-                                      kernel=HnswKernel(dim, insert_threads=insert_threads), embedder=None)
+                                      kernel=HnswKernel(dim, insert_threads=insert_threads, graph_block=graph_block),
+                                      embedder=None)
         start = time.perf_counter()
         memory = opened()
         first_open_s = time.perf_counter() - start
@@ -184,12 +185,14 @@ def index_part(name: str, rows: np.ndarray, queries: np.ndarray, peer: np.ndarra
             memory.search_memory(queries[searches % len(queries)], k)
             searches += 1
         wall = time.perf_counter() - start
-        _, found = p50_ms(lambda q: memory.search_memory(q, k), queries)
+        ms_after, found = p50_ms(lambda q: memory.search_memory(q, k), queries)  # rows waiting for the graph too
         after = recall([[h.id for h in hits] for hits in found], exact_ids(memory, queries, k))
         _emit({"bench": "semantic_memory", "what": "churn", "corpus": name, "n": len(memory), "inserted": churn,
                "evicted": churn, "deleted_fraction": round(churn / len(rows), 3), "batch": batch, "insert_threads": memory.kernel.insert_threads,
+               "graph_block": memory.kernel.graph_block,
                "imports_per_s_with_searches": round(churn / wall), "import_entries_per_s": round(churn / memory_s),
-               "recall_before": round(before, 4), "recall_after": round(after, 4), "goal_inserts_per_s": 5000,
+               "recall_before": round(before, 4), "recall_after": round(after, 4), "p50_ms_after": round(ms_after, 4),
+               "goal_inserts_per_s": 5000,
                "loadavg_1m": round(os.getloadavg()[0], 2)})
         if name == "intrinsic":  # the graph alone, on vectors it has not seen (no SQLite, no wire checks)
             blobs = [v.tobytes() for v in intrinsic_corpus(churn, dim=dim, seed=99)]
@@ -237,6 +240,8 @@ def main() -> None:
     parser.add_argument("--insert-threads", type=int, default=None,
                         help="hnswlib threads per insert batch (default: the kernel's, the cores available up to 4)")
     parser.add_argument("--batch", type=int, default=32, help="entries per imported SYNC_MEMORIES batch")
+    parser.add_argument("--graph-block", type=int, default=DEFAULT_GRAPH_BLOCK,
+                        help="new rows inserted into the HNSW graph at once (searched exactly until then)")
     args = parser.parse_args()
     if args.part in ("all", "embed"):
         embed_part(args)
@@ -245,7 +250,7 @@ def main() -> None:
         rows = intrinsic_corpus(args.n + args.queries + churn)
         crossover(rows, rows[args.n : args.n + args.queries])
         index_part("intrinsic", rows[: args.n], rows[args.n : args.n + args.queries], rows[args.n + args.queries :],
-                   args.insert_threads, args.batch)
+                   args.insert_threads, args.batch, args.graph_block)
         if args.model_sentences:
             embedder = OnnxEmbedder()
             n, churn = args.model_sentences, args.model_sentences // 10
@@ -256,7 +261,7 @@ def main() -> None:
                    "seconds": round(time.perf_counter() - start, 1)})
             vectors = vectors.astype(np.float32)
             index_part("minilm-sentences", vectors[:n], vectors[n : n + args.queries], vectors[n + args.queries :],
-                       args.insert_threads, args.batch)
+                       args.insert_threads, args.batch, args.graph_block)
 
 
 if __name__ == "__main__":
