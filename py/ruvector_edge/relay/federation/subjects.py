@@ -16,6 +16,7 @@ the swarm id is mixed into T and A, so equal topic names in two swarms are unrel
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -24,6 +25,7 @@ _TOKEN = re.compile(r"[0-9a-f]{32}")
 _RELAY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+@functools.lru_cache(maxsize=16_384)  # every frame names its swarm and topic: hash each pair once, not per frame
 def _h(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:32]
 
