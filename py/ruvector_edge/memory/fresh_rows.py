@@ -31,9 +31,6 @@ class FreshRows:
     def __len__(self) -> int:
         return len(self._slot)
 
-    def __contains__(self, label: object) -> bool:
-        return label in self._slot
-
     def add(self, labels: np.ndarray, block: np.ndarray) -> None:
         """Hold `block`'s rows (labels new to this buffer)."""
         start, stop = len(self._slot), len(self._slot) + len(labels)
