@@ -299,3 +299,10 @@ class InvalidRelayUrl(EdgeError, ValueError):
 class MemberStateError(EdgeError):
     """A saved membership (certificate, epoch key) is unreadable, unsafe (readable by others), not signed by this
     agent's own key (altered, or another agent's), or does not check out: refused, never partly trusted."""
+
+
+# The relay's limits (issue 17 follow-up: connections that never send a request).
+
+class InvalidRelayLimits(EdgeError, ValueError):
+    """A relay limit is out of range (a deadline that is not a positive finite number of seconds, a cap below
+    one): refused when the limits are made, so a relay never starts with a bound that does not bound."""

@@ -11,12 +11,13 @@ than allowed to stall everyone else.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from ..errors import AdmissionRefused, KeyConflict, MalformedMessage, NoAdminOnline, RejectedInput
+from ..errors import AdmissionRefused, InvalidRelayLimits, KeyConflict, MalformedMessage, NoAdminOnline, RejectedInput
 from ..p2p.certificates import is_admitted
 from ..p2p.registry import MemberRegistry
 from ..platform.base import Clock, CryptoProvider
@@ -59,6 +60,22 @@ class RelayLimits:
     max_pending: int = 1024  # connections on /ws that have not answered the challenge, all addresses
     max_pending_per_address: int = 64
     max_connections_per_address: int = 256  # /ws and /gun together
+    # Before any HTTP: a TCP connection must send a complete request head within this many seconds (bytes
+    # trickling in do not extend it), and may then sit idle between requests for keepalive_timeout_s.
+    request_head_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 30.0
+    max_tcp_per_address: int = 512  # open TCP connections of one source address, whatever they carry
+    max_tcp_connections: int = 8192  # all addresses; the relay lowers it to what its descriptor limit allows
+
+    def __post_init__(self) -> None:
+        for name in ("request_head_timeout_s", "keepalive_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise InvalidRelayLimits(f"{name} must be a positive number of seconds, not {value!r}")
+        for name in ("max_tcp_per_address", "max_tcp_connections"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidRelayLimits(f"{name} must be a whole number of at least 1, not {value!r}")
 
 
 class TokenBucket:
