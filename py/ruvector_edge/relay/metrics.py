@@ -19,6 +19,8 @@ class RelayMetrics:
         self.connections_pending = 0  # accepted on /ws, challenge not yet answered
         self.refused: dict[str, int] = {}  # connections turned away before the upgrade, by cap
         self.handshake_timeouts = 0
+        self.head_timeouts = 0  # TCP connections closed for not sending a complete request head in time
+        self.tcp_open: Callable[[], int] = lambda: 0  # TCP connections accepted and not yet closed
         self.frames_in = 0
         self.frames_out = 0
         self.bytes_in = 0
@@ -63,10 +65,15 @@ class RelayMetrics:
         metric("edge_relay_connections_total", "counter", "WebSocket connections accepted.", [("", self.connections_total)])
         metric("edge_relay_connections_pending", "gauge", "WebSocket connections that have not answered the challenge yet.",
                [("", self.connections_pending)])
-        metric("edge_relay_connections_refused_total", "counter", "Connections refused before the upgrade, by cap.",
+        metric("edge_relay_connections_refused_total", "counter",
+               "Connections refused before the upgrade, by cap (tcp_*: at accept, before any HTTP, closed unanswered).",
                [(f'{{reason="{reason}"}}', n) for reason, n in sorted(self.refused.items())])
         metric("edge_relay_handshake_timeouts_total", "counter", "Connections closed for not answering the challenge in time.",
                [("", self.handshake_timeouts)])
+        metric("edge_relay_tcp_connections", "gauge", "TCP connections open, whatever they carry (HTTP, WebSocket, none yet).",
+               [("", self.tcp_open())])
+        metric("edge_relay_request_head_timeouts_total", "counter",
+               "TCP connections closed for not sending a complete first request head in time.", [("", self.head_timeouts)])
         metric("edge_relay_frames_total", "counter", "Frames by direction.",
                [('{direction="in"}', self.frames_in), ('{direction="out"}', self.frames_out)])
         metric("edge_relay_bytes_total", "counter", "Frame bytes by direction.",

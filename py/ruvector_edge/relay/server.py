@@ -26,6 +26,7 @@ from .http import add_http_routes
 from .metrics import RelayMetrics
 from .queued_peer import QueuedPeer
 from .router import RelayLimits, RelayRouter
+from .tcp_guard import TcpGuard
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,12 @@ class RelayServer:
         self.metrics = RelayMetrics()
         self.router = RelayRouter(NativeCryptoProvider(), self.limits, metrics=self.metrics, clock=clock)
         self.gate = ConnectionGate(self.limits, self.metrics)
+        self.guard = TcpGuard(self.limits, self.metrics)
+        self.metrics.tcp_open = lambda: self.guard.gate.open_count
         self._ids = itertools.count(1)
         self._connections: dict[int, _Connection] = {}
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self._pinger: asyncio.Task | None = None
         self.metrics.queue_depths = self._queue_depths
         self.gun = GunEngine(gun_store)
@@ -99,7 +103,7 @@ class RelayServer:
         return {"connections": len(self._connections)}
 
     def build_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self.guard.head_arrived])  # first: it sees every parsed request
         app.router.add_get("/ws", self._websocket)
         add_gun_routes(app, self.gun)
         add_http_routes(app, self.web_root, self.metrics, self._health)
@@ -124,16 +128,17 @@ class RelayServer:
             ticket.release()
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                                     keepalive_timeout=self.limits.keepalive_timeout_s)
         if self.bus is not None:  # before listening: an agent must never be welcomed by a relay that can't federate
             await self.bus.start()
             self.router.attach_federation(self.bus.backplane)
             await self.gun_bridge.start(self.bus.nc)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        if self.port == 0:  # report the port the OS chose
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # Not web.TCPSite: every accepted socket goes through the guard before aiohttp sees a byte of it.
+        self._listener = await asyncio.get_running_loop().create_server(
+            self.guard.protocol_factory(self._runner.server), self.host, self.port, reuse_address=True, backlog=128)
+        self.port = self._listener.sockets[0].getsockname()[1]  # the port the OS chose, when asked for 0
         self._pinger = asyncio.create_task(self._ping_loop())
         if self.shm_hub_name:
             from ..transport.shm_link import ShmHub
@@ -154,6 +159,9 @@ class RelayServer:
         writers = [c.writer_task for c in connections if c.writer_task is not None]
         if writers:  # let the 1001 close frames go out before the sockets are torn down
             await asyncio.wait(writers, timeout=CLOSE_GRACE_S + 0.5)
+        if self._listener is not None:
+            self._listener.close()  # no new sockets; open ones are closed by the runner's cleanup
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
