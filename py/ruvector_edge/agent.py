@@ -278,10 +278,12 @@ class SwarmAgent:
         await self.broadcast(MessageKind.REQUEST_PATTERNS, vv=self.intelligence.version_vector())
 
     async def on_relay_left(self, agent_id: str) -> None:
-        """The relay reports `agent_id` disconnected: show it as gone until it is heard from again."""
+        """The relay reports `agent_id` disconnected: its registration is forgotten, its key binding held for a
+        while (P2PSwarm.member_departed), and it shows as gone until the relay announces it again."""
         info = self.peers.get(agent_id)
         if info is not None:
             info.left = True
+        self.swarm.member_departed(agent_id)
         self.swarm_tasks.member_gone(agent_id)
 
     # Admission (admitted swarms; the records and rules are in p2p/admission.py) --------------
@@ -703,4 +705,8 @@ class SwarmAgent:
                 "load": member.load,
                 "last_heartbeat": member.last_heartbeat,
             })
+        for agent_id in self.swarm.registry.departed():  # shown gone while its binding is held, then dropped
+            info = self.peers.get(agent_id, PeerInfo(agent_id))
+            rows.append({"agent_id": agent_id, "role": info.role, "transport": info.transport,
+                         "status": MemberStatus.GONE.value, "load": 0.0, "last_heartbeat": None})
         return sorted(rows, key=lambda row: row["agent_id"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
 from ..errors import (
     BadSignature,
@@ -88,6 +89,8 @@ class MemberRegistry:
         self.hold_departed_ms = past_window_ms + future_skew_ms if hold_departed_ms is None else hold_departed_ms
         self._members: dict[str, Member] = {}
         self._departed: OrderedDict[str, tuple[bytes, int]] = OrderedDict()  # id -> (key, departed at), oldest first
+        # Told each id whose binding is released: state an owner keeps per bound id (a replay window) goes with it.
+        self.on_released: list[Callable[[str], None]] = []
 
     # Registration ----------------------------------------------------------
     async def register(self, registration: Registration) -> Member:
@@ -155,11 +158,21 @@ class MemberRegistry:
             if departed_at + self.hold_departed_ms > now:
                 return
             del self._departed[agent_id]
+            self._released(agent_id)
+
+    def _released(self, agent_id: str) -> None:
+        for listener in self.on_released:
+            listener(agent_id)
 
     def bindings(self) -> int:
         """Ids bound to a key right now: members present plus departed ones still held."""
         self._release_expired(self.clock.now_ms())
         return len(self._members) + len(self._departed)
+
+    def departed(self) -> list[str]:
+        """Ids of departed members whose binding is still held, oldest departure first."""
+        self._release_expired(self.clock.now_ms())
+        return list(self._departed)
 
     # Heartbeats --------------------------------------------------------------
     async def heartbeat(self, heartbeat: Heartbeat) -> Member:
@@ -203,7 +216,15 @@ class MemberRegistry:
         return self._members.get(agent_id)
 
     def public_key(self, agent_id: str) -> bytes:
-        return self.require(agent_id).ed25519_pubkey
+        """The key `agent_id` is bound to, also while it is held for a departed member: a record it signed
+        before leaving (a task receipt another member passes on) still verifies until the binding is released."""
+        member = self._members.get(agent_id)
+        if member is not None:
+            return member.ed25519_pubkey
+        held = self._departed.get(agent_id)
+        if held is None or held[1] + self.hold_departed_ms <= self.clock.now_ms():
+            raise UnknownSender(f"{agent_id!r} is not a registered member")
+        return held[0]
 
     def status(self, agent_id: str) -> MemberStatus:
         silence = self.clock.now_ms() - self.require(agent_id).last_seen
@@ -220,8 +241,11 @@ class MemberRegistry:
         return [m for m in self._members.values() if self.status(m.agent_id) is MemberStatus.ACTIVE]
 
     def remove(self, agent_id: str) -> None:
-        """Forget a member that left; its id can then be registered again under any key."""
-        self._members.pop(agent_id, None)
+        """Forget a revoked member at once, a binding held since it left included: the admission book refuses
+        its id from then on, so nothing of it needs keeping (a member that merely left goes through `depart`)."""
+        present = self._members.pop(agent_id, None) is not None
+        if self._departed.pop(agent_id, None) is not None or present:
+            self._released(agent_id)
 
     def __len__(self) -> int:
         return len(self._members)

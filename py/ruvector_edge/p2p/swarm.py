@@ -108,6 +108,9 @@ class P2PSwarm:
         self.replay = ReplayGuard(
             window=config.replay_window, past_ms=config.past_window_ms, future_ms=config.future_skew_ms
         )
+        # A departed member's counter window lives as long as its binding: until then its frames still pass the
+        # timestamp window and must not replay (it may come back under the same key); after, they are stale.
+        self.registry.on_released.append(self.replay.forget_sender)
         self.load = LoadMeter()
         # Counters start at wall-clock ms × 1024 so a restarted agent is still ahead of
         # what peers remember, without persisting the counter (≤ 1024 messages/ms sustained).
@@ -261,6 +264,15 @@ class P2PSwarm:
         member = await self.registry.register(registration)
         self._session_keys.pop(registration.agent_id, None)
         return member
+
+    def member_departed(self, agent_id: str) -> None:
+        """A member left (the relay says so): forget it but for its key binding, held for the replay window
+        (MemberRegistry.depart), so every agent's registry is as big as the swarm, not as every agent ever seen.
+        Our own id is kept whatever a relay says: our registration is what our own records verify against."""
+        if agent_id == self.agent_id:
+            return
+        self.registry.depart(agent_id)
+        self._session_keys.pop(agent_id, None)
 
     async def create_heartbeat(self, queue_depth: int = 0) -> Heartbeat:
         self._heartbeat_seq += 1
