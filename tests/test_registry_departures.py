@@ -1,9 +1,10 @@
 """A member's view of departures, without I/O: P2PSwarm.member_departed and what it releases.
 
 The relay tells each agent who left; the agent forgets that member but for its id -> key binding, held
-for the replay window, and releases what it kept per member (session key now, replay window with the
-binding). Checked against a plain model over any sequence of joins under either of two keys per id,
-departures, frames, replays and clock moves.
+for the replay window, and releases what it kept per member (session key, replay window) with the
+binding. A frame the departed member signs after it left brings it back; none from before does.
+Checked against a plain model over any sequence of joins under either of two keys per id, departures,
+frames, replays and clock moves.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import START_MS, make_runtime
-from ruvector_edge.errors import (BadSignature, KeyConflict, RegistrationRejected, ReplayDetected, StaleTimestamp,
-                                  UnknownSender)
+from conftest import START_MS, make_members, make_runtime, seal_custom
+from ruvector_edge.errors import (BadSignature, KeyConflict, RegistrationRejected, ReplayDetected, SessionKeyError,
+                                  StaleTimestamp, UnknownSender)
 from ruvector_edge.p2p import IdentityManager, P2PSwarm
 from ruvector_edge.platform.base import FakeClock
 
@@ -75,6 +76,19 @@ class Model:
         self.members[agent_id] = k
         return None
 
+    def frame(self, agent_id: str, k: int, now: int) -> type[Exception] | None:
+        """What a frame `agent_id`'s key `k` signs now meets (None: accepted)."""
+        if agent_id in self.members:
+            return None if self.members[agent_id] == k else BadSignature
+        if agent_id not in self.held or now <= self.held[agent_id][1]:
+            return UnknownSender  # unknown, or departed after it signed this
+        if self.held[agent_id][0] != k:
+            return BadSignature
+        if len(self.members) >= MAX_MEMBERS:
+            return RegistrationRejected
+        self.members[agent_id] = self.held.pop(agent_id)[0]
+        return None
+
     def depart(self, agent_id: str, now: int) -> None:
         if agent_id in self.members:
             self.held[agent_id] = (self.members.pop(agent_id), now)
@@ -124,13 +138,14 @@ async def _run(clock: FakeClock, mine: IdentityManager, senders: dict, steps: li
             sender = senders[agent_id, k]
             frame = (await (sender.publish("swarm", b"x") if kind == "frame" else sender.send_direct("me", b"x"))).frame
             result = (await me.receive_many([frame]))[0]
-            if model.members.get(agent_id) == k:
+            expected = model.frame(agent_id, k, now)
+            if expected is None:
                 assert not isinstance(result, Exception), (step, result)
                 accepted.append(frame)
-            elif agent_id in model.members:  # another key's: refused for its signature, or its counter first
+            elif expected is BadSignature:  # another key's: refused for its signature, or its counter first
                 assert isinstance(result, (BadSignature, ReplayDetected)), (step, result)
             else:
-                assert isinstance(result, UnknownSender), (step, result)
+                assert isinstance(result, expected), (step, result)
         elif step[0] == "replay" and accepted:
             result = (await me.receive_many([accepted[step[1] % len(accepted)]]))[0]
             assert isinstance(result, (ReplayDetected, StaleTimestamp, UnknownSender)), (step, result)
@@ -149,27 +164,51 @@ async def _run(clock: FakeClock, mine: IdentityManager, senders: dict, steps: li
             else:
                 with pytest.raises(UnknownSender):
                     registry.public_key(agent_id)
-            assert (agent_id in me._session_keys) <= (agent_id in model.members)
+            assert (agent_id in me._session_keys) <= (agent_id in bound)
 
 
-async def test_a_departed_members_session_key_goes_and_a_left_naming_ourselves_is_ignored(runtime):
-    me = await P2PSwarm.create("me", KEY, runtime=runtime)
-    peer = await P2PSwarm.create("peer", KEY, runtime=runtime)
-    await me.register_member(peer.registration)
-    await me.send_direct("peer", b"hi")
-    assert "peer" in me._session_keys
+async def test_a_departed_member_is_back_on_a_frame_it_signed_after_it_left_not_on_one_from_before(runtime, clock):
+    """It left the relay but talks on another path (or the relay dropped it for a moment): what it says after
+    its departure brings it back. What it said before cannot, even delivered late (a captured frame of it)."""
+    me, peer = (await make_members(("me", "peer"), KEY, runtime)).values()
+    before = (await peer.publish("swarm", b"said before leaving")).frame
+    clock.advance(1)
     me.member_departed("peer")
-    assert "peer" not in me._session_keys and "peer" not in me.registry
+    with pytest.raises(UnknownSender):
+        await me.receive(before)
+    assert "peer" not in me.registry and me.registry.departed() == ["peer"]
+    clock.advance(1)
+    forged = await seal_custom(peer, signer=await IdentityManager.generate(runtime.crypto), topic="swarm")
+    with pytest.raises(BadSignature):
+        await me.receive(forged[0])
+    assert "peer" not in me.registry
+    assert (await me.receive((await peer.send_direct("me", b"still here")).frame)).payload == b"still here"
+    assert "peer" in me.registry and me.registry.departed() == []
+    assert (await me.receive(before)).payload == b"said before leaving"  # a member again: heard late, once
+    with pytest.raises(ReplayDetected):
+        await me.receive(before)
+
+
+async def test_what_is_kept_for_a_departed_member_goes_with_its_binding_and_a_left_naming_ourselves_is_ignored(
+        runtime, clock):
+    me, peer = (await make_members(("me", "peer"), KEY, runtime)).values()
+    await me.receive((await peer.send_direct("me", b"hi")).frame)
+    me.member_departed("peer")
     me.member_departed("me")
-    assert "me" in me.registry and me.registry.departed() == ["peer"]
+    assert "me" in me.registry and "peer" not in me.registry and me.registry.departed() == ["peer"]
+    assert "peer" in me._session_keys and me.replay.highest_counter("peer") is not None
+    await me.send_direct("peer", b"sealed to it while held: the relay reports it undeliverable")
+    clock.advance(me.registry.hold_departed_ms)
+    assert me.registry.departed() == []
+    assert "peer" not in me._session_keys and me.replay.highest_counter("peer") is None
+    with pytest.raises(SessionKeyError):
+        await me.send_direct("peer", b"gone")
 
 
 async def test_a_member_revoked_after_it_left_keeps_nothing(runtime):
     """A revocation that arrives after the relay's `left`: the held binding goes too, so the revoked member is
     neither listed as a departed peer nor has a key that verifies, nor a replay window."""
-    me = await P2PSwarm.create("me", KEY, runtime=runtime)
-    peer = await P2PSwarm.create("peer", KEY, runtime=runtime)
-    await me.register_member(peer.registration)
+    me, peer = (await make_members(("me", "peer"), KEY, runtime)).values()
     await me.receive((await peer.publish("swarm", b"x")).frame)
     me.member_departed("peer")
     assert me.registry.departed() == ["peer"] and me.replay.highest_counter("peer") is not None

@@ -88,7 +88,8 @@ class MemberRegistry:
         self.max_departed = max_departed
         self.hold_departed_ms = past_window_ms + future_skew_ms if hold_departed_ms is None else hold_departed_ms
         self._members: dict[str, Member] = {}
-        self._departed: OrderedDict[str, tuple[bytes, int]] = OrderedDict()  # id -> (key, departed at), oldest first
+        # id -> (the registration it left under, departed at), oldest first
+        self._departed: OrderedDict[str, tuple[Registration, int]] = OrderedDict()
         # Told each id whose binding is released: state an owner keeps per bound id (a replay window) goes with it.
         self.on_released: list[Callable[[str], None]] = []
 
@@ -129,12 +130,13 @@ class MemberRegistry:
 
     def _check_binding(self, reg: Registration) -> None:
         existing = self._members.get(reg.agent_id)
-        held = existing.ed25519_pubkey if existing is not None else self._departed.get(reg.agent_id, (None,))[0]
-        if held is not None and held != reg.ed25519_pubkey:
+        held = existing.registration if existing is not None else self._departed.get(reg.agent_id, (None,))[0]
+        if held is not None and held.ed25519_pubkey != reg.ed25519_pubkey:
             raise KeyConflict(f"{reg.agent_id!r} is already registered under another key")
 
     def depart(self, agent_id: str) -> None:
-        """Forget a member that left, except its id -> key binding, held for `hold_departed_ms`.
+        """Forget a member that left, except its id -> key binding (the registration it left under), held for
+        `hold_departed_ms`.
 
         Why keep the binding: until then the departed agent may still be live (reconnecting after a dropped
         connection, which takes seconds), and envelopes and heartbeats it signed still pass receivers'
@@ -148,9 +150,34 @@ class MemberRegistry:
         member = self._members.pop(agent_id, None)
         if member is None:
             return
-        self._departed[agent_id] = (member.ed25519_pubkey, self.clock.now_ms())
+        self._departed[agent_id] = (member.registration, self.clock.now_ms())
         self._departed.move_to_end(agent_id)
         self._release_expired(self.clock.now_ms())
+
+    def held(self, agent_id: str) -> tuple[Registration, int] | None:
+        """The registration a departed member left under and when it left, while its binding is held."""
+        entry = self._departed.get(agent_id)
+        if entry is None or entry[1] + self.hold_departed_ms <= self.clock.now_ms():
+            return None
+        return entry
+
+    def readmit(self, agent_id: str) -> Member:
+        """A departed member heard from again is a member again, under the registration it left with.
+
+        Only for what proves it is still here: a frame it signed after it left, verified under the held key
+        (P2PSwarm's receive path). A member can be reported gone while it is not (it left the relay but still
+        talks over WebRTC or BroadcastChannel, or its relay dropped it for a moment); without this its frames
+        would be refused until it registered again, which nothing would ask it to do."""
+        now = self.clock.now_ms()
+        self._release_expired(now)
+        entry = self._departed.get(agent_id)
+        if entry is None:
+            raise UnknownSender(f"{agent_id!r} is not a registered or departed member")
+        if len(self._members) >= self.max_members:
+            raise RegistrationRejected(f"registry is full ({self.max_members} members)")
+        del self._departed[agent_id]
+        member = self._members[agent_id] = Member(registration=entry[0], last_seen=now)
+        return member
 
     def _release_expired(self, now: int) -> None:
         while self._departed:
@@ -218,13 +245,18 @@ class MemberRegistry:
     def public_key(self, agent_id: str) -> bytes:
         """The key `agent_id` is bound to, also while it is held for a departed member: a record it signed
         before leaving (a task receipt another member passes on) still verifies until the binding is released."""
+        registration = self.registration_of(agent_id)
+        if registration is None:
+            raise UnknownSender(f"{agent_id!r} is not a registered member")
+        return registration.ed25519_pubkey
+
+    def registration_of(self, agent_id: str) -> Registration | None:
+        """A member's registration, or a departed member's while its binding is held."""
         member = self._members.get(agent_id)
         if member is not None:
-            return member.ed25519_pubkey
-        held = self._departed.get(agent_id)
-        if held is None or held[1] + self.hold_departed_ms <= self.clock.now_ms():
-            raise UnknownSender(f"{agent_id!r} is not a registered member")
-        return held[0]
+            return member.registration
+        held = self.held(agent_id)
+        return None if held is None else held[0]
 
     def status(self, agent_id: str) -> MemberStatus:
         silence = self.clock.now_ms() - self.require(agent_id).last_seen

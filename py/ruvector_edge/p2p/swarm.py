@@ -29,6 +29,7 @@ from ..errors import (
     RejectedInput,
     SessionKeyError,
     UnknownEpoch,
+    UnknownSender,
     WrongSwarm,
 )
 from ..platform import Runtime, default_runtime
@@ -108,9 +109,7 @@ class P2PSwarm:
         self.replay = ReplayGuard(
             window=config.replay_window, past_ms=config.past_window_ms, future_ms=config.future_skew_ms
         )
-        # A departed member's counter window lives as long as its binding: until then its frames still pass the
-        # timestamp window and must not replay (it may come back under the same key); after, they are stale.
-        self.registry.on_released.append(self.replay.forget_sender)
+        self.registry.on_released.append(self._released)
         self.load = LoadMeter()
         # Counters start at wall-clock ms × 1024 so a restarted agent is still ahead of
         # what peers remember, without persisting the counter (≤ 1024 messages/ms sustained).
@@ -246,7 +245,6 @@ class P2PSwarm:
         news = await self._admitted().book.revoke(revocation)
         if news:
             self.registry.remove(revocation.agent_id)
-            self._session_keys.pop(revocation.agent_id, None)
         return news
 
     def _admitted(self) -> Admission:
@@ -268,10 +266,15 @@ class P2PSwarm:
     def member_departed(self, agent_id: str) -> None:
         """A member left (the relay says so): forget it but for its key binding, held for the replay window
         (MemberRegistry.depart), so every agent's registry is as big as the swarm, not as every agent ever seen.
-        Our own id is kept whatever a relay says: our registration is what our own records verify against."""
-        if agent_id == self.agent_id:
-            return
-        self.registry.depart(agent_id)
+        A frame it signs after that brings it back (`_sender`). Our own id is kept whatever a relay says: our
+        registration is what our own records verify against."""
+        if agent_id != self.agent_id:
+            self.registry.depart(agent_id)
+
+    def _released(self, agent_id: str) -> None:
+        """An id's binding is gone: so is what we kept for it. Not before: until then its frames still pass the
+        timestamp window, so its counter window must still refuse their replays, and it may come back."""
+        self.replay.forget_sender(agent_id)
         self._session_keys.pop(agent_id, None)
 
     async def create_heartbeat(self, queue_depth: int = 0) -> Heartbeat:
@@ -301,10 +304,10 @@ class P2PSwarm:
         """The pairwise key for a direct channel with a registered peer; both sides derive the same one."""
         key = self._session_keys.get(peer_id)
         if key is None:
-            member = self.registry.get(peer_id)
-            if member is None:
+            registration = self.registry.registration_of(peer_id)  # or a departed peer's, while it is held
+            if registration is None:
                 raise SessionKeyError(f"{peer_id!r} is not a registered member")
-            key = await self.identity.session_key(member.x25519_pubkey, self.swarm_id)
+            key = await self.identity.session_key(registration.x25519_pubkey, self.swarm_id)
             self._session_keys[peer_id] = key
         return key
 
@@ -387,7 +390,7 @@ class P2PSwarm:
                 self.replay.check(header.sender_id, header.counter, header.nonce, header.timestamp, now)
                 if self.admission is not None:
                     self.admission.book.check_not_revoked(header.sender_id)
-                member = self.registry.require(header.sender_id)
+                member = self._sender(header)
                 self._require_certified(member)
                 if header.type == env.DIRECT and header.topic != f"@{self.agent_id}":
                     raise Misaddressed(f"direct message addressed to {header.topic!r}, not to us")
@@ -430,6 +433,9 @@ class P2PSwarm:
                         raise DecryptionFailed(f"envelope {header.message_id} failed authentication")
                     if not hmac.compare_digest(payload_hash(key, plaintext), header.payload_hash):
                         raise PayloadHashMismatch(f"payload of {header.message_id} does not match its signed hash")
+                    if member.agent_id not in self.registry:  # a departed member back (see _sender): no await
+                        self.replay.check(header.sender_id, header.counter, header.nonce, header.timestamp, now)
+                        self.registry.readmit(member.agent_id)  # between these, so a refused frame changes nothing
                     self.replay.record(header.sender_id, header.counter, header.nonce, header.timestamp, now)
                 except RejectedInput as exc:
                     results[index] = exc
@@ -444,6 +450,19 @@ class P2PSwarm:
                     direct=header.type == env.DIRECT,
                 )
         return [r for r in results if r is not None]
+
+    def _sender(self, header: EnvelopeHeader) -> Member:
+        """The frame's sender as registered; or as it departed, for a frame it signed after it left: the relay
+        reported it gone, yet it is still here (on another path, or its relay dropped it for a moment). Such a
+        frame, once it verifies like any, brings it back (`registry.readmit`). A frame from before the departure
+        cannot: replaying a departed member's old frames does not refill the registry."""
+        member = self.registry.get(header.sender_id)
+        if member is not None:
+            return member
+        held = self.registry.held(header.sender_id)
+        if held is None or header.timestamp <= held[1]:
+            raise UnknownSender(f"{header.sender_id!r} is not a registered member")
+        return Member(registration=held[0], last_seen=held[1])
 
     def _broadcast_key(self, header: EnvelopeHeader, now: int) -> bytes:
         if self.admission is None:
