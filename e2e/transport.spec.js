@@ -135,14 +135,26 @@ test("two pages open a WebRTC data channel signalled through the relay and ping 
     // Only the smaller id offered (glare rule): one session each side, nothing refused.
     expect(await py(a, "(agent.links['webrtc'].sessions['rtc-b'].initiator, agent.links['webrtc'].refused_signals)")).toEqual([true, 0]);
     expect(await py(b, "(agent.links['webrtc'].sessions['rtc-a'].initiator, agent.links['webrtc'].refused_signals)")).toEqual([false, 0]);
-    // With the relay links stopped (separate contexts: no BroadcastChannel), only WebRTC is left.
-    for (const p of [a, b]) await py(p, "await agent.links.pop('relay').stop()");
+    // With the relay links stopped (separate contexts: no BroadcastChannel), only WebRTC is left. The relay
+    // tells b that a left (the relay, not the swarm): b forgets a but for its key binding ...
+    await py(a, "await agent.links.pop('relay').stop()");
+    await expect.poll(() => py(b, "agent.swarm.registry.departed()"), POLL).toEqual(["rtc-a"]);
+    await py(b, "await agent.links.pop('relay').stop()");
     expect(await py(a, "sorted(agent.links)")).toEqual(["broadcast-channel", "webrtc"]);
+    // ... and takes a back on the first frame a signs after that, which comes over WebRTC.
     expect(await ping(a, "rtc-b")).toBeGreaterThan(0);
+    expect(await py(b, "('rtc-a' in agent.swarm.registry, agent.swarm.registry.departed())")).toEqual([true, []]);
     expect(await ping(b, "rtc-a")).toBeGreaterThan(0);
     await py(a, "await agent.broadcast(MessageKind.BROADCAST_TASK, note='over webrtc')");
     await expect.poll(() => received(b), POLL).toEqual([["rtc-a", "BROADCAST_TASK", "over webrtc"]]);
     expect(await py(b, "dict(agent.rejected)")).toEqual({});
+    // A peer whose binding is released takes its WebRTC state with it (hold shortened to release it now).
+    expect(await py(b, `
+rtc = agent.links['webrtc']
+rtc.attempts['rtc-a'] = 1
+agent.swarm.registry.hold_departed_ms = 0
+agent.swarm.member_departed('rtc-a')
+(agent.swarm.registry.departed(), 'rtc-a' in rtc.sessions, 'rtc-a' in rtc.attempts)`)).toEqual([[], false, false]);
   } finally {
     for (const p of [a, b]) {
       await leave(p);

@@ -358,6 +358,7 @@ class WebRtcLink:
         self.agent.on(MessageKind.SIGNAL, self._on_signal)
         self.agent.on(MessageKind.JOIN, self._on_join)
         self.agent.on(MessageKind.LEAVE, self._on_leave)
+        self.agent.swarm.registry.on_released.append(self._forget)
         for member in self.agent.swarm.registry.members():
             self.peer_known(member.agent_id)
 
@@ -505,9 +506,17 @@ class WebRtcLink:
         self.peer_known(sender)
 
     async def _on_leave(self, sender: str, message: SwarmMessage) -> None:
-        session = self.sessions.pop(sender, None)
+        self._forget(sender)
+
+    def _forget(self, peer_id: str) -> None:
+        """A peer that said LEAVE, or whose binding the registry released (it left and was not heard from for
+        the replay window): close its channel and drop what we kept to reach it, or each id that came and went
+        would leave its retry count and early candidates behind."""
+        session = self.sessions.pop(peer_id, None)
         if session is not None:
-            self._drop(sender, session)
+            self._drop(peer_id, session)
+        self.attempts.pop(peer_id, None)
+        self._early.pop(peer_id, None)
 
 
 # Joining ------------------------------------------------------------------------------------
