@@ -200,8 +200,8 @@ async def test_all_addresses_together_are_capped_at_accept():
         reader, late = await silent(server.port, "127.0.0.3")
         await wait_for(lambda: server.guard.gate.open_count == 12, what="the next one accepted")
         assert not await closed_by_relay(reader, 0.01)
-        for _, w in held[1:] + [(None, writer), (None, late)]:
-            w.close()
+        for stream in [w for _, w in held] + [writer, late]:
+            stream.close()
 
 
 @pytest.mark.parametrize("nofile, expected", [(1024, 1024 - tcp_guard.FD_RESERVE), (20_000, 8192), (10, 1)])
