@@ -279,7 +279,8 @@ class SwarmAgent:
 
     async def on_relay_left(self, agent_id: str) -> None:
         """The relay reports `agent_id` disconnected: its registration is forgotten, its key binding held for a
-        while (P2PSwarm.member_departed), and it shows as gone until the relay announces it again."""
+        while (P2PSwarm.member_departed), and it shows as gone until it is announced again (the relay's member,
+        its JOIN). A frame it signs meanwhile on another path is still taken (P2PSwarm._sender)."""
         info = self.peers.get(agent_id)
         if info is not None:
             info.left = True

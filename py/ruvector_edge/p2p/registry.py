@@ -4,7 +4,8 @@ A message is never trusted for the key that verifies it; the registry binds an
 agent id to the Ed25519 key of its first valid registration and refuses to
 rebind it. Liveness comes only from heartbeats whose signature verifies under
 that bound key. A member that departs is forgotten except for that binding,
-which is held for a while (see `depart`), so churn does not grow the registry.
+which is held for a while (see `depart`), so churn does not grow the registry;
+heard from again meanwhile, it is readmitted under it (see `readmit`).
 """
 
 from __future__ import annotations
