@@ -85,7 +85,7 @@ def test_tracking_is_bounded():
     acks, _ = make(max_tracked=3)
     for k in range(5):
         acks.published("S", f"m{k}", k, 1)
-    assert acks.unstored == 2
+    assert acks.untracked == 2 and acks.unstored == 0
     assert acks.stored("S", "m4") == [(2, 2), (3, 2)]  # m0 and m1 are no longer tracked
 
 

@@ -147,8 +147,9 @@ class NatsBus:
         for command, attempt in frames:
             log.debug("nats: frame %s not stored, publishing it again (attempt %d)", command.msg_id, attempt)
             self._commands.put_nowait(_Republish(command, attempt))
-        if self._acks.unstored:
-            self.backplane.dropped["unstored"] = self._acks.unstored
+        for reason, count in (("unstored", self._acks.unstored), ("untracked", self._acks.untracked)):
+            if count:
+                self.backplane.dropped[reason] = count
 
     async def _publish_frame(self, c: bp.Publish, attempt: int) -> None:
         self._acks.published(c.stream, c.msg_id, c, attempt)

@@ -8,7 +8,9 @@ order it published them (one connection), so when the feed reports one of them, 
 relay published to that stream before it and still unreported was not stored: it is published
 again at once. When a stream reports nothing at all for `timeout_s` (a replicated stream electing a
 leader stores nothing and says nothing), the frames overdue by then are published again. After
-`max_attempts` a frame is given up and counted in `unstored`. Sans-I/O: nats_bus.py publishes
+`max_attempts` a frame is given up and counted in `unstored`; one no longer tracked because
+`max_tracked` frames already await their report (a feed far behind under load: most of them were
+stored) is counted in `untracked`. Sans-I/O: nats_bus.py publishes
 what these methods return.
 """
 
@@ -37,7 +39,8 @@ class StoreAcks(Generic[Frame]):
         self.max_attempts = max_attempts
         self.max_tracked = max_tracked
         self.monotonic = monotonic
-        self.unstored = 0  # frames given up: never reported stored after max_attempts publishes, or not tracked
+        self.unstored = 0  # frames given up: never reported stored after max_attempts publishes
+        self.untracked = 0  # frames dropped from tracking while max_tracked others awaited their report
         self._streams: dict[str, collections.OrderedDict[str, _Pending[Frame]]] = {}  # in publish order
         self._heard: dict[str, float] = {}  # stream -> when its feed last reported one of our frames
         self._tracked = 0
@@ -65,7 +68,7 @@ class StoreAcks(Generic[Frame]):
         if self._tracked > self.max_tracked:  # far behind: stop tracking this stream's oldest
             pending.popitem(last=False)
             self._tracked -= 1
-            self.unstored += 1
+            self.untracked += 1
 
     def stored(self, stream: str, msg_id: str | None) -> list[tuple[Frame, int]]:
         """The feed reported `msg_id` stored: the frames to publish again (attempt numbers included)."""
