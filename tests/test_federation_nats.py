@@ -256,3 +256,41 @@ async def test_a_relay_whose_nats_went_silent_stops_promptly(tmp_path):
         finally:
             await asyncio.wait_for(server.stop(), 8)  # drained at most 2 s, then closed (10 s and more before)
             await proxy.stop()
+
+
+async def test_a_relay_still_setting_up_a_swarm_takes_its_frames_live_meanwhile(tmp_path):
+    """Relay B's first agent joins while B's stream and presence watch wait on JetStream (held here past the
+    unknown-sender wait): B subscribes at once, and a frame sent meanwhile reaches its agent once B knows the
+    sender, instead of being missed (B was not subscribed yet) and never fetched (it predates B's feed)."""
+    async with running_nats(tmp_path, 1) as nats_, relays(nats_.urls, 2) as (ra, rb):
+        a, b = await P2PSwarm.create("alice", TEST_SWARM_KEY), await P2PSwarm.create("bob", TEST_SWARM_KEY)
+        la, ga = await client(ws_url(ra.port), a)
+        gate = asyncio.Event()
+        ensure = rb.bus._ensure_swarm
+
+        async def held_ensure(command):
+            if command.swarm == a.swarm_id:
+                await gate.wait()
+            await ensure(command)
+
+        rb.bus._ensure_swarm = held_ensure
+        lb, gb = await client(ws_url(rb.port), b)
+        x1, x2 = await P2PSwarm.create("x1", bytes(range(1, 33))), await P2PSwarm.create("x2", bytes(range(1, 33)))
+        (lx1, _), (lx2, gx2) = await client(ws_url(ra.port), x1), await client(ws_url(rb.port), x2)
+        try:
+            # Another swarm on B is not held up by this one's setup.
+            await wait_for(lambda: rb.bus.backplane.relay_of(x1.swarm_id, "x1") is not None, timeout=10,
+                           what="presence of x1 on relay B")
+            other = await x1.publish("t", b"other swarm")
+            await lx1.send(other.frame)
+            await wait_for(lambda: other.message_id in gx2.ids, timeout=10, what="x2 to get its swarm's frame")
+            await wait_for(lambda: ("t", a.swarm_id, "t") in rb.bus._subs, timeout=5, what="B's subscription")
+            sent = await a.publish("t", b"while B sets up")
+            await la.send(sent.frame)
+            await asyncio.sleep(rb.bus.config.relay_timeout_s + 0.5)  # past the wait an unknown sender's frame gets
+            gate.set()
+            await wait_for(lambda: sent.message_id in gb.ids, timeout=10, what="bob to get the frame")
+        finally:
+            gate.set()
+            for link in (la, lb, lx1, lx2):
+                await link.stop()

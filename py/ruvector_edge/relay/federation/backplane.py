@@ -203,6 +203,7 @@ class _Swarm:
     topic_tokens: set[str] = field(default_factory=set)  # subject tokens of `topics`
     recent: collections.OrderedDict[str, None] = field(default_factory=collections.OrderedDict)  # delivered ids
     head: int = 0  # the last stream sequence the position feed reported
+    ready: bool = False  # the presence watch and position feed run (stream_at was called)
     awaited: collections.OrderedDict[str, _Gap] = field(default_factory=collections.OrderedDict)  # in stream order
     early: dict[str, list[tuple[float, rw.RoutedEnvelope, str]]] = field(default_factory=dict)  # unknown sender ->
     early_count: int = 0  # frames waiting for their sender's presence entry, over all senders
@@ -369,6 +370,13 @@ class Backplane:
     def stream_at(self, swarm_id: str, last_seq: int) -> None:
         """The position feed starts after `last_seq`: frames before it are not this relay's to confirm."""
         swarm = self._swarms.get(swarm_id)
+        if swarm is not None and not swarm.ready:
+            swarm.ready = True
+            # Frames from senders not known yet waited for a presence watch that was not running: their
+            # wait starts now, when the watch can answer.
+            deadline = self.monotonic() + self.config.relay_timeout_s
+            for frames in swarm.early.values():
+                frames[:] = [(max(due, deadline), envelope, msg_id) for due, envelope, msg_id in frames]
         if swarm is not None and last_seq > swarm.head:
             swarm.head = last_seq
             for key in [k for k, gap in swarm.awaited.items() if gap.seq <= last_seq]:
@@ -535,7 +543,7 @@ class Backplane:
                 if not gap.fetching:
                     self._fetch(swarm_id, swarm, key, gap)
             for sender, frames in tuple(swarm.early.items()):  # no relay announced it: no agent would take these
-                if frames[0][0] <= now:
+                if swarm.ready and frames[0][0] <= now:
                     del swarm.early[sender]
                     swarm.early_count -= len(frames)
                     for _, _, msg_id in frames:  # not delivered: a later copy (stream fetch, republish) may be

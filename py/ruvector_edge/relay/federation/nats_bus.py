@@ -1,8 +1,10 @@
 """The backplane's I/O shell: nats-py and JetStream carry out what backplane.py decides.
 
-Commands run one at a time in emission order on one worker task (a subscription is in place
-before the publishes that follow it; a stream exists before anything follows it); replays and
-fetches run beside it, bounded by time. Live frames are core-NATS publishes and subscriptions
+Commands run in emission order on lanes: one per swarm (its stream and bucket exist before the
+publishes, presence puts and replays that follow them) and one for core-NATS subscriptions, which
+need nothing but the connection. So a swarm whose setup waits on JetStream (a stream electing a
+leader: ~10 s of retries) stalls neither other swarms nor its own live path: its relay subscribes at
+once and takes frames live meanwhile. Replays and fetches run beside the lanes, bounded by time. Live frames are core-NATS publishes and subscriptions
 (nats-py re-subscribes them on every reconnect, to any node); the connection does not echo, since
 the backplane already delivered a frame to its own relay's subscribers. Frames and presence updates
 are published without waiting for an acknowledgement, so a slow JetStream never stalls the relay's
@@ -58,6 +60,20 @@ class _Republish:
     attempt: int
 
 
+def _lane_of(c: bp.Command | _Republish) -> str:
+    """Subscriptions share a lane; every other command runs on its swarm's, named by the swarm's token
+    (which its stream and bucket names carry too)."""
+    if isinstance(c, (bp.Subscribe, bp.Unsubscribe)):
+        return "subscriptions"
+    if isinstance(c, _Republish):
+        c = c.command
+    if isinstance(c, (bp.EnsureSwarm, bp.ReleaseSwarm, bp.Fetch)):
+        return sj.swarm_token(c.swarm)
+    if isinstance(c, (bp.Publish, bp.Replay)):
+        return sj.token_of_stream(c.stream)
+    return sj.token_of_bucket(c.bucket)
+
+
 @dataclass(frozen=True)
 class NatsOptions:
     """How a relay reaches NATS: servers, credentials (user/password or an nkey seed file) and TLS."""
@@ -87,7 +103,7 @@ class NatsBus:
         self.config = config
         self.monotonic = monotonic
         self.backplane = bp.Backplane(config, sink, self._emit, monotonic)
-        self._commands: asyncio.Queue[bp.Command | _Republish] = asyncio.Queue()
+        self._lanes: dict[str, tuple[asyncio.Queue[bp.Command | _Republish], asyncio.Task]] = {}
         self._acks: StoreAcks[bp.Publish] = StoreAcks(ACK_TIMEOUT_S, PUBLISH_ATTEMPTS, config.max_held, monotonic)
         self._subs: dict[tuple[str, ...], object] = {}
         self._watches: dict[str, tuple[object, ...]] = {}  # swarm -> its presence watch and position feed
@@ -114,13 +130,14 @@ class NatsBus:
         ), 3 * self.options.connect_timeout_s * len(self.options.servers))
         self.nc.options["max_reconnect_attempts"] = -1
         self.js = self.nc.jetstream()
-        self._tasks = [asyncio.create_task(self._work(), name="nats-bus-worker"),
-                       asyncio.create_task(self._tick(), name="nats-bus-tick")]
+        self._tasks = [asyncio.create_task(self._tick(), name="nats-bus-tick")]
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._replays]:
+        tasks = [*self._tasks, *self._replays, *(task for _, task in self._lanes.values())]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._replays, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._lanes.clear()
         if self.nc is not None:
             if not self.nc.is_connected:  # draining a connection that is reconnecting waits ~30 s for nothing
                 await self.nc.close()
@@ -134,8 +151,14 @@ class NatsBus:
     async def _error(exc: Exception) -> None:
         log.warning("nats: %s", exc)
 
-    def _emit(self, command: bp.Command) -> None:
-        self._commands.put_nowait(command)
+    def _emit(self, command: bp.Command | _Republish) -> None:
+        name = _lane_of(command)
+        lane = self._lanes.get(name)
+        if lane is None:
+            queue: asyncio.Queue[bp.Command | _Republish] = asyncio.Queue()
+            lane = self._lanes[name] = (queue, asyncio.get_running_loop().create_task(
+                self._work(name, queue), name=f"nats-bus-{name[:12]}"))
+        lane[0].put_nowait(command)
 
     async def _tick(self) -> None:
         while True:
@@ -146,7 +169,7 @@ class NatsBus:
     def _publish_again(self, frames: list[tuple[bp.Publish, int]]) -> None:
         for command, attempt in frames:
             log.debug("nats: frame %s not stored, publishing it again (attempt %d)", command.msg_id, attempt)
-            self._commands.put_nowait(_Republish(command, attempt))
+            self._emit(_Republish(command, attempt))
         for reason, count in (("unstored", self._acks.unstored), ("untracked", self._acks.untracked)):
             if count:
                 self.backplane.dropped[reason] = count
@@ -155,13 +178,16 @@ class NatsBus:
         self._acks.published(c.stream, c.msg_id, c, attempt)
         await self.nc.publish(c.subject, c.data, headers={"Nats-Msg-Id": c.msg_id})  # type: ignore[union-attr]
 
-    async def _work(self) -> None:
+    async def _work(self, name: str, queue: asyncio.Queue[bp.Command | _Republish]) -> None:
         while True:
-            command = await self._commands.get()
+            command = await queue.get()
             try:
                 await self._run(command)
             except (NatsError, asyncio.TimeoutError, OSError) as exc:
                 log.warning("nats: %s failed: %s", type(command).__name__, exc)
+            if isinstance(command, bp.ReleaseSwarm) and queue.empty():  # the swarm is gone from here: so is its lane
+                del self._lanes[name]
+                return
 
     async def _run(self, c: bp.Command | _Republish) -> None:
         nc, js = self.nc, self.js
@@ -208,6 +234,7 @@ class NatsBus:
                 await asyncio.sleep(min(2.0, 0.25 * 2 ** attempt))
         log.warning("nats: swarm %s not set up after %d attempts: no presence or positions here", c.stream,
                     ENSURE_ATTEMPTS)
+        self.backplane.stream_at(c.swarm, 0)  # no presence watch will answer: frames from unknown senders stop waiting
 
     async def _ensure_swarm(self, c: bp.EnsureSwarm) -> None:
         js, cfg = self.js, self.config

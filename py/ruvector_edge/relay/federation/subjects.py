@@ -72,12 +72,25 @@ def swarm_subjects(swarm: str) -> str:
     return f"{PREFIX}.{swarm_token(swarm)}.>"
 
 
+_STREAM_PREFIX = "EDGE_"
+_BUCKET_PREFIX = "edge-presence-"
+
+
 def stream_name(swarm: str) -> str:
-    return f"EDGE_{swarm_token(swarm)}"
+    return f"{_STREAM_PREFIX}{swarm_token(swarm)}"
 
 
 def presence_bucket(swarm: str) -> str:
-    return f"edge-presence-{swarm_token(swarm)}"
+    return f"{_BUCKET_PREFIX}{swarm_token(swarm)}"
+
+
+def token_of_stream(stream: str) -> str:
+    """The swarm token a stream name carries (the inverse of stream_name, for names it made)."""
+    return stream.removeprefix(_STREAM_PREFIX)
+
+
+def token_of_bucket(bucket: str) -> str:
+    return bucket.removeprefix(_BUCKET_PREFIX)
 
 
 def agent_key(swarm: str, agent_id: str, relay_id: str) -> str:
