@@ -195,15 +195,16 @@ function runMinMax(x, size) {
   return { mins, maxs };
 }
 
-// Quantized8's per-tensor plan: ruvector_edge/compression/blocking.py has the rules and why;
+// A quantized level's per-tensor plan: ruvector_edge/compression/blocking.py has the rules and why;
 // only exact or element-wise IEEE operations, so this reaches numpy's plan bit for bit.
-const CELL = 128;
-const CANDIDATES = [128, 256, 512, 1024, 2048, 4096];
 const SPREAD = 4;
-const MAX_PER_CELL = 8;
+const MAX_BLOCK = 4096;
 const OUTLIER_SHARE = 256; // container.py's OUTLIER_SHARE
-const TARGET = 0.0095;
-const BUDGET = 12 * 255 * 255 * TARGET * TARGET;
+/** blocking.py's RULES, by the level's steps: the predicted error aimed for, the smallest block (cell), outliers per cell. */
+const RULES = new Map([
+  [255, { levels: 255, target: 0.0095, cell: 128, perCell: 8 }],
+  [15, { levels: 15, target: 0.0975, cell: 16, perCell: 2 }],
+]);
 const exponentBits = new DataView(new ArrayBuffer(8));
 
 /** math.frexp(m)[1] for a positive finite double: m = f × 2^e with ½ ≤ f < 1. */
@@ -213,7 +214,7 @@ function frexpExponent(m) {
 }
 
 /** blocking.py's _outliers: the outliers, `values` (x with them replaced) and the cells' extremes after that. */
-function takeOutliers(x, cellMins, cellMaxs) {
+function takeOutliers(x, cellMins, cellMaxs, cell, perCell) {
   const nc = cellMins.length;
   const index = [];
   const value = [];
@@ -225,16 +226,22 @@ function takeOutliers(x, cellMins, cellMaxs) {
   let values = x;
   let total = 0;
   for (let c = 0; c < nc; c++) {
+    // -1: no cell there. The wider neighbour, or the wider cell two away when that one is narrower.
     const left = c > 0 ? range(c - 1) : -1;
     const right = c < nc - 1 ? range(c + 1) : -1;
-    const nb = left >= right ? c - 1 : c + 1;
-    if (!(range(c) > SPREAD * range(nb))) continue;
+    const left2 = c > 1 ? range(c - 2) : -1;
+    const right2 = c < nc - 2 ? range(c + 2) : -1;
+    const near = Math.max(left, right);
+    const far = Math.max(left2, right2);
+    const useFar = far >= 0 && far < near;
+    const nb = useFar ? (left2 >= right2 ? c - 2 : c + 2) : left >= right ? c - 1 : c + 1;
+    if (!(range(c) > SPREAD * (useFar ? far : near))) continue;
     const mid = (cellMins[nb] + cellMaxs[nb]) / 2 + 0.0;
     const half = (SPREAD / 2) * range(nb);
-    const end = Math.min(x.length, (c + 1) * CELL);
+    const end = Math.min(x.length, (c + 1) * cell);
     const hits = [];
-    for (let i = c * CELL; i < end; i++) if (x[i] < mid - half || x[i] > mid + half) hits.push(i);
-    const count = hits.length > MAX_PER_CELL ? 0 : hits.length;
+    for (let i = c * cell; i < end; i++) if (x[i] < mid - half || x[i] > mid + half) hits.push(i);
+    const count = hits.length > perCell ? 0 : hits.length;
     total += count;
     if (total > cap) break;
     if (count === 0) continue;
@@ -245,9 +252,9 @@ function takeOutliers(x, cellMins, cellMaxs) {
       value.push(x[i]);
       values[i] = fill;
     }
-    let lo = values[c * CELL];
+    let lo = values[c * cell];
     let hi = lo;
-    for (let i = c * CELL; i < end; i++) {
+    for (let i = c * cell; i < end; i++) {
       if (values[i] < lo) lo = values[i];
       else if (values[i] > hi) hi = values[i];
     }
@@ -257,11 +264,11 @@ function takeOutliers(x, cellMins, cellMaxs) {
   return { index, value, values, mins, maxs };
 }
 
-/** blocking.py's plan_q8: block size, the values to quantize, their blocks' extremes, the outliers. */
-function planQ8(x) {
+/** blocking.py's plan: block size, the values to quantize, their blocks' extremes, the outliers. */
+function plan(x, { levels, target, cell, perCell }) {
   const n = x.length;
-  if (n === 0) return { block: CANDIDATES[0], values: x, mins: new Float32Array(0), maxs: new Float32Array(0), index: [], value: [] };
-  const cells = runMinMax(x, CELL);
+  if (n === 0) return { block: cell, values: x, mins: new Float32Array(0), maxs: new Float32Array(0), index: [], value: [] };
+  const cells = runMinMax(x, cell);
   let m = 0;
   for (let c = 0; c < cells.mins.length; c++) m = Math.max(m, Math.abs(cells.mins[c]), Math.abs(cells.maxs[c]));
   const p = m === 0 ? 1 : 2 ** Math.min(127, 8 - frexpExponent(m));
@@ -271,12 +278,15 @@ function planQ8(x) {
     const w = f32(x[i] * p32);
     energy += rintHalfEven(f32(w * w));
   }
-  const { index, value, values, ...extremes } = takeOutliers(x, cells.mins, cells.maxs);
+  const { index, value, values, ...extremes } = takeOutliers(x, cells.mins, cells.maxs, cell, perCell);
   let { mins, maxs } = extremes;
-  const budget = BUDGET * energy;
-  let best = { block: CANDIDATES[0], mins, maxs };
-  for (const block of CANDIDATES) {
-    if (block > CELL) {
+  const budget = 12 * levels * levels * target * target * energy;
+  const nc = mins.length;
+  const cellSteps = new Float64Array(nc);
+  for (let c = 0; c < nc; c++) cellSteps[c] = (maxs[c] - mins[c]) * levels;
+  let best = { block: cell, mins, maxs };
+  for (let block = cell; block <= MAX_BLOCK; block *= 2) {
+    if (block > cell) {
       const half = Math.ceil(mins.length / 2);
       const lo = new Float32Array(half);
       const hi = new Float32Array(half);
@@ -288,11 +298,18 @@ function planQ8(x) {
       mins = lo;
       maxs = hi;
     }
+    // A cell whose range is under the block's step rounds as one cluster: its values count three times.
+    const per = block / cell;
     let spent = 0;
     for (let b = 0; b < mins.length; b++) {
-      const size = b === mins.length - 1 ? n - (mins.length - 1) * block : block;
-      const r = (maxs[b] - mins[b]) * p;
-      spent += size * rintHalfEven(r * r);
+      const range = maxs[b] - mins[b];
+      let weight = 0;
+      for (let c = b * per; c < Math.min(nc, (b + 1) * per); c++) {
+        const size = c === nc - 1 ? n - (nc - 1) * cell : cell;
+        weight += cellSteps[c] < range ? 3 * size : size;
+      }
+      const r = range * p;
+      spent += weight * rintHalfEven(r * r);
     }
     if (spent > budget) break;
     best = { block, mins, maxs };
@@ -302,7 +319,7 @@ function planQ8(x) {
 }
 
 /**
- * Quantize n float32 values (packed bytes) in blocks of `block` (0: Quantized8's plan) to codes 0..levels.
+ * Quantize n float32 values (packed bytes) in blocks of `block` (0: the level's plan) to codes 0..levels.
  * Returns one Uint8Array: u32 LE header [param dtype, block size, then the lengths of params,
  * plain, high, low, outlier indices, outlier values], then those parts: params (offsets,
  * scales), the plain code stream (nibbles for 15 levels, bytes for 255), for 255 levels the
@@ -316,10 +333,10 @@ function quantize(raw, n, block, levels) {
   let maxs;
   let outliers = { index: [], value: [] };
   if (block === 0) {
-    const plan = planQ8(input);
-    ({ block, mins, maxs } = plan);
-    x = plan.values;
-    outliers = plan;
+    const chosen = plan(input, RULES.get(levels));
+    ({ block, mins, maxs } = chosen);
+    x = chosen.values;
+    outliers = chosen;
   } else {
     ({ mins, maxs } = runMinMax(input, block));
   }

@@ -26,10 +26,11 @@ Decoding checks the whole header and the checksum before it allocates anything
 that the sender sized: the declared raw length against the configured limit,
 shape × dtype against the raw length, the payload length against the bytes
 received. Only then is anything inflated, and inflating is capped at the sizes
-the header implies. Quantized8 picks its block size per tensor (the field was
-always per container) and may add outliers (flag bit 1): containers from before
-either decode as they did; a decoder from before refuses the flag with
-MalformedMessage rather than misreading it. zlib's CRC32 exists in every runtime (Pyodide's zlib, a few
+the header implies. Both quantized levels pick their block size per tensor (the
+field was always per container) and may add outliers (flag bit 1, valid on
+either level since it came): containers from before either decode as they did,
+Quantized4's fixed 64-value blocks included; a decoder from before the flag
+refuses it with MalformedMessage rather than misreading it. zlib's CRC32 exists in every runtime (Pyodide's zlib, a few
 lines of JS), unlike xxhash.
 """
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidTensor, MalformedMessage
-from .blocking import plan_q8
+from .blocking import RULES, plan
 from .container import MAX_NDIM, ParamDtype
 from .tensor_codec import Float32Arrays, Float32Tensor, Quantized
 
@@ -89,7 +89,7 @@ def quantize(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, ParamDtype]:
     """Codes (uint8, one per value, padded with zeros to a multiple of 4), offsets, scales, parameter dtype.
 
-    `mins`/`maxs` are the blocks' extremes when the caller already has them (the Quantized8 plan does).
+    `mins`/`maxs` are the blocks' extremes when the caller already has them (a level's plan does).
     """
     if mins is None or maxs is None:
         mins, maxs = _block_min_max(x, block)
@@ -237,9 +237,9 @@ class NumpyFloat32Arrays(Float32Arrays):
         x = np.frombuffer(raw, _F32)
         index = value = b""
         if block is None:
-            plan = plan_q8(x)
-            block, index, value = plan.block, plan.outlier_index.tobytes(), plan.outlier_value.tobytes()
-            codes, offsets, scales, pdtype = quantize(plan.values, block, levels, plan.mins, plan.maxs)
+            chosen = plan(x, RULES[levels])
+            block, index, value = chosen.block, chosen.outlier_index.tobytes(), chosen.outlier_value.tobytes()
+            codes, offsets, scales, pdtype = quantize(chosen.values, block, levels, chosen.mins, chosen.maxs)
         else:
             codes, offsets, scales, pdtype = quantize(x, block, levels)
         params = offsets.tobytes() + scales.tobytes()

@@ -11,8 +11,8 @@
   nothing in mantissas. Deflate decodes in every browser (DecompressionStream
   "deflate-raw", Pyodide's zlib).
 - Quantized8 / Quantized4: per-block affine quantization with rounding
-  (quantize.py), then lossless packing of the codes. Quantized8 chooses its
-  block size per tensor and sends outliers exactly unless given a block size
+  (quantize.py), then lossless packing of the codes. Both choose their block
+  size per tensor and send outliers exactly unless given a block size
   (blocking.py has the rules and why).
 
 Decompression is self-describing: any codec decodes any level. Every level
@@ -54,7 +54,7 @@ from .lz4codec import Codec
 
 __all__ = ["TensorCodec", "DEFAULT_BLOCK_SIZES", "Float32Arrays", "Float32Tensor", "Quantized"]
 
-DEFAULT_BLOCK_SIZES = {CompressionLevel.QUANTIZED8: None, CompressionLevel.QUANTIZED4: 64}  # None: chosen per tensor
+DEFAULT_BLOCK_SIZES = {CompressionLevel.QUANTIZED8: None, CompressionLevel.QUANTIZED4: None}  # None: chosen per tensor
 _LEVELS = {CompressionLevel.QUANTIZED8: 255, CompressionLevel.QUANTIZED4: 15}
 _U32 = struct.Struct("<I")
 
@@ -146,7 +146,7 @@ class Float32Arrays(abc.ABC):
     def quantize(self, raw: memoryview, n: int, block: int | None, levels: int) -> Quantized:
         """Per-block affine quantization (quantize.py has the rules); InvalidTensor on non-finite values.
 
-        `block` None (Quantized8 only): block size and outliers planned per tensor (blocking.py).
+        `block` None: block size and outliers planned per tensor by the level's rules (blocking.py).
         """
 
     @abc.abstractmethod
