@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -60,7 +61,9 @@ def _read_until(proc: subprocess.Popen, pattern: str, deadline: float, seen: lis
 
 def _start(tmp_path, name: str, *argv: str, **env: str) -> tuple[subprocess.Popen, object]:
     """Start a console script with stdout piped (read line by line) and stderr in a file (never blocks it)."""
-    err = open(tmp_path / f"{name}.err", "w+")
+    # A file of its own per process: tests start several of one script, and two writers of one file overwrite
+    # each other's lines (seen: one agent's refusal line cut into by another's log).
+    err = tempfile.NamedTemporaryFile("w+", dir=tmp_path, prefix=f"{name}-", suffix=".err", delete=False)
     proc = subprocess.Popen([script(name), *argv], stdout=subprocess.PIPE, stderr=err, text=True,
                             env=child_env(**env), cwd="/")
     return proc, err
