@@ -197,6 +197,21 @@ def test_planned_block_sizes_are_candidates_on_any_length(level, n):
     assert codec.decompress_tensor(blob).shape == (n,)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    x=hnp.arrays(np.float32, st.integers(1, 3000), elements=st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, -3.0])),
+    cell=st.sampled_from([16, 128]),
+)
+def test_cell_extremes_are_reduceats_bits_signed_zeros_included(x, cell):
+    """16-value cells are reduced by pairwise halving for speed: the same bits as reduceat, the JS port's reference."""
+    from ruvector_edge.compression.blocking import _cells
+
+    mins, maxs = _cells(x, cell)
+    starts = np.arange(0, x.size, cell)
+    assert np.array_equal(bits(mins), bits(np.minimum.reduceat(x, starts)))
+    assert np.array_equal(bits(maxs), bits(np.maximum.reduceat(x, starts)))
+
+
 @st.composite
 def natural_tensors(draw) -> np.ndarray:
     """Continuous data at any scale, with as many outliers 20-100 standard deviations out as the side channel holds.
