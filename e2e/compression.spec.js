@@ -134,12 +134,23 @@ json.dumps(out)
   rows.forEach((row, i) => expect(browser.rows[i].containers.NONE === row.native.NONE.container, `tensor ${i} NONE`).toBe(true));
 });
 
+// The payload of a quantized container up to its code stream: the outlier section, then the parameters. Unlike
+// the code stream (deflated by the runtime's zlib) these bytes must be equal in both runtimes.
+const BEFORE_CODES = `
+def before_codes(blob):
+    at = 32 + 8 * blob[10]
+    end = at + (4 + 8 * int.from_bytes(blob[at:at + 4], "little") if blob[8] & 2 else 0)
+    n, block = int.from_bytes(blob[16:24], "little") // 4, int.from_bytes(blob[12:16], "little")
+    return blob[at:end + 2 * -(-n // block) * (2 if blob[9] == 1 else 4)].hex()
+`;
+
 // Random tensors at random block sizes, with value ranges chosen to hit the quantizer's edges:
 // float16 parameter overflow/underflow, subnormals, constant and two-valued blocks, negative-only data.
 const NATIVE_RANDOM = `
 import json, sys
 import numpy as np
 from ruvector_edge.compression import CompressionLevel, TensorCodec
+${BEFORE_CODES}
 rng = np.random.default_rng(int(sys.stdin.read()))
 cases = []
 for i in range(300):
@@ -176,8 +187,8 @@ for i in range(300):
     # None: the level's plan picks the block size and outliers.
     block = [1, 2, 3, 7, 16, 64, 100, 1024, 4096, None, None, None][int(rng.integers(0, 12))]
     blob = TensorCodec(level, block_size=block).compress_tensor(x)
-    cases.append({"raw": x.tobytes().hex(), "level": level.name, "block": block,
-                  "head": blob[:16].hex(), "values": TensorCodec().decompress_tensor(blob).tobytes().hex()})
+    cases.append({"raw": x.tobytes().hex(), "level": level.name, "block": block, "head": blob[:16].hex(),
+                  "before_codes": before_codes(blob), "values": TensorCodec().decompress_tensor(blob).tobytes().hex()})
 print(json.dumps(cases))
 `;
 
@@ -188,11 +199,13 @@ test("random tensors at random or planned block sizes: the JS quantizer picks nu
   const browser = JSON.parse(await py(page, `
 import json
 from ruvector_edge.compression import CompressionLevel, Float32Tensor, TensorCodec
+${BEFORE_CODES}
 out = []
 for c in json.loads(${JSON.stringify(JSON.stringify(cases))}):
     raw = bytes.fromhex(c["raw"])
     blob = TensorCodec(CompressionLevel[c["level"]], block_size=c["block"]).compress_tensor(Float32Tensor(raw, (len(raw) // 4,)))
-    out.append({"container": blob.hex(), "head": blob[:16].hex(), "values": TensorCodec().decompress_tensor(blob).data.hex()})
+    out.append({"container": blob.hex(), "head": blob[:16].hex(), "before_codes": before_codes(blob),
+                "values": TensorCodec().decompress_tensor(blob).data.hex()})
 json.dumps(out)
 `));
   const natively = native(NATIVE_DECODE, browser.map((b) => b.container));
@@ -206,6 +219,7 @@ json.dumps(out)
     // magic, version, level, dtype, flags, parameter dtype, ndim, reserved, block size.
     const fields = (h) => h.slice(0, 14) + h.slice(16);
     expect(fields(browser[i].head), `${where}: header`).toBe(fields(c.head));
+    expect(browser[i].before_codes === c.before_codes, `${where}: outlier section and parameters, byte for byte`).toBe(true);
     expect(browser[i].values === c.values, `${where}: decoded in the browser`).toBe(true);
     expect(natively[i].values === c.values, `${where}: decoded natively`).toBe(true);
     paramDtypes.add(c.head.slice(18, 20));
@@ -228,6 +242,7 @@ const NATIVE_HEAVY = `
 import json
 import numpy as np
 from ruvector_edge.compression import CompressionLevel, TensorCodec
+${BEFORE_CODES}
 rng = np.random.default_rng(1717)
 n = 1 << 17
 laplace = rng.laplace(0, 1, n).astype(np.float32)
@@ -241,6 +256,7 @@ for name, x in {"gaussian": gaussian, "laplace": laplace, "outliers": outliers, 
     for level in ("QUANTIZED8", "QUANTIZED4"):
         blob = TensorCodec(CompressionLevel[level]).compress_tensor(x)
         out[f"{name}/{level}"] = {"raw": x.tobytes().hex(), "level": level, "head": blob[:16].hex(),
+                                  "before_codes": before_codes(blob),
                                   "values": TensorCodec().decompress_tensor(blob).tobytes().hex()}
 print(json.dumps(out))
 `;
@@ -251,6 +267,7 @@ test("Gaussian, heavy-tailed, outlier and low-rank tensors: Q8 in the browser ke
   const browser = JSON.parse(await py(page, `
 import json, math
 from ruvector_edge.compression import CompressionLevel, Float32Tensor, TensorCodec
+${BEFORE_CODES}
 out = {}
 for name, c in json.loads(${JSON.stringify(JSON.stringify(corpora))}).items():
     raw = bytes.fromhex(c["raw"])
@@ -258,7 +275,8 @@ for name, c in json.loads(${JSON.stringify(JSON.stringify(corpora))}).items():
     back = TensorCodec().decompress_tensor(blob).data
     xs, ys = memoryview(raw).cast("f"), memoryview(back).cast("f")
     err = math.sqrt(math.fsum((y - x) ** 2 for x, y in zip(xs, ys)) / math.fsum(x * x for x in xs))
-    out[name] = {"container": blob.hex(), "head": blob[:16].hex(), "ratio": len(raw) / len(blob), "error": err, "values": back.hex()}
+    out[name] = {"container": blob.hex(), "head": blob[:16].hex(), "before_codes": before_codes(blob),
+                 "ratio": len(raw) / len(blob), "error": err, "values": back.hex()}
 json.dumps(out)
 `));
   const natively = native(NATIVE_DECODE, Object.values(browser).map((b) => b.container));
@@ -266,6 +284,7 @@ json.dumps(out)
   Object.entries(corpora).forEach(([name, c], k) => {
     const b = browser[name];
     expect(fields(b.head), `${name}: header, block size included`).toBe(fields(c.head));
+    expect(b.before_codes === c.before_codes, `${name}: outliers and parameters, byte for byte`).toBe(true);
     expect(b.values === c.values, `${name}: decoded in the browser as numpy's container`).toBe(true);
     expect(natively[k].values === c.values, `${name}: browser-made, decoded natively`).toBe(true);
     const q8 = c.level === "QUANTIZED8";

@@ -172,7 +172,11 @@ function chooseParams(mins, maxs, levels) {
   return { pdtype: 2, offsets: mins, scales: scale32 };
 }
 
-/** Minima and maxima of `x` over consecutive runs of `size` values (the last may be shorter); throws on NaN/infinity. */
+/**
+ * Minima and maxima of `x` over consecutive runs of `size` values (the last may be shorter); throws on NaN/infinity.
+ * Of equal values the later one wins, as in numpy's minimum/maximum (they return the second operand on a tie):
+ * that decides whether a zero offset is +0 or -0, which is in the container's bytes.
+ */
 function runMinMax(x, size) {
   const nb = Math.ceil(x.length / size);
   const mins = new Float32Array(nb);
@@ -184,8 +188,8 @@ function runMinMax(x, size) {
     let finite = true;
     for (let i = b * size; i < end; i++) {
       const v = x[i];
-      if (v < lo) lo = v;
-      else if (v > hi) hi = v;
+      if (v <= lo) lo = v;
+      if (v >= hi) hi = v;
       if (v - v !== 0) finite = false;
     }
     if (!finite) throw new Error("InvalidTensor: lossy levels need finite values (NaN or infinity found)");
@@ -255,8 +259,8 @@ function takeOutliers(x, cellMins, cellMaxs, cell, perCell) {
     let lo = values[c * cell];
     let hi = lo;
     for (let i = c * cell; i < end; i++) {
-      if (values[i] < lo) lo = values[i];
-      else if (values[i] > hi) hi = values[i];
+      if (values[i] <= lo) lo = values[i]; // ties: the later value, as runMinMax
+      if (values[i] >= hi) hi = values[i];
     }
     mins[c] = lo;
     maxs[c] = hi;
@@ -292,8 +296,8 @@ function plan(x, { levels, target, cell, perCell }) {
       const hi = new Float32Array(half);
       for (let b = 0; b < half; b++) {
         const j = Math.min(2 * b + 1, mins.length - 1);
-        lo[b] = mins[j] < mins[2 * b] ? mins[j] : mins[2 * b];
-        hi[b] = maxs[j] > maxs[2 * b] ? maxs[j] : maxs[2 * b];
+        lo[b] = mins[j] <= mins[2 * b] ? mins[j] : mins[2 * b]; // ties: the later cell, as numpy.minimum
+        hi[b] = maxs[j] >= maxs[2 * b] ? maxs[j] : maxs[2 * b];
       }
       mins = lo;
       maxs = hi;
