@@ -65,8 +65,8 @@ MAX_BLOCK = 4096  # past this the parameters cost under 0.1% of either level's c
 class Rules:
     """One quantized level's planning constants.
 
-    `cell` is the smallest block size and the outlier unit: at most 256 values,
-    so a cell's float32 energy sum (≤ 256 · 2^16) stays exact. `target` is the
+    `cell` is the smallest block size and the outlier unit, a power of two
+    (blocks are cells merged pairwise up to `MAX_BLOCK`). `target` is the
     predicted relative RMS error aimed for, a little under the level's budget
     because measured errors land near the prediction. `per_cell` is the most
     outliers a cell may have.
@@ -91,7 +91,7 @@ class Rules:
 # 64). Its target sits between Laplace at 32 (predicted 9.44-9.50% on 2^18-2^20 values, so 9.5% would drop
 # some to 16, 5.4x) and N(0,1) at 128 (predicted 10.0%, measured 9.97%: too close to the budget). Two
 # outliers per 16-value cell: with 8, the half rows of a Q-table whose values sit 4x above the rows
-# around them went as 1,246 "outliers" (9.6x -> 8.9x).
+# around them went as 1,245 "outliers" (9.14x -> 8.56x).
 RULES = {255: Rules(255, 0.0095, 128, 8), 15: Rules(15, 0.0975, 16, 2)}
 
 
