@@ -31,10 +31,11 @@ def _add_store_options(parser: argparse.ArgumentParser, when: str = "") -> None:
     """A GUN relay is a store: its graph is kept on disk unless told otherwise."""
     store = parser.add_mutually_exclusive_group()
     store.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, metavar="DIR",
-                       help=f"{when}keep the relay's data (the GUN graph served on /gun, DIR/gun.sqlite) in DIR "
+                       help=f"{when}keep the relay's data (the GUN graph served on /gun, DIR/gun.sqlite; admitted swarms' "
+                       "revocations, certificates and held epoch keys, DIR/gate.sqlite) in DIR "
                        f"(default: ./{DEFAULT_DATA_DIR}, created if missing; delete it to wipe the data)")
     store.add_argument("--memory-only", action="store_true",
-                       help=f"{when}keep nothing on disk: the GUN graph is lost when the relay stops")
+                       help=f"{when}keep nothing on disk: the GUN graph and admission state are lost when the relay stops")
 
 
 def _data_dir(args: argparse.Namespace) -> Path | None:
@@ -80,9 +81,10 @@ def _federation_from(args: argparse.Namespace, parser: argparse.ArgumentParser):
 
 def _open_relay(host: str, port: int, web_root: Path | None, shm_hub: str | None, data_dir: Path | None,
                 federation=None):
-    """A RelayServer keeping its GUN graph in DATA_DIR/gun.sqlite (None: in memory), or None, logged, when that
-    store cannot be made or opened (not a directory, unwritable, not a database). The directory is made only
-    here, once the relay's dependencies are known to import, so a failed start leaves nothing behind."""
+    """A RelayServer keeping its GUN graph in DATA_DIR/gun.sqlite and its admission state in DATA_DIR/gate.sqlite
+    (None: in memory), or None, logged, when a store cannot be made or opened (not a directory, unwritable, not a
+    database). The directory is made only here, once the relay's dependencies are known to import, so a failed
+    start leaves nothing behind."""
     import sqlite3
 
     from .relay.server import RelayServer
@@ -90,7 +92,8 @@ def _open_relay(host: str, port: int, web_root: Path | None, shm_hub: str | None
     try:
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
-        return RelayServer(host, port, web_root, shm_hub=shm_hub, gun_store=_gun_file(data_dir), federation=federation)
+        return RelayServer(host, port, web_root, shm_hub=shm_hub, gun_store=_gun_file(data_dir), federation=federation,
+                           gate_store=None if data_dir is None else str(data_dir / "gate.sqlite"))
     except (OSError, sqlite3.Error) as exc:
         log.error("cannot keep the relay's data in %s: %s", data_dir, exc)
         return None

@@ -306,3 +306,16 @@ class MemberStateError(EdgeError):
 class InvalidRelayLimits(EdgeError, ValueError):
     """A relay limit is out of range (a deadline that is not a positive finite number of seconds, a cap below
     one): refused when the limits are made, so a relay never starts with a bound that does not bound."""
+
+
+# The relay's admission state across restarts (issue 15 follow-up).
+
+class GateRecordRejected(RejectedInput):
+    """A record in the relay's saved admission state (DATA-DIR/gate.sqlite) does not check out as it did when
+    it arrived (malformed, filed under another swarm or agent, not the admin's signature, an epoch key older than
+    its swarm's newest): it is refused and logged, it changes nothing, and the other records still load."""
+
+
+class GateStateFull(AdmissionRefused):
+    """The relay already keeps admission state for as many admitted swarms as its limit allows
+    (RelayLimits.max_swarms), none of them moot: a new admitted swarm is refused rather than the file growing."""

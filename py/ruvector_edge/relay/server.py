@@ -19,6 +19,7 @@ from ..platform.base import Clock
 from ..platform.native import NativeCryptoProvider
 from ..transport import relay_wire as rw
 from .admission import ConnectionGate, Ticket
+from .gate_store import GateStore
 from .federation.backplane import FederationConfig
 from .federation.gun_bridge import GunBridge
 from .federation.nats_bus import NatsBus, NatsOptions
@@ -66,8 +67,10 @@ class _Connection(QueuedPeer):
 class RelayServer:
     def __init__(self, host: str, port: int, web_root: Path | None, limits: RelayLimits | None = None,
                  shm_hub: str | None = None, gun_store: str | None = None, clock: Clock | None = None,
-                 federation: tuple[NatsOptions, FederationConfig] | None = None) -> None:
+                 federation: tuple[NatsOptions, FederationConfig] | None = None, gate_store: str | None = None) -> None:
         """`gun_store`: SQLite file of the GUN graph served on /gun (None keeps it in memory).
+        `gate_store`: SQLite file of what the gatekeeper holds for admitted swarms (revocations, certificates,
+        held epoch keys), so a restart keeps them (None keeps them in memory).
         `clock`: the wall clock registrations and held bindings are judged by (a fake one in tests).
         `federation`: join a NATS system and carry swarm traffic across relays (relay/federation)."""
         self.host, self.port, self.web_root = host, port, web_root
@@ -86,6 +89,7 @@ class RelayServer:
         self._pinger: asyncio.Task | None = None
         self.metrics.queue_depths = self._queue_depths
         self.gun = GunEngine(gun_store)
+        self.gate_store = None if gate_store is None else GateStore(gate_store, self.limits.max_swarms)
         self.metrics.gun_counts = self.gun.metrics
         self.bus: NatsBus | None = None
         self.gun_bridge: GunBridge | None = None
@@ -134,6 +138,9 @@ class RelayServer:
             await self.bus.start()
             self.router.attach_federation(self.bus.backplane)
             await self.gun_bridge.start(self.bus.nc)
+        if self.gate_store is not None:  # before listening: no hello is judged by a gatekeeper that forgot
+            for _ in await self.router.gatekeeper.restore(self.gate_store):
+                self.metrics.drop("gate_record_rejected")
         await self._runner.setup()
         # Not web.TCPSite: every accepted socket goes through the guard before aiohttp sees a byte of it.
         self._listener = await asyncio.get_running_loop().create_server(
@@ -170,6 +177,8 @@ class RelayServer:
         if self.bus is not None:
             await self.bus.stop()
         self.gun.close_store()
+        if self.gate_store is not None:
+            self.gate_store.close()
 
     async def _ping_loop(self) -> None:
         slices = PING_SLICES
