@@ -16,7 +16,7 @@ import pytest
 
 from relay_fixtures import wait_for, ws_url
 from ruvector_edge import cli
-from ruvector_edge.errors import GateRecordRejected, MalformedMessage
+from ruvector_edge.errors import GateRecordRejected, GateStateFull, MalformedMessage
 from ruvector_edge.platform.base import Clock
 from ruvector_edge.platform.native import NativeCryptoProvider
 from ruvector_edge.relay.gate_store import CERTIFICATE, EPOCH_KEY, REVOCATION, GateStore
@@ -201,5 +201,28 @@ async def test_a_stale_or_partly_malformed_rekey_changes_nothing_held_or_saved(t
         assert gate.epoch_keys == held and sorted(store.rows()) == saved
         assert set(gatekeeper.rekey(gate, {"deliveries": [json.loads(bob_key)]})) == {"bob"}  # a current one is
         assert sorted(r.agent for r in store.rows() if r.kind == EPOCH_KEY) == ["bob", "carol", "dave"]
+    finally:
+        store.close()
+
+
+async def test_the_file_holds_at_most_max_swarms_swarms_and_reads_no_more(tmp_path):
+    state = tmp_path / "gate.sqlite"
+    _, admin = await _swarm_with_history(state)
+    swarm_id, other = admin.swarm.swarm_id, "adm-" + "0" * 32
+    store = GateStore(state, max_swarms=1)
+    try:
+        rows = list(store.rows())
+        with pytest.raises(GateStateFull):
+            store.check_room(other, now=0)  # the one swarm held is not moot: no room
+        store.check_room(swarm_id, now=0)  # a swarm already held always has room
+        later = max(r.moot_after for r in rows)
+        store.check_room(other, now=later)  # every row of the held swarm is moot by then: forgotten, room made
+        assert list(store.rows()) == []
+        # Two swarms where one is allowed, as a file written by something else could hold: only one is read.
+        store.write("adm-" + "f" * 32, 0, put=[(CERTIFICATE, "x", later, "{}")])
+        store.write(swarm_id, 0, put=[(r.kind, r.agent, r.moot_after, r.body) for r in rows])
+        gatekeeper = Gatekeeper(NativeCryptoProvider(), Clock(), max_members=100)
+        assert await gatekeeper.restore(store) == []
+        assert list(gatekeeper.swarms) == [swarm_id]  # the first swarm in the file's order only
     finally:
         store.close()

@@ -19,10 +19,10 @@ from ..platform.base import Clock
 from ..platform.native import NativeCryptoProvider
 from ..transport import relay_wire as rw
 from .admission import ConnectionGate, Ticket
-from .gate_store import GateStore
 from .federation.backplane import FederationConfig
 from .federation.gun_bridge import GunBridge
 from .federation.nats_bus import NatsBus, NatsOptions
+from .gate_store import GateStore
 from .http import add_http_routes
 from .metrics import RelayMetrics
 from .queued_peer import QueuedPeer
