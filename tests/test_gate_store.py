@@ -16,7 +16,7 @@ import pytest
 
 from relay_fixtures import wait_for, ws_url
 from ruvector_edge import cli
-from ruvector_edge.errors import GateRecordRejected, GateStateFull, MalformedMessage
+from ruvector_edge.errors import GateRecordRejected, MalformedMessage
 from ruvector_edge.platform.base import Clock
 from ruvector_edge.platform.native import NativeCryptoProvider
 from ruvector_edge.relay.gate_store import CERTIFICATE, EPOCH_KEY, REVOCATION, GateStore
@@ -212,9 +212,8 @@ async def test_the_file_holds_at_most_max_swarms_swarms_and_reads_no_more(tmp_pa
     store = GateStore(state, max_swarms=1)
     try:
         rows = list(store.rows())
-        with pytest.raises(GateStateFull):
-            store.check_room(other, now=0)  # the one swarm held is not moot: no room
         store.check_room(swarm_id, now=0)  # a swarm already held always has room
+        assert list(store.rows()) == rows
         later = max(r.moot_after for r in rows)
         store.check_room(other, now=later)  # every row of the held swarm is moot by then: forgotten, room made
         assert list(store.rows()) == []
@@ -224,5 +223,22 @@ async def test_the_file_holds_at_most_max_swarms_swarms_and_reads_no_more(tmp_pa
         gatekeeper = Gatekeeper(NativeCryptoProvider(), Clock(), max_members=100)
         assert await gatekeeper.restore(store) == []
         assert list(gatekeeper.swarms) == [swarm_id]  # the first swarm in the file's order only
+    finally:
+        store.close()
+
+
+def test_a_full_file_drops_its_least_recently_written_swarm_rather_than_refuse_a_new_one(tmp_path):
+    """Anyone can found swarms: refusing newcomers at the limit would let a stranger's self-made swarms shut
+    every later admitted swarm out of the relay, across restarts."""
+    store = GateStore(tmp_path / "gate.sqlite", max_swarms=2)
+    try:
+        far = 10**15
+        store.write("adm-" + "1" * 32, 1, put=[(CERTIFICATE, "a", far, "{}")])
+        store.write("adm-" + "2" * 32, 2, put=[(CERTIFICATE, "b", far, "{}")])
+        store.write("adm-" + "1" * 32, 3, put=[(REVOCATION, "c", far, "{}")])  # swarm 1 written again: 2 is oldest
+        store.check_room("adm-" + "3" * 32, now=4)
+        store.write("adm-" + "3" * 32, 4, put=[(CERTIFICATE, "d", far, "{}")])
+        assert sorted({r.swarm for r in store.rows()}) == ["adm-" + "1" * 32, "adm-" + "3" * 32]
+        assert store.holds("adm-" + "3" * 32) and not store.holds("adm-" + "2" * 32)
     finally:
         store.close()

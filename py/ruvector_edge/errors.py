@@ -315,7 +315,3 @@ class GateRecordRejected(RejectedInput):
     it arrived (malformed, filed under another swarm or agent, not the admin's signature, an epoch key older than
     its swarm's newest): it is refused and logged, it changes nothing, and the other records still load."""
 
-
-class GateStateFull(AdmissionRefused):
-    """The relay already keeps admission state for as many admitted swarms as its limit allows
-    (RelayLimits.max_swarms), none of them moot: a new admitted swarm is refused rather than the file growing."""

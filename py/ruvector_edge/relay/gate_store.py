@@ -9,17 +9,22 @@ wire, so the file is trusted no more than a frame.
 Every write is one transaction, committed before the gatekeeper returns (and so before the relay acknowledges
 the change). Rows moot by their `moot_after` time (an expired certificate, a revocation of one) are purged in
 the same transaction as the next write to their swarm. The file holds at most `max_swarms` swarms; per swarm,
-the gatekeeper's own bounds apply, since the file only mirrors what it holds.
+the gatekeeper's own bounds apply, since the file only mirrors what it holds. When a new swarm finds the file
+full (no swarm moot), the swarm written least recently is dropped from the file, not the newcomer refused:
+anyone can found swarms, so refusing would let a stranger's 10,000 self-made swarms shut every later admitted
+swarm out of the relay, across restarts; dropping only makes an idle swarm's state after a restart what it was
+before the relay kept a file (its admin sends it again on joining).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
-from ..errors import GateStateFull
+log = logging.getLogger(__name__)
 
 CERTIFICATE, REVOCATION, EPOCH_KEY = "certificate", "revocation", "epoch-key"
 
@@ -27,6 +32,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS gate_record (swarm TEXT NOT NULL, kind TEXT NOT NULL, agent TEXT NOT NULL,
                                         moot_after INTEGER NOT NULL, body TEXT NOT NULL,
                                         PRIMARY KEY (swarm, kind, agent)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gate_swarm (swarm TEXT PRIMARY KEY, written INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -59,16 +65,27 @@ class GateStore:
         return swarm in self._swarms
 
     def check_room(self, swarm: str, now: int) -> None:
-        """GateStateFull unless `swarm` has rows already or there is room for one more swarm (after swarms whose
-        every row is moot are forgotten); called before the gatekeeper changes anything."""
+        """Make room for `swarm` if it has no rows yet and the file is full: forget the swarms whose every row is
+        moot, then, if still full, the swarm written least recently. Called before the gatekeeper changes anything."""
         if swarm in self._swarms or len(self._swarms) < self.max_swarms:
             return
-        self._write(lambda db: db.execute(
-            "DELETE FROM gate_record WHERE swarm IN (SELECT swarm FROM gate_record GROUP BY swarm "
-            "HAVING MAX(moot_after) <= ?)", (now,)))
+
+        def make_room(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM gate_record WHERE swarm IN (SELECT swarm FROM gate_record GROUP BY swarm "
+                       "HAVING MAX(moot_after) <= ?)", (now,))
+            held = db.execute("SELECT COUNT(DISTINCT swarm) FROM gate_record").fetchone()[0]
+            if held >= self.max_swarms:
+                oldest = db.execute(  # a swarm with rows but no write time (an older file) counts as oldest
+                    "SELECT r.swarm FROM (SELECT DISTINCT swarm FROM gate_record) r LEFT JOIN gate_swarm w "
+                    "ON w.swarm = r.swarm ORDER BY COALESCE(w.written, -1), r.swarm LIMIT ?",
+                    (held - self.max_swarms + 1,)).fetchall()
+                log.warning("gate state: %d swarm(s) kept, the limit; dropping the least recently written from the "
+                            "file to admit another", held)
+                db.executemany("DELETE FROM gate_record WHERE swarm = ?", oldest)
+            db.execute("DELETE FROM gate_swarm WHERE swarm NOT IN (SELECT DISTINCT swarm FROM gate_record)")
+
+        self._write(make_room)
         self._swarms = {s for (s,) in self._db.execute("SELECT DISTINCT swarm FROM gate_record")}
-        if len(self._swarms) >= self.max_swarms:
-            raise GateStateFull(f"the relay keeps admission state for {self.max_swarms} swarms already")
 
     def write(self, swarm: str, now: int, put: Iterable[tuple[str, str, int, str]] = (),
               delete: Iterable[tuple[str, str]] = ()) -> None:
@@ -82,6 +99,8 @@ class GateStore:
             db.executemany("INSERT OR REPLACE INTO gate_record VALUES (?, ?, ?, ?, ?)",
                            [(swarm, kind, agent, moot, body) for kind, agent, moot, body in put])
             db.execute("DELETE FROM gate_record WHERE swarm = ? AND moot_after <= ?", (swarm, now))
+            if put:
+                db.execute("INSERT OR REPLACE INTO gate_swarm VALUES (?, ?)", (swarm, now))
 
         self._write(change)
         if put:
